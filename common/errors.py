@@ -1,0 +1,54 @@
+"""The one exception hierarchy of EventGuard.
+
+Everything the runtime raises on purpose derives from :class:`EventGuardError`. The consumer
+pipeline catches this root (and nothing broader without re-raising) and turns the control-flow
+signals below into a message's fate:
+
+* :class:`RetryLater` -> the message is re-published to a delay queue and retried later;
+* :class:`Reject` -> the message is dead-lettered at once with its reason.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DeliveryError",
+    "EventGuardError",
+    "ExternalCallError",
+    "Reject",
+    "RetryLater",
+]
+
+
+class EventGuardError(Exception):
+    """Root of every error EventGuard raises on purpose."""
+
+
+class ConfigError(EventGuardError):
+    """Configuration is missing or invalid; start-up must stop."""
+
+
+class ExternalCallError(EventGuardError):
+    """A call that left the process failed (base for reliability errors)."""
+
+
+class DeliveryError(EventGuardError):
+    """The broker did not take a message (nack, returned as unroutable, channel closed)."""
+
+
+class RetryLater(EventGuardError):  # noqa: N818 - a control-flow signal, not an error report
+    """The handler cannot finish now but may later: redeliver after ``delay`` seconds."""
+
+    def __init__(self, reason: str, *, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class Reject(EventGuardError):  # noqa: N818 - a control-flow signal, not an error report
+    """The message can never succeed (poison): dead-letter it with ``reason``."""
+
+    def __init__(self, detail: str, *, reason: str = "handler_rejected") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.reason = reason

@@ -1,0 +1,65 @@
+"""The Redis client every worker uses for its state.
+
+Every command goes through :meth:`Store.execute`, which runs it behind the ``redis`` guard
+(timeout, retry with a budget, circuit breaker). Keys are namespaced with the configured
+prefix so tests and tenants never collide. Responses are bytes (``decode_responses=False``)
+so stored message bodies stay byte for byte what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+__all__ = ["Store", "connect_redis"]
+
+T = TypeVar("T")
+
+RedisClient = Redis
+
+
+def connect_redis(url: str) -> Redis:
+    """A client for ``url`` with its own retries off (retries live in one layer: the guard)."""
+    return Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        retry_on_timeout=False,
+        health_check_interval=15,
+    )
+
+
+class Store:
+    """Namespaced, guarded access to Redis."""
+
+    def __init__(self, client: Redis, *, prefix: str = "eg:", timeout_s: float = 2.0) -> None:
+        self.client = client
+        self.prefix = prefix
+        self._timeout_s = timeout_s
+
+    def key(self, *parts: str) -> str:
+        """The namespaced key for ``parts`` (joined with ``:``)."""
+        return self.prefix + ":".join(parts)
+
+    async def execute(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+        """Run one Redis operation (a command or a pipeline) under the redis guard."""
+        async with asyncio.timeout(self._timeout_s):
+            return await op(self.client)
+
+    async def ping(self) -> bool:
+        """True when Redis answers within the timeout."""
+        try:
+            result: Any = await self.execute(lambda r: r.ping())
+        except (OSError, TimeoutError, ConnectionError):
+            return False
+        except Exception:  # noqa: BLE001 - any redis error means "not ready", reported as False
+            return False
+        return bool(result)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()

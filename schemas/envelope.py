@@ -1,0 +1,101 @@
+"""The event envelope: CloudEvents 1.0 attributes around a typed payload.
+
+On the wire an event is the JSON of :class:`Envelope`. ``data`` is validated against the payload
+model registered for ``type`` (see :mod:`schemas.registry`). Every model forbids unknown fields
+and bounds every string, list and number.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "Actor",
+    "Envelope",
+    "EventType",
+    "Name",
+    "Payload",
+    "ShortText",
+    "new_event",
+]
+
+_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+EventType = Annotated[str, StringConstraints(min_length=3, max_length=128, pattern=_TYPE_PATTERN)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(max_length=2_000)]
+_ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)]
+
+SCHEMA_VERSION = "1"
+
+
+class Payload(BaseModel):
+    """Base of every event payload: strict about unknown fields, immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Actor(BaseModel):
+    """On whose behalf the event runs; ``token`` is verified before acting for the subject."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subject: Name
+    role: Annotated[str, StringConstraints(max_length=32)]
+    token: Annotated[str, StringConstraints(max_length=8_192)] | None = Field(
+        default=None, repr=False
+    )
+
+
+DataT = TypeVar("DataT", bound=BaseModel)
+
+
+class Envelope(BaseModel, Generic[DataT]):
+    """One event: CloudEvents 1.0 attributes plus EventGuard's tracing and actor fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: EventId
+    type: EventType
+    source: Name
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: Annotated[str, StringConstraints(max_length=300)] | None = None
+    schema_version: Annotated[str, StringConstraints(max_length=16)] = SCHEMA_VERSION
+    correlation_id: EventId | None = None
+    causation_id: EventId | None = None
+    actor: Actor | None = None
+    data: DataT
+
+
+def new_event(
+    event_type: str,
+    data: DataT,
+    *,
+    source: str,
+    correlation_id: str | None = None,
+    causation: Envelope[Any] | None = None,
+    actor: Actor | None = None,
+    event_id: str | None = None,
+) -> Envelope[DataT]:
+    """A fresh envelope; with ``causation`` it inherits the correlation id and records the cause."""
+    eid = event_id or uuid.uuid4().hex
+    if causation is not None:
+        correlation_id = correlation_id or causation.correlation_id or causation.id
+    model: type[Envelope[DataT]] = Envelope[type(data)]  # type: ignore[assignment]
+    return model(
+        id=eid,
+        type=event_type,
+        source=source,
+        time=datetime.now(UTC),
+        dataschema=f"urn:eventguard:schema:{event_type}:{SCHEMA_VERSION}",
+        correlation_id=correlation_id or eid,
+        causation_id=causation.id if causation is not None else None,
+        actor=actor if actor is not None else (causation.actor if causation else None),
+        data=data,
+    )

@@ -1,0 +1,38 @@
+"""Marketplace events: a user gained or lost a strategy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, StringConstraints
+
+from schemas.envelope import Name, Payload
+
+__all__ = ["EVENTS", "StrategyPurchased", "StrategyRevoked"]
+
+StrategyId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Symbol = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class StrategyPurchased(Payload):
+    """``user_id`` owns ``strategy`` (until ``expires_at`` for monthly access)."""
+
+    user_id: Name
+    strategy: StrategyId
+    expires_at: AwareDatetime | None = None
+    credits: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    asset_filter: Annotated[list[Symbol], Field(max_length=5_000)] | None = None
+
+
+class StrategyRevoked(Payload):
+    """``user_id`` no longer owns ``strategy``."""
+
+    user_id: Name
+    strategy: StrategyId
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+EVENTS: dict[str, type[Payload]] = {
+    "marketplace.strategy.purchased": StrategyPurchased,
+    "marketplace.strategy.revoked": StrategyRevoked,
+}

@@ -1,0 +1,81 @@
+"""Quarantine events: requests to take an entity out of circulation, and the decisions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from schemas.envelope import Name, Payload, ShortText
+
+__all__ = [
+    "EVENTS",
+    "EntityKind",
+    "QuarantineEntryAdded",
+    "QuarantineEntryDiscarded",
+    "QuarantineEntryReleased",
+    "QuarantineReleaseRequested",
+    "QuarantineRequested",
+]
+
+EntityKind = Literal["ai_model", "exchange_source", "producer", "strategy", "event_type", "message"]
+EntityId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+RecordId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Severity = Literal["info", "warning", "critical"]
+EvidenceKey = Annotated[str, StringConstraints(max_length=100)]
+
+
+class QuarantineRequested(Payload):
+    """Take an entity out of circulation (for ``ttl_s`` seconds, or until released)."""
+
+    kind: EntityKind
+    entity_id: EntityId
+    reason: ShortText
+    severity: Severity = "warning"
+    evidence: Annotated[dict[EvidenceKey, ShortText], Field(max_length=50)] = {}
+    ttl_s: Annotated[int, Field(ge=1, le=365 * 24 * 3600)] | None = None
+    requested_by: Name
+
+
+class QuarantineReleaseRequested(Payload):
+    """An operator asks to release a record (re-publish a dead message, unblock an entity)."""
+
+    record_id: RecordId
+    note: ShortText = ""
+
+
+class _EntryEvent(Payload):
+    record_id: RecordId
+    kind: EntityKind
+    entity_id: EntityId
+
+
+class QuarantineEntryAdded(_EntryEvent):
+    """An entity or message is now quarantined."""
+
+    reason: ShortText
+    severity: Severity = "warning"
+    expires_at: Annotated[float, Field(ge=0)] | None = None
+
+
+class QuarantineEntryReleased(_EntryEvent):
+    """A record was released (by a reviewer or by expiry)."""
+
+    released_by: Name
+    note: ShortText = ""
+
+
+class QuarantineEntryDiscarded(_EntryEvent):
+    """A record was discarded by a reviewer."""
+
+    discarded_by: Name
+    note: ShortText = ""
+
+
+EVENTS: dict[str, type[Payload]] = {
+    "quarantine.requested": QuarantineRequested,
+    "quarantine.release.requested": QuarantineReleaseRequested,
+    "quarantine.entry.added": QuarantineEntryAdded,
+    "quarantine.entry.released": QuarantineEntryReleased,
+    "quarantine.entry.discarded": QuarantineEntryDiscarded,
+}

@@ -1,0 +1,36 @@
+"""The event catalogue: event type -> payload model, and typed envelope models per type."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from schemas import ai, health, marketplace, opportunity, quarantine
+from schemas.envelope import Envelope, Payload
+
+__all__ = ["CATALOGUE", "envelope_model", "is_known", "payload_model"]
+
+CATALOGUE: dict[str, type[Payload]] = {
+    **health.EVENTS,
+    **quarantine.EVENTS,
+    **ai.EVENTS,
+    **opportunity.EVENTS,
+    **marketplace.EVENTS,
+}
+
+
+def is_known(event_type: str) -> bool:
+    """True when ``event_type`` is in the catalogue."""
+    return event_type in CATALOGUE
+
+
+def payload_model(event_type: str) -> type[Payload]:
+    """The payload model of ``event_type`` (KeyError when unknown)."""
+    return CATALOGUE[event_type]
+
+
+@cache
+def envelope_model(event_type: str) -> type[Envelope[Any]]:
+    """The envelope model whose ``data`` is ``event_type``'s payload (built once per type)."""
+    model: type[Envelope[Any]] = Envelope[CATALOGUE[event_type]]  # type: ignore[valid-type]
+    return model

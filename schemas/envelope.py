@@ -87,7 +87,7 @@ def new_event(
     eid = event_id or uuid.uuid4().hex
     if causation is not None:
         correlation_id = correlation_id or causation.correlation_id or causation.id
-    model: type[Envelope[DataT]] = Envelope[type(data)]  # type: ignore[assignment]
+    model: type[Envelope[DataT]] = Envelope[type(data)]  # type: ignore[misc,assignment]
     return model(
         id=eid,
         type=event_type,

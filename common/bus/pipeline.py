@@ -1,0 +1,404 @@
+"""The consumer pipeline: the one place that decides each message's fate.
+
+size limit -> JSON decode -> envelope validation -> known type -> payload validation ->
+producer authorisation -> idempotency claim -> handler under a timeout -> output events
+published and confirmed -> ack.
+
+Failures that may pass (timeouts, :class:`RetryLater`, external errors, handler bugs) are
+re-published to a delay queue with the attempt count in a header, then acked; after the last
+attempt, and at once for failures that cannot pass, the message is published to the
+dead-letter exchange with its reason in headers, then acked. If even that publish fails, the
+message is rejected so the queue's own dead-lettering (at-least-once) keeps it. No exception
+escapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.bus import headers as h
+from common.bus.broker import Broker
+from common.bus.idempotency import ClaimState, Idempotency
+from common.bus.message import HeaderValue, IncomingMessage
+from common.bus.publisher import Publisher
+from common.bus.router import Emit, Route, Router
+from common.bus.topology import DEAD_LETTER_EXCHANGE
+from common.config import RuntimeSettings
+from common.errors import DeliveryError, EventGuardError, Reject, RetryLater
+from common.logging import bind_message, get_logger
+from common.metrics import Metrics
+from schemas.envelope import Envelope
+from schemas.registry import envelope_model, is_known
+
+__all__ = ["Authorizer", "Pipeline", "PipelineStats", "allow_all"]
+
+Authorizer = Callable[[str, str | None], bool]
+_log = get_logger("eventguard.pipeline")
+_MAX_ERROR_CHARS = 1_000
+
+
+def allow_all(event_type: str, producer: str | None) -> bool:
+    """An authorizer for tests that exercise other parts of the pipeline."""
+    return True
+
+
+@dataclass
+class PipelineStats:
+    """Counters the heartbeat reports: totals since start and recent latencies."""
+
+    handled: int = 0
+    failed: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+class _DeadLetter(Exception):  # noqa: N818 - internal control flow, never leaves this module
+    def __init__(self, reason: str, detail: str, exception: str = "") -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.exception = exception
+
+
+class Pipeline:
+    """Decides the fate of every message delivered to one worker's queue."""
+
+    def __init__(
+        self,
+        *,
+        worker: str,
+        router: Router,
+        broker: Broker,
+        publisher: Publisher,
+        idempotency: Idempotency | None,
+        settings: RuntimeSettings,
+        metrics: Metrics,
+        authorize: Authorizer,
+        retry_queues: Mapping[float, str],
+    ) -> None:
+        self.worker = worker
+        self.router = router
+        self.broker = broker
+        self.publisher = publisher
+        self.idempotency = idempotency
+        self.settings = settings
+        self.authorize = authorize
+        self.retry_queues = dict(sorted(retry_queues.items()))
+        self.stats = PipelineStats()
+        self._m = metrics.runtime
+        self._in_flight = self._m.in_flight.labels(worker)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._active = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Messages being handled now."""
+        return self._active
+
+    async def drained(self) -> None:
+        """Wait until no message is being handled."""
+        await self._idle.wait()
+
+    async def __call__(self, message: IncomingMessage) -> None:
+        """Handle one delivery; never raises."""
+        self._active += 1
+        self._idle.clear()
+        self._in_flight.inc()
+        started = time.perf_counter()
+        event_type = message.type or "unknown"
+        try:
+            event_type, outcome = await self._process(message)
+        except Exception:  # noqa: BLE001 - last line of defence: the message must not be lost
+            _log.exception("pipeline.crashed", queue=message.queue)
+            outcome = "retry"
+            await self._settle_crashed(message)
+        finally:
+            self._active -= 1
+            self._in_flight.dec()
+            if self._active == 0:
+                self._idle.set()
+        elapsed = time.perf_counter() - started
+        label = event_type if is_known(event_type) else "unknown"
+        self._m.messages.labels(self.worker, label, outcome).inc()
+        self._m.processing.labels(self.worker, label).observe(elapsed)
+        self.stats.latencies.append(elapsed)
+        if outcome in {"ack", "duplicate"}:
+            self.stats.handled += 1
+        else:
+            self.stats.failed += 1
+
+    async def _settle_crashed(self, message: IncomingMessage) -> None:
+        try:
+            await message.reject(requeue=True)
+        except Exception:  # noqa: BLE001 - the broker will redeliver when the channel dies
+            _log.warning("pipeline.settle_failed", queue=message.queue)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    async def _process(self, message: IncomingMessage) -> tuple[str, str]:
+        try:
+            event, route = self._decode(message)
+        except _DeadLetter as dead:
+            await self._dead_letter(message, dead.reason, dead.detail, dead.exception, attempt=0)
+            return message.type or "unknown", "rejected"
+        with bind_message(
+            worker=self.worker,
+            event_id=event.id,
+            correlation_id=event.correlation_id,
+            event_type=event.type,
+        ):
+            producer = self._producer_of(message)
+            if not self.authorize(event.type, producer):
+                await self._dead_letter(
+                    message,
+                    "unauthorized",
+                    f"producer {producer!r} may not publish {event.type}",
+                    "",
+                    attempt=0,
+                )
+                return event.type, "rejected"
+            return event.type, await self._handle(message, event, route)
+
+    def _producer_of(self, message: IncomingMessage) -> str | None:
+        """The AMQP user that published the event; for our own retry copies, the header."""
+        own = self.publisher.user_id
+        if message.user_id == own and h.PRODUCER in message.headers:
+            return str(message.headers[h.PRODUCER])
+        return message.user_id
+
+    def _decode(self, message: IncomingMessage) -> tuple[Envelope[Any], Route]:
+        if len(message.body) > self.settings.max_body_bytes:
+            raise _DeadLetter(
+                "too_large", f"{len(message.body)} bytes > {self.settings.max_body_bytes}"
+            )
+        event_type = message.type
+        if event_type is None or not is_known(event_type):
+            event_type = self._peek_type(message.body)
+        if not is_known(event_type):
+            raise _DeadLetter("unknown_type", f"event type {event_type!r} is not in the catalogue")
+        try:
+            event = envelope_model(event_type).model_validate_json(message.body)
+        except ValidationError as error:
+            first = error.errors()[0]
+            if first["type"] == "json_invalid":
+                raise _DeadLetter("invalid_json", str(first["msg"]), "ValidationError") from None
+            raise _DeadLetter("schema_violation", _summarise(error), "ValidationError") from None
+        if event.type != event_type:
+            raise _DeadLetter(
+                "schema_violation",
+                f"type property {message.type!r} differs from envelope type {event.type!r}",
+            )
+        route = self.router.routes.get(event.type)
+        if route is None:
+            raise _DeadLetter("unknown_type", f"{self.worker} has no handler for {event.type}")
+        return event, route
+
+    @staticmethod
+    def _peek_type(body: bytes) -> str:
+        try:
+            data = Envelope[dict[str, Any]].model_validate_json(body)  # type: ignore[type-var]
+        except ValidationError as error:
+            first = error.errors()[0]
+            if first["type"] == "json_invalid":
+                raise _DeadLetter("invalid_json", str(first["msg"]), "ValidationError") from None
+            raise _DeadLetter("schema_violation", _summarise(error), "ValidationError") from None
+        return str(data.type)
+
+    async def _handle(self, message: IncomingMessage, event: Envelope[Any], route: Route) -> str:
+        attempt = _attempt_of(message) + 1
+        idem = self.idempotency
+        if idem is not None:
+            try:
+                claim = await idem.claim(event.id)
+            except (EventGuardError, OSError, TimeoutError) as error:
+                return await self._retry(message, attempt, f"idempotency claim failed: {error!r}")
+            if claim.state is ClaimState.DONE:
+                await message.ack()
+                return "duplicate"
+            if claim.state is ClaimState.BUSY:
+                return await self._retry(message, attempt, "event is being handled elsewhere")
+            if claim.state is ClaimState.OUTBOX:
+                return await self._republish(message, event, route, claim.outbox, attempt)
+        try:
+            timeout = route.timeout_s or self.settings.handler_timeout_s
+            async with asyncio.timeout(timeout):
+                output = list(await route.handler(event) or ())
+        except Reject as rejected:
+            await self._release(event.id)
+            await self._dead_letter(
+                message, rejected.reason, rejected.detail, type(rejected).__name__, attempt
+            )
+            return "dead_letter"
+        except RetryLater as later:
+            await self._release(event.id)
+            return await self._retry(message, attempt, later.reason, later.delay)
+        except Exception as error:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
+            await self._release(event.id)
+            _log.warning("handler.failed", error=repr(error)[:_MAX_ERROR_CHARS], attempt=attempt)
+            return await self._retry(message, attempt, repr(error), exception=type(error).__name__)
+        return await self._publish_and_ack(message, event, route, output, attempt)
+
+    async def _publish_and_ack(
+        self,
+        message: IncomingMessage,
+        event: Envelope[Any],
+        route: Route,
+        output: Emit,
+        attempt: int,
+    ) -> str:
+        idem = self.idempotency
+        try:
+            if output and idem is not None:
+                await idem.save_outbox(event.id, [e.model_dump_json() for e in output])
+            await self._emit(message, route, output)
+            if idem is not None:
+                await idem.done(event.id)
+        except (EventGuardError, OSError, TimeoutError) as error:
+            return await self._retry(message, attempt, f"publishing output failed: {error!r}")
+        await message.ack()
+        return "ack"
+
+    async def _republish(
+        self,
+        message: IncomingMessage,
+        event: Envelope[Any],
+        route: Route,
+        bodies: list[str],
+        attempt: int,
+    ) -> str:
+        output = [
+            envelope_model(e.type).model_validate_json(body)
+            for body in bodies
+            for e in [Envelope[dict[str, Any]].model_validate_json(body)]  # type: ignore[type-var]
+        ]
+        return await self._publish_and_ack(message, event, route, output, attempt)
+
+    async def _emit(self, message: IncomingMessage, route: Route, output: Emit) -> None:
+        for out in output:
+            await self.publisher.publish(out)
+            if route.reply and message.reply_to:
+                try:
+                    await self.publisher.reply(
+                        out, reply_to=message.reply_to, correlation_id=message.correlation_id
+                    )
+                except DeliveryError as error:  # the requester left; the topic copy stands
+                    _log.info("reply.undeliverable", reply_to=message.reply_to, error=str(error))
+
+    async def _release(self, event_id: str) -> None:
+        if self.idempotency is None:
+            return
+        try:
+            await self.idempotency.release(event_id)
+        except (EventGuardError, OSError, TimeoutError) as error:
+            # The lease expires on its own; the retry then runs.
+            _log.warning("idempotency.release_failed", error=repr(error))
+
+    # -- fates -------------------------------------------------------------------------------
+
+    async def _retry(
+        self,
+        message: IncomingMessage,
+        attempt: int,
+        reason: str,
+        delay: float | None = None,
+        exception: str = "RetryLater",
+    ) -> str:
+        if attempt >= self.settings.max_attempts or not self.retry_queues:
+            await self._dead_letter(message, "max_attempts", reason, exception, attempt)
+            return "dead_letter"
+        queue = self._retry_queue(attempt, delay)
+        retry_headers = {
+            **message.headers,
+            h.ATTEMPT: attempt,
+            h.ORIGINAL_ROUTING_KEY: _original_routing_key(message),
+            h.ORIGINAL_EXCHANGE: _original_exchange(message),
+            h.PRODUCER: self._producer_of(message) or "",
+        }
+        try:
+            await self.broker.publish(
+                message.to_outgoing(
+                    exchange="",
+                    routing_key=queue,
+                    headers=retry_headers,
+                    user_id=self.publisher.user_id,
+                )
+            )
+        except (EventGuardError, OSError, TimeoutError) as error:
+            _log.warning("retry.publish_failed", error=repr(error))
+            await message.reject(requeue=True)
+            return "retry"
+        _log.info("message.retry_scheduled", attempt=attempt, queue=queue, reason=reason[:200])
+        await message.ack()
+        return "retry"
+
+    def _retry_queue(self, attempt: int, delay: float | None) -> str:
+        tiers = list(self.retry_queues)
+        if delay is not None:
+            for tier in tiers:
+                if tier >= delay:
+                    return self.retry_queues[tier]
+            return self.retry_queues[tiers[-1]]
+        return self.retry_queues[tiers[min(attempt - 1, len(tiers) - 1)]]
+
+    async def _dead_letter(
+        self, message: IncomingMessage, reason: str, detail: str, exception: str, attempt: int
+    ) -> None:
+        dead_headers: dict[str, HeaderValue] = {
+            **message.headers,
+            h.REASON: reason,
+            h.EXCEPTION: exception,
+            h.ERROR: detail[:_MAX_ERROR_CHARS],
+            h.ORIGINAL_ROUTING_KEY: _original_routing_key(message),
+            h.ORIGINAL_EXCHANGE: _original_exchange(message),
+            h.ATTEMPT: attempt,
+            h.WORKER: self.worker,
+            h.QUEUE: message.queue,
+            h.DEAD_AT: datetime.now(UTC).isoformat(),
+            h.PRODUCER: self._producer_of(message) or "",
+        }
+        self._m.dead_letters.labels(self.worker, reason).inc()
+        _log.warning("message.dead_lettered", reason=reason, detail=detail[:200], attempt=attempt)
+        try:
+            await self.broker.publish(
+                message.to_outgoing(
+                    exchange=DEAD_LETTER_EXCHANGE,
+                    routing_key=str(dead_headers[h.ORIGINAL_ROUTING_KEY]),
+                    headers=dead_headers,
+                    user_id=self.publisher.user_id,
+                )
+            )
+        except (EventGuardError, OSError, TimeoutError) as error:
+            # The queue dead-letters it itself (at-least-once), without our headers.
+            _log.error("dead_letter.publish_failed", error=repr(error))
+            await message.reject(requeue=False)
+            return
+        await message.ack()
+
+
+def _attempt_of(message: IncomingMessage) -> int:
+    value = message.headers.get(h.ATTEMPT, 0)
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _original_routing_key(message: IncomingMessage) -> str:
+    return str(message.headers.get(h.ORIGINAL_ROUTING_KEY, message.routing_key))
+
+
+def _original_exchange(message: IncomingMessage) -> str:
+    return str(message.headers.get(h.ORIGINAL_EXCHANGE, message.exchange))
+
+
+def _summarise(error: ValidationError) -> str:
+    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]]
+    return "; ".join(parts)

@@ -1,0 +1,73 @@
+"""Handlers: typed async functions registered per event type.
+
+A handler takes the validated envelope and returns the events it wants published (or
+nothing). It never acks: the pipeline publishes its output, waits for the confirms, then acks.
+To say "retry later" it raises :class:`~common.errors.RetryLater`; for poison,
+:class:`~common.errors.Reject`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from common.bus.message import IncomingMessage
+from schemas.envelope import Envelope
+from schemas.registry import is_known
+
+__all__ = ["Emit", "Handler", "RawHandler", "Route", "Router"]
+
+Emit = Sequence[Envelope[Any]]
+Handler = Callable[[Envelope[Any]], Awaitable[Emit | None]]
+RawHandler = Callable[[IncomingMessage], Awaitable[Emit | None]]
+H = TypeVar("H", bound=Handler)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one event type is handled."""
+
+    event_type: str
+    handler: Handler
+    timeout_s: float | None = None
+    # Send the output events to the request's reply_to as well (request/reply).
+    reply: bool = False
+
+
+class Router:
+    """The event types a worker consumes, each with its handler."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+
+    def add(
+        self,
+        event_type: str,
+        handler: Handler,
+        *,
+        timeout_s: float | None = None,
+        reply: bool = False,
+    ) -> None:
+        """Register ``handler`` for ``event_type`` (a catalogue type, once)."""
+        if not is_known(event_type):
+            raise ValueError(f"{event_type!r} is not in the event catalogue")
+        if event_type in self.routes:
+            raise ValueError(f"{event_type!r} already has a handler")
+        self.routes[event_type] = Route(event_type, handler, timeout_s, reply)
+
+    def on(
+        self, event_type: str, *, timeout_s: float | None = None, reply: bool = False
+    ) -> Callable[[H], H]:
+        """Decorator form of :meth:`add`."""
+
+        def register(handler: H) -> H:
+            self.add(event_type, handler, timeout_s=timeout_s, reply=reply)
+            return handler
+
+        return register
+
+    @property
+    def event_types(self) -> list[str]:
+        """The event types this router handles, sorted."""
+        return sorted(self.routes)

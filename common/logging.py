@@ -1,0 +1,70 @@
+"""structlog, configured once at start-up (never at import).
+
+JSON lines when stderr is not a terminal (containers), a console renderer on a TTY. Every line
+carries the context bound with :func:`bind_message` (event_id, correlation_id, worker, type)
+through contextvars, and passes a redaction processor so tokens, keys and passwords never
+reach a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+from structlog.contextvars import bound_contextvars
+from structlog.typing import Processor
+
+from common.security.redaction import redact_secrets
+
+__all__ = ["bind_message", "configure_logging", "get_logger"]
+
+
+def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and the standard library's root logger (call once, from the CLI)."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    processors: list[Processor] = [
+        *shared,
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    for noisy in ("aiormq", "aio_pika", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_logger(name: str | None = None, **initial: Any) -> Any:
+    """A structlog logger (bound to ``initial``)."""
+    return structlog.get_logger(name, **initial)
+
+
+@contextmanager
+def bind_message(
+    *, worker: str, event_id: str | None, correlation_id: str | None, event_type: str | None
+) -> Iterator[None]:
+    """Bind one message's identity to every log line written while handling it."""
+    with bound_contextvars(
+        worker=worker, event_id=event_id, correlation_id=correlation_id, event_type=event_type
+    ):
+        yield

@@ -1,0 +1,105 @@
+"""What a worker is to the runtime: a router of handlers plus optional extras.
+
+A worker package exposes ``create(ctx: WorkerContext) -> Service``. The runtime gives it its
+dependencies in the :class:`WorkerContext` and asks the service for its handlers, any raw
+queues it consumes (quarantine reads ``eventguard.dead``), its admin routes, the breakers that
+should pause its consumer while open, and its background tasks (``start``/``stop``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+
+from common.bus.broker import Broker
+from common.bus.publisher import Publisher
+from common.bus.router import RawHandler, Router
+from common.config import Settings
+from common.metrics import Metrics
+from common.store import Store
+
+__all__ = ["AdminRoute", "BaseService", "Service", "ServiceFactory", "WorkerContext"]
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """The dependencies the runtime hands to a worker."""
+
+    name: str
+    settings: Settings
+    store: Store
+    broker: Broker
+    publisher: Publisher
+    metrics: Metrics
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    """One ``/admin/...`` route of a worker, with the least role allowed to call it."""
+
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    min_role: str = "operator"
+    action: str = field(default="")
+
+
+class Service(Protocol):
+    """A worker as the runtime sees it."""
+
+    name: str
+    router: Router
+
+    def raw_consumers(self) -> Mapping[str, RawHandler]:
+        """Queues consumed without envelope decoding (queue name -> handler)."""
+        ...
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """Routes mounted under ``/admin`` on the ops server."""
+        ...
+
+    def critical_dependencies(self) -> Sequence[str]:
+        """Dependencies whose open breaker pauses this worker's consumer."""
+        ...
+
+    async def start(self) -> None:
+        """Start background tasks (timers, collectors)."""
+        ...
+
+    async def stop(self) -> None:
+        """Stop background tasks."""
+        ...
+
+
+ServiceFactory = Callable[[WorkerContext], Service]
+
+
+class BaseService:
+    """Defaults for the optional parts of :class:`Service`."""
+
+    name: str = ""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.router = Router()
+
+    def raw_consumers(self) -> Mapping[str, RawHandler]:
+        """None by default."""
+        return {}
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """None by default."""
+        return ()
+
+    def critical_dependencies(self) -> Sequence[str]:
+        """None by default."""
+        return ()
+
+    async def start(self) -> None:
+        """Nothing to start by default."""
+
+    async def stop(self) -> None:
+        """Nothing to stop by default."""

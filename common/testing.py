@@ -1,0 +1,127 @@
+"""Run workers in-process on the in-memory broker and fakeredis, for unit tests and the demo.
+
+Integration tests do not use this: they talk to the real RabbitMQ and Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import fakeredis
+from prometheus_client import CollectorRegistry
+
+from common.bus.memory import MemoryBroker
+from common.bus.message import OutgoingMessage
+from common.bus.pipeline import Authorizer, allow_all
+from common.bus.publisher import Publisher
+from common.bus.topology import DEAD_QUEUE
+from common.config import RuntimeSettings, Settings
+from common.metrics import Metrics
+from common.service import ServiceFactory
+from common.store import Store
+from common.worker import Runtime
+from schemas.envelope import Actor, Envelope, Payload, new_event
+from schemas.registry import envelope_model
+
+__all__ = ["Harness", "fast_runtime_settings", "run_workers"]
+
+
+def fast_runtime_settings(**overrides: Any) -> RuntimeSettings:
+    """Runtime settings with millisecond retry delays and no heartbeat noise."""
+    values: dict[str, Any] = {
+        "retry_delays_s": (0.01, 0.02, 0.04),
+        "max_attempts": 3,
+        "handler_timeout_s": 5.0,
+        "heartbeat_interval_s": 3600.0,
+        "drain_timeout_s": 2.0,
+        **overrides,
+    }
+    return RuntimeSettings(**values)
+
+
+class Harness:
+    """A running in-memory fleet: publish events, wait for the ones it emits."""
+
+    def __init__(self, runtime: Runtime, broker: MemoryBroker, store: Store, metrics: Metrics):
+        self.runtime = runtime
+        self.broker = broker
+        self.store = store
+        self.metrics = metrics
+        self.producer = Publisher(broker, worker="test", user_id="test", metrics=metrics)
+
+    async def publish(
+        self,
+        event_type: str,
+        data: Payload,
+        *,
+        actor: Actor | None = None,
+        reply_to: str | None = None,
+        user_id: str | None = "test",
+    ) -> Envelope[Any]:
+        """Publish one event as producer ``user_id``; returns the envelope sent."""
+        event = new_event(event_type, data, source="test", actor=actor)
+        self.producer.user_id = user_id
+        await self.producer.publish(event, reply_to=reply_to)
+        return event
+
+    def emitted(self, event_type: str) -> list[Envelope[Any]]:
+        """Every event of ``event_type`` published so far, decoded."""
+        model = envelope_model(event_type)
+        return [
+            model.model_validate_json(m.body)
+            for m in self.broker.published
+            if m.type == event_type and m.exchange != DEAD_QUEUE
+        ]
+
+    async def wait_for(
+        self,
+        event_type: str,
+        predicate: Callable[[Envelope[Any]], bool] = lambda _e: True,
+        *,
+        within: float = 5.0,
+    ) -> Envelope[Any]:
+        """The first event of ``event_type`` matching ``predicate`` (polls the published log)."""
+        async with asyncio.timeout(within):
+            while True:
+                for event in self.emitted(event_type):
+                    if predicate(event):
+                        return event
+                await asyncio.sleep(0.005)
+
+    def dead(self) -> list[OutgoingMessage]:
+        """Messages waiting in the dead-letter queue."""
+        return self.broker.messages(DEAD_QUEUE)
+
+    async def settle(self) -> None:
+        """Wait until no delivery is in progress."""
+        async with asyncio.timeout(10):
+            await self.broker.idle()
+
+
+@contextlib.asynccontextmanager
+async def run_workers(
+    factories: Sequence[tuple[str, ServiceFactory]],
+    *,
+    settings: Settings | None = None,
+    authorize: Authorizer = allow_all,
+    redis: Any = None,
+) -> AsyncIterator[Harness]:
+    """Run ``factories`` on a fresh in-memory broker and fakeredis (or ``redis``)."""
+    settings = settings or Settings(runtime=fast_runtime_settings())
+    client = redis if redis is not None else fakeredis.FakeAsyncRedis()
+    store = Store(client, prefix=settings.redis_key_prefix)
+    metrics = Metrics(CollectorRegistry())
+    broker = MemoryBroker()
+    runtime = Runtime(
+        settings=settings,
+        factories=factories,
+        broker=broker,
+        store=store,
+        metrics=metrics,
+        authorize=authorize,
+    )
+    async with runtime.lifespan():
+        yield Harness(runtime, broker, store, metrics)

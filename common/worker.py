@@ -1,0 +1,279 @@
+"""The worker lifecycle, in one lifespan.
+
+Open Redis, then the broker (declaring each worker's topology), then the ops server; start the
+services' background tasks and consumers and publish a ``health.heartbeat`` every N seconds.
+On stop (SIGTERM/SIGINT): cancel consumers, let in-flight handlers finish up to the drain
+deadline, stop the services, flush and close in reverse order. Whatever is unfinished stays
+unacked and the broker redelivers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from common.bus.broker import Broker
+from common.bus.idempotency import Idempotency
+from common.bus.pipeline import Authorizer, Pipeline
+from common.bus.publisher import Publisher
+from common.bus.raw import RawPipeline
+from common.bus.topology import worker_topology
+from common.config import Settings
+from common.errors import EventGuardError
+from common.logging import get_logger
+from common.metrics import Metrics
+from common.service import Service, ServiceFactory, WorkerContext
+from common.store import Store
+from schemas.envelope import new_event
+from schemas.health import Heartbeat
+
+__all__ = ["RunningWorker", "Runtime", "install_signal_handlers"]
+
+_log = get_logger("eventguard.worker")
+
+
+@dataclass
+class RunningWorker:
+    """One service with its pipeline and consumer tags."""
+
+    service: Service
+    publisher: Publisher
+    pipeline: Pipeline
+    queues: list[str]
+    raw: list[RawPipeline] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)  # work-queue consumers (paused with the worker)
+    raw_tags: list[str] = field(default_factory=list)
+    paused: bool = False
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class Runtime:
+    """Runs one or more workers in this process over one broker and one Redis."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        factories: Sequence[tuple[str, ServiceFactory]],
+        broker: Broker,
+        store: Store,
+        metrics: Metrics,
+        authorize: Authorizer,
+    ) -> None:
+        self.settings = settings
+        self.factories = list(factories)
+        self.broker = broker
+        self.store = store
+        self.metrics = metrics
+        self.authorize = authorize
+        self.workers: dict[str, RunningWorker] = {}
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    # -- lifespan -----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[Runtime]:
+        """Start everything, yield, then drain and close in reverse order."""
+        await self.broker.start()
+        self.metrics.runtime.broker_connected.set(1)
+        try:
+            for name, factory in self.factories:
+                await self._start_worker(name, factory)
+            self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
+            yield self
+        finally:
+            await self._shutdown()
+
+    async def _start_worker(self, name: str, factory: ServiceFactory) -> None:
+        runtime = self.settings.runtime
+        publisher = Publisher(
+            self.broker, worker=name, user_id=self.settings.broker_user, metrics=self.metrics
+        )
+        ctx = WorkerContext(
+            name=name,
+            settings=self.settings,
+            store=self.store,
+            broker=self.broker,
+            publisher=publisher,
+            metrics=self.metrics,
+        )
+        service = factory(ctx)
+        topology = worker_topology(
+            name,
+            service.router.event_types,
+            retry_delays_s=runtime.retry_delays_s,
+            delivery_limit=runtime.delivery_limit,
+        )
+        await self.broker.declare(topology)
+        idempotency = Idempotency(
+            self.store,
+            worker=name,
+            lease_s=runtime.handler_timeout_s * 2 + 10,
+            done_ttl_s=runtime.idempotency_ttl_s,
+        )
+        pipeline = Pipeline(
+            worker=name,
+            router=service.router,
+            broker=self.broker,
+            publisher=publisher,
+            idempotency=idempotency,
+            settings=runtime,
+            metrics=self.metrics,
+            authorize=self.authorize,
+            retry_queues=topology.retry_queues,
+        )
+        queues = [topology.work_queue] if service.router.routes else []
+        running = RunningWorker(service, publisher, pipeline, queues)
+        self.workers[name] = running
+        await service.start()
+        await self._consume(running)
+        for queue, handler in service.raw_consumers().items():
+            raw = RawPipeline(
+                worker=name,
+                handler=handler,
+                publisher=publisher,
+                metrics=self.metrics,
+                timeout_s=runtime.handler_timeout_s,
+            )
+            running.raw.append(raw)
+            running.raw_tags.append(
+                await self.broker.consume(queue, raw, prefetch=runtime.prefetch)
+            )
+        _log.info("worker.started", worker=name, queues=queues, types=service.router.event_types)
+
+    async def _consume(self, running: RunningWorker) -> None:
+        for queue in running.queues:
+            tag = await self.broker.consume(
+                queue, running.pipeline, prefetch=self.settings.runtime.prefetch
+            )
+            running.tags.append(tag)
+            self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
+
+    async def pause(self, name: str, reason: str) -> None:
+        """Stop taking messages for ``name`` (a critical dependency is down)."""
+        running = self.workers[name]
+        if running.paused:
+            return
+        running.paused = True
+        self.metrics.runtime.consumer_paused.labels(name).set(1)
+        for tag in running.tags:
+            await self.broker.cancel(tag)
+        running.tags.clear()
+        for queue in running.queues:
+            self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
+        _log.warning("consumer.paused", worker=name, reason=reason)
+
+    async def resume(self, name: str) -> None:
+        """Take messages for ``name`` again."""
+        running = self.workers[name]
+        if not running.paused or self.stopping:
+            return
+        running.paused = False
+        self.metrics.runtime.consumer_paused.labels(name).set(0)
+        await self._consume(running)
+        _log.info("consumer.resumed", worker=name)
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        deadline = self.settings.runtime.drain_timeout_s
+        for running in self.workers.values():
+            for tag in [*running.tags, *running.raw_tags]:
+                with contextlib.suppress(EventGuardError, OSError):
+                    await self.broker.cancel(tag)
+            running.tags.clear()
+            running.raw_tags.clear()
+        try:
+            async with asyncio.timeout(deadline):
+                for running in self.workers.values():
+                    await running.pipeline.drained()
+                    for raw in running.raw:
+                        await raw.drained()
+        except TimeoutError:
+            _log.warning("worker.drain_timeout", deadline_s=deadline)
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        for running in reversed(list(self.workers.values())):
+            try:
+                await running.service.stop()
+            except Exception:  # noqa: BLE001 - one failing stop must not keep the rest open
+                _log.exception("worker.stop_failed", worker=running.service.name)
+        await self.broker.close()
+        self.metrics.runtime.broker_connected.set(0)
+        _log.info("worker.stopped", workers=list(self.workers))
+
+    # -- probes and heartbeats ---------------------------------------------------------------
+
+    def consumers_attached(self) -> bool:
+        """Every worker that is not paused has its consumers registered."""
+        return all(
+            running.paused or all(self.broker.active_consumers(q) > 0 for q in running.queues)
+            for running in self.workers.values()
+        )
+
+    async def ready(self) -> dict[str, bool]:
+        """The readiness checks: broker connected, consumers active, Redis answers."""
+        return {
+            "broker": self.broker.connected,
+            "consumers": self.consumers_attached() and not self.stopping,
+            "redis": await self.store.ping(),
+        }
+
+    async def _heartbeats(self) -> None:
+        interval = self.settings.runtime.heartbeat_interval_s
+        last: dict[str, tuple[float, int, int]] = {}
+        while True:
+            for name, running in self.workers.items():
+                try:
+                    await self._heartbeat(name, running, last)
+                except (EventGuardError, OSError, TimeoutError) as error:
+                    _log.warning("heartbeat.failed", worker=name, error=repr(error))
+            await asyncio.sleep(interval)
+
+    async def _heartbeat(
+        self, name: str, running: RunningWorker, last: dict[str, tuple[float, int, int]]
+    ) -> None:
+        now = time.monotonic()
+        stats = running.pipeline.stats
+        then, handled, failed = last.get(name, (now, 0, 0))
+        last[name] = (now, stats.handled, stats.failed)
+        elapsed = max(now - then, 1e-9)
+        done = stats.handled - handled
+        errors = stats.failed - failed
+        latencies = sorted(stats.latencies)
+        uptime = (datetime.now(UTC) - running.started_at).total_seconds()
+        beat = Heartbeat(
+            worker=name,
+            instance=self.settings.instance,
+            started_at=running.started_at,
+            uptime_s=uptime,
+            messages_per_s=(done + errors) / elapsed if then != now else 0.0,
+            error_rate=errors / (done + errors) if done + errors else 0.0,
+            latency_p50_s=_percentile(latencies, 0.5),
+            latency_p99_s=_percentile(latencies, 0.99),
+            in_flight=running.pipeline.in_flight,
+            consumers=sum(self.broker.active_consumers(q) for q in running.queues),
+            paused=running.paused,
+        )
+        await running.publisher.publish(new_event("health.heartbeat", beat, source=name))
+        self.metrics.runtime.heartbeats.labels(name).inc()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

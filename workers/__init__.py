@@ -1,0 +1,1 @@
+"""The EventGuard workers. Each subpackage exposes ``create(ctx: WorkerContext) -> Service``."""

@@ -1,0 +1,51 @@
+# The README's commands. Each creates .venv and installs what it needs on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck security unit integration e2e soak bench services clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/eventguard demo
+
+test: $(STAMP) lint typecheck security services
+	$(BIN)/python -m pytest -q -m "not e2e or smoke" --durations=15
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+security: $(STAMP)
+	$(BIN)/bandit -q -c pyproject.toml -r common schemas workers
+	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
+
+services:
+	bash scripts/services.sh
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP) services
+	$(BIN)/python -m pytest -q tests/integration
+
+e2e: $(STAMP) services
+	$(BIN)/python -m pytest -q tests/e2e -m e2e
+
+soak: $(STAMP) services
+	EVENTGUARD_SOAK_SECONDS=1800 $(BIN)/python -m pytest -q tests/e2e -m soak -s
+
+bench: $(STAMP) services
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache schema-out

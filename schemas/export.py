@@ -25,15 +25,14 @@ def asyncapi_document(consumers: Mapping[str, Sequence[str]], *, version: str) -
     channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     operations: dict[str, Any] = {}
+    shared: dict[str, Any] = {}
     for event_type in sorted(CATALOGUE):
         key = event_type.replace(".", "_")
-        messages[key] = {
-            "name": event_type,
-            "contentType": "application/json",
-            "payload": envelope_model(event_type).model_json_schema(
-                ref_template="#/components/schemas/{model}"
-            ),
-        }
+        payload = envelope_model(event_type).model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        shared.update(payload.pop("$defs", {}))
+        messages[key] = {"name": event_type, "contentType": "application/json", "payload": payload}
         channels[key] = {
             "address": event_type,
             "messages": {key: {"$ref": f"#/components/messages/{key}"}},
@@ -69,7 +68,7 @@ def asyncapi_document(consumers: Mapping[str, Sequence[str]], *, version: str) -
         "defaultContentType": "application/json",
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages},
+        "components": {"messages": messages, "schemas": shared},
     }
 
 

@@ -9,12 +9,20 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.errors import ConfigError
 
-__all__ = ["RuntimeSettings", "Settings", "require_production"]
+__all__ = [
+    "AiFallbackSettings",
+    "AiModelSettings",
+    "RuntimeSettings",
+    "Settings",
+    "require_production",
+]
 
 
 class _Section(BaseModel):
@@ -35,6 +43,53 @@ class RuntimeSettings(_Section):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     drain_timeout_s: float = Field(default=20.0, gt=0)
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
+
+
+class AiModelSettings(_Section):
+    """One model of the AI fallback chain (``ai_fallback.models`` or its YAML file)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    provider: Literal["openai", "anthropic"]
+    # Base URL: ".../v1" for OpenAI-compatible servers, the API root for Anthropic.
+    endpoint: str = Field(min_length=1, max_length=500)
+    model_id: str | None = Field(default=None, max_length=200)  # the provider's name for it
+    # The NAME of the entry in ai_fallback.provider_keys holding the secret, never the secret.
+    key_ref: str | None = Field(default=None, max_length=100)
+    context_window: int = Field(ge=1, le=10_000_000)
+    max_output: int = Field(ge=1, le=1_000_000)
+    input_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+    output_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+    priority: int = Field(default=100, ge=0, le=1_000_000)  # lower is tried first
+    tokenizer: Literal["cl100k", "estimate"] | None = None  # default: cl100k for openai
+    timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_concurrency: int = Field(default=16, ge=1, le=10_000)
+
+
+class AiFallbackSettings(_Section):
+    """The AI fallback worker: its model chain, cache, budgets and failure handling."""
+
+    models: tuple[AiModelSettings, ...] = ()
+    models_file: str | None = None  # YAML: {"models": [...]}; its models replace ``models``
+    provider_keys: dict[str, SecretStr] = {}
+    cache_ttl_s: int = Field(default=3600, ge=1)
+    max_deadline_s: float = Field(default=120.0, gt=0, le=600)
+    retry_after_cap_s: float = Field(default=2.0, ge=0)  # wait this long at most, else cool down
+    default_cooldown_s: float = Field(default=5.0, ge=0)  # 429 without Retry-After
+    context_headroom_tokens: int = Field(default=32, ge=0)
+    estimate_safety_factor: float = Field(default=1.15, ge=1.0, le=3.0)
+    on_content_policy: Literal["fail", "fallback"] = "fail"
+    health_alpha: float = Field(default=0.2, gt=0, le=1)
+    budget_window_s: int = Field(default=86_400, ge=60)
+    request_max_tokens: int | None = Field(default=None, ge=1)
+    request_max_cost_usd: float | None = Field(default=None, ge=0)
+    actor_max_tokens: int | None = Field(default=None, ge=1)
+    actor_max_cost_usd: float | None = Field(default=None, ge=0)
+    global_max_tokens: int | None = Field(default=None, ge=1)
+    global_max_cost_usd: float | None = Field(default=None, ge=0)
+    breaker_failure_threshold: float = Field(default=0.5, gt=0, le=1)
+    breaker_minimum_calls: int = Field(default=4, ge=1)
+    breaker_window: int = Field(default=10, ge=1)
+    breaker_open_s: float = Field(default=30.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -59,6 +114,7 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "INFO"
     runtime: RuntimeSettings = RuntimeSettings()
+    ai_fallback: AiFallbackSettings = AiFallbackSettings()
 
 
 def require_production(settings: Settings) -> None:

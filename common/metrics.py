@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics", "ReliabilityMetrics", "RuntimeMetrics", "SecurityMetrics"]
+__all__ = [
+    "AiFallbackMetrics",
+    "Metrics",
+    "ReliabilityMetrics",
+    "RuntimeMetrics",
+    "SecurityMetrics",
+]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -162,6 +168,62 @@ class SecurityMetrics:
         )
 
 
+class AiFallbackMetrics:
+    """The AI fallback worker: requests, attempts, fallbacks, tokens, cost, cache, model state."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "eventguard_ai_requests_total",
+            "Completion requests answered, by outcome (succeeded, cached, failed) and reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "eventguard_ai_attempts_total",
+            "Models tried or skipped, by model and outcome.",
+            ["model", "outcome"],
+            registry=registry,
+        )
+        self.attempt_latency = Histogram(
+            "eventguard_ai_attempt_seconds",
+            "Provider call time, by model and outcome.",
+            ["model", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "eventguard_ai_fallbacks_total",
+            "Moves to the next model after a failure, by from_model, to_model and reason.",
+            ["from_model", "to_model", "reason"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "eventguard_ai_tokens_total",
+            "Tokens used, by model and direction (input, output).",
+            ["model", "direction"],
+            registry=registry,
+        )
+        self.cost = Counter(
+            "eventguard_ai_cost_usd_total",
+            "Money spent on completions in US dollars, by model.",
+            ["model"],
+            registry=registry,
+        )
+        self.cache = Counter(
+            "eventguard_ai_cache_lookups_total",
+            "Completion cache lookups, by result (hit, miss, shared, bypass).",
+            ["result"],
+            registry=registry,
+        )
+        self.model_state = Gauge(
+            "eventguard_ai_model_state",
+            "Model state: 0 healthy, 1 degraded, 2 cooling down, 3 breaker open, 4 disabled, "
+            "5 quarantined.",
+            ["model"],
+            registry=registry,
+        )
+
+
 class Metrics:
     """All sections over one registry; pass ``registry`` in tests."""
 
@@ -170,3 +232,4 @@ class Metrics:
         self.runtime = RuntimeMetrics(self.registry)
         self.reliability = ReliabilityMetrics(self.registry)
         self.security = SecurityMetrics(self.registry)
+        self.ai_fallback = AiFallbackMetrics(self.registry)

@@ -43,6 +43,10 @@ class RuntimeSettings(_Section):
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     drain_timeout_s: float = Field(default=20.0, gt=0)
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
+    # AMQP users trusted to relay a message on behalf of its original producer (named in the
+    # x-eventguard-producer header): the workers' own users, e.g. quarantine re-publishing a
+    # released message. A worker always trusts its own user for its retry copies.
+    relay_users: frozenset[str] = frozenset()
 
 
 class AiModelSettings(_Section):

@@ -168,9 +168,12 @@ class Pipeline:
             return event.type, await self._handle(message, event, route)
 
     def _producer_of(self, message: IncomingMessage) -> str | None:
-        """The AMQP user that published the event; for our own retry copies, the header."""
-        own = self.publisher.user_id
-        if message.user_id == own and h.PRODUCER in message.headers:
+        """The AMQP user that published the event; for relayed copies (our own retries, a
+        quarantine release), the original producer recorded in the header."""
+        relayed = message.user_id == self.publisher.user_id or (
+            message.user_id in self.settings.relay_users
+        )
+        if relayed and h.PRODUCER in message.headers:
             return str(message.headers[h.PRODUCER])
         return message.user_id
 

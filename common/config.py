@@ -19,6 +19,7 @@ from common.errors import ConfigError
 __all__ = [
     "AiFallbackSettings",
     "AiModelSettings",
+    "QuarantineSettings",
     "RuntimeSettings",
     "Settings",
     "require_production",
@@ -96,6 +97,26 @@ class AiFallbackSettings(_Section):
     breaker_open_s: float = Field(default=30.0, gt=0)
 
 
+class QuarantineSettings(_Section):
+    """The quarantine worker: entity TTLs, flood containment, background loops, paging."""
+
+    # An entity quarantined without ``ttl_s`` is blocked this long (a permanent block needs an
+    # admin); an entity quarantined because of a critical health alert, ``alert_ttl_s``.
+    default_ttl_s: int = Field(default=24 * 3600, ge=1)
+    alert_ttl_s: int = Field(default=3600, ge=1)
+    # Flood containment: this many dead letters from one producer (or of one event type) within
+    # one window quarantines the producer (the type) for ``flood_ttl_s``.
+    flood_window_s: int = Field(default=60, ge=1)
+    flood_producer_threshold: int = Field(default=100, ge=1)
+    flood_type_threshold: int = Field(default=200, ge=1)
+    flood_ttl_s: int = Field(default=3600, ge=1)
+    # Background loop: expire blocks, finish stuck releases, refresh gauges, re-announce.
+    tick_s: float = Field(default=1.0, gt=0)
+    release_lease_s: float = Field(default=30.0, gt=0)
+    announce_interval_s: float = Field(default=300.0, gt=0)
+    max_page: int = Field(default=500, ge=1, le=10_000)
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -119,6 +140,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     runtime: RuntimeSettings = RuntimeSettings()
     ai_fallback: AiFallbackSettings = AiFallbackSettings()
+    quarantine: QuarantineSettings = QuarantineSettings()
 
 
 def require_production(settings: Settings) -> None:

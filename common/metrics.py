@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = [
     "AiFallbackMetrics",
     "Metrics",
+    "QuarantineMetrics",
     "ReliabilityMetrics",
     "RuntimeMetrics",
     "SecurityMetrics",
@@ -224,6 +225,52 @@ class AiFallbackMetrics:
         )
 
 
+class QuarantineMetrics:
+    """The quarantine worker: records, blacklist, releases and discards."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.entries = Gauge(
+            "eventguard_quarantine_entries",
+            "Quarantine records by kind, reason code and status (refreshed every tick).",
+            ["kind", "reason", "status"],
+            registry=registry,
+        )
+        self.added = Counter(
+            "eventguard_quarantine_records_added_total",
+            "Quarantine records created, by kind and reason code.",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.releases = Counter(
+            "eventguard_quarantine_releases_total",
+            "Records released, by kind and trigger (reviewer, expiry, recovery).",
+            ["kind", "trigger"],
+            registry=registry,
+        )
+        self.discards = Counter(
+            "eventguard_quarantine_discards_total",
+            "Records discarded by a reviewer, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.floods = Counter(
+            "eventguard_quarantine_floods_contained_total",
+            "Producers or event types quarantined for flooding the dead-letter queue, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+        self.blacklist_size = Gauge(
+            "eventguard_quarantine_blacklist_size",
+            "Entities blocked now.",
+            registry=registry,
+        )
+        self.oldest_unreviewed = Gauge(
+            "eventguard_quarantine_oldest_unreviewed_age_seconds",
+            "Age of the oldest record still in status quarantined (0 when none).",
+            registry=registry,
+        )
+
+
 class Metrics:
     """All sections over one registry; pass ``registry`` in tests."""
 
@@ -233,3 +280,4 @@ class Metrics:
         self.reliability = ReliabilityMetrics(self.registry)
         self.security = SecurityMetrics(self.registry)
         self.ai_fallback = AiFallbackMetrics(self.registry)
+        self.quarantine = QuarantineMetrics(self.registry)

@@ -14,7 +14,9 @@ __all__ = [
     "QuarantineEntryAdded",
     "QuarantineEntryDiscarded",
     "QuarantineEntryReleased",
+    "QuarantineReleaseRefused",
     "QuarantineReleaseRequested",
+    "RefusalReason",
     "QuarantineRequested",
 ]
 
@@ -26,7 +28,8 @@ EvidenceKey = Annotated[str, StringConstraints(max_length=100)]
 
 
 class QuarantineRequested(Payload):
-    """Take an entity out of circulation (for ``ttl_s`` seconds, or until released)."""
+    """Take an entity out of circulation for ``ttl_s`` seconds (default: the quarantine worker's
+    ``default_ttl_s``), or until released when ``permanent`` (only an admin actor may ask)."""
 
     kind: EntityKind
     entity_id: EntityId
@@ -34,6 +37,7 @@ class QuarantineRequested(Payload):
     severity: Severity = "warning"
     evidence: Annotated[dict[EvidenceKey, ShortText], Field(max_length=50)] = {}
     ttl_s: Annotated[int, Field(ge=1, le=365 * 24 * 3600)] | None = None
+    permanent: bool = False
     requested_by: Name
 
 
@@ -59,10 +63,25 @@ class QuarantineEntryAdded(_EntryEvent):
 
 
 class QuarantineEntryReleased(_EntryEvent):
-    """A record was released (by a reviewer or by expiry)."""
+    """A record was released (by a reviewer or by expiry); a dead message was re-published
+    with ``release_id`` in its ``x-eventguard-release-id`` header."""
 
     released_by: Name
     note: ShortText = ""
+    release_id: RecordId | None = None
+
+
+RefusalReason = Literal[
+    "unknown_record", "already_released", "discarded", "in_progress", "no_destination"
+]
+
+
+class QuarantineReleaseRefused(Payload):
+    """The answer to a ``quarantine.release.requested`` that changed nothing, and why."""
+
+    record_id: RecordId
+    reason: RefusalReason
+    detail: ShortText = ""
 
 
 class QuarantineEntryDiscarded(_EntryEvent):
@@ -78,4 +97,5 @@ EVENTS: dict[str, type[Payload]] = {
     "quarantine.entry.added": QuarantineEntryAdded,
     "quarantine.entry.released": QuarantineEntryReleased,
     "quarantine.entry.discarded": QuarantineEntryDiscarded,
+    "quarantine.release.refused": QuarantineReleaseRefused,
 }

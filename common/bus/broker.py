@@ -52,3 +52,8 @@ class Broker(Protocol):
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue``."""
         ...
+
+    async def request_reply(self, message: OutgoingMessage, *, timeout_s: float) -> IncomingMessage:
+        """Publish ``message`` with a private reply address as ``reply_to``; return the first
+        reply carrying its ``correlation_id`` (TimeoutError after ``timeout_s``)."""
+        ...

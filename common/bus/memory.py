@@ -141,6 +141,30 @@ class MemoryBroker:
         """Messages ready in ``queue``."""
         return len(self._queues[queue].ready) if queue in self._queues else 0
 
+    async def request_reply(self, message: OutgoingMessage, *, timeout_s: float) -> IncomingMessage:
+        """Publish ``message`` with a temporary reply queue as ``reply_to``; wait for the reply
+        with its correlation id (TimeoutError after ``timeout_s``)."""
+        correlation_id = message.correlation_id or f"request-{next(self._tags)}"
+        reply_queue = f"amq.gen-reply-{next(self._tags)}"
+        self.declare_queue(reply_queue)
+        future: asyncio.Future[IncomingMessage] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(reply: IncomingMessage) -> None:
+            await reply.ack()
+            if reply.correlation_id == correlation_id and not future.done():
+                future.set_result(reply)
+
+        tag = await self.consume(reply_queue, on_reply, prefetch=1)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.publish(
+                    replace(message, reply_to=reply_queue, correlation_id=correlation_id)
+                )
+                return await future
+        finally:
+            await self.cancel(tag)
+            del self._queues[reply_queue]  # like an exclusive queue: gone with its requester
+
     def messages(self, queue: str) -> list[OutgoingMessage]:
         """The messages ready in ``queue`` (for tests and the demo)."""
         return [stored.message for stored in self._queues[queue].ready]

@@ -82,6 +82,7 @@ class Pipeline:
         metrics: Metrics,
         authorize: Authorizer,
         retry_queues: Mapping[float, str],
+        dead_letter_exchange: str = DEAD_LETTER_EXCHANGE,
     ) -> None:
         self.worker = worker
         self.router = router
@@ -91,6 +92,7 @@ class Pipeline:
         self.settings = settings
         self.authorize = authorize
         self.retry_queues = dict(sorted(retry_queues.items()))
+        self.dead_letter_exchange = dead_letter_exchange  # injectable for isolated tests
         self.stats = PipelineStats()
         self._m = metrics.runtime
         self._in_flight = self._m.in_flight.labels(worker)
@@ -372,7 +374,7 @@ class Pipeline:
         try:
             await self.broker.publish(
                 message.to_outgoing(
-                    exchange=DEAD_LETTER_EXCHANGE,
+                    exchange=self.dead_letter_exchange,
                     routing_key=str(dead_headers[h.ORIGINAL_ROUTING_KEY]),
                     headers=dead_headers,
                     user_id=self.publisher.user_id,

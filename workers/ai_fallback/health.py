@@ -1,0 +1,139 @@
+"""Per-model health: EWMA latency and error rate, cool-downs and auth disables.
+
+Cool-downs and disables are written to Redis (``keys.cooldown`` with a TTL, ``keys.disabled``
+holding the configuration fingerprint that failed) and read back at start, so a restart keeps
+them; a disable lifts by itself when the model's configuration (endpoint, key...) changes.
+Latency and error rate are hints for ordering and for the heartbeat and live in memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from common.store import Store
+from workers.ai_fallback import keys
+from workers.ai_fallback.chain import Model
+
+__all__ = ["HealthBook", "ModelHealth", "ModelState"]
+
+
+class ModelState(IntEnum):
+    """What the model_state gauge reports."""
+
+    HEALTHY = 0
+    DEGRADED = 1
+    COOLING = 2
+    OPEN = 3
+    DISABLED = 4
+    QUARANTINED = 5
+
+
+@dataclass
+class ModelHealth:
+    """What this process has seen of one model."""
+
+    latency_s: float | None = None
+    error_rate: float = 0.0
+    cooldown_until: float = 0.0
+    cooldown_reason: str = ""
+    disabled: bool = False
+    calls: int = 0
+
+
+class HealthBook:
+    """Health of every model; ``clock`` is monotonic seconds (injectable for tests)."""
+
+    def __init__(
+        self,
+        models: dict[str, Model],
+        *,
+        store: Store,
+        alpha: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._models = models
+        self._store = store
+        self._alpha = alpha
+        self.clock = clock
+        self.health = {name: ModelHealth() for name in models}
+
+    async def load(self) -> None:
+        """Read persisted cool-downs and disables (call at start)."""
+        names = list(self._models)
+        if not names:
+            return
+        store = self._store
+
+        async def read(r: object) -> list[object]:
+            pipe = r.pipeline(transaction=False)  # type: ignore[attr-defined]
+            for name in names:
+                pipe.pttl(keys.cooldown(store, name))
+                pipe.get(keys.disabled(store, name))
+            return list(await pipe.execute())
+
+        replies = await store.execute(read)
+        now = self.clock()
+        for i, name in enumerate(names):
+            ttl_ms, fingerprint = replies[2 * i], replies[2 * i + 1]
+            if isinstance(ttl_ms, int) and ttl_ms > 0:
+                self.health[name].cooldown_until = now + ttl_ms / 1000
+                self.health[name].cooldown_reason = "persisted"
+            if isinstance(fingerprint, bytes):
+                self.health[name].disabled = fingerprint.decode() == self._models[name].fingerprint
+
+    def observe(self, name: str, *, ok: bool, latency_s: float | None) -> None:
+        """Fold one call into the model's EWMAs (``ok`` False for failures of the model)."""
+        h = self.health[name]
+        h.calls += 1
+        a = self._alpha
+        h.error_rate += a * ((0.0 if ok else 1.0) - h.error_rate)
+        if ok and latency_s is not None:
+            h.latency_s = (
+                latency_s if h.latency_s is None else h.latency_s + a * (latency_s - h.latency_s)
+            )
+
+    def cooling(self, name: str) -> float:
+        """Seconds of cool-down left (0 when none)."""
+        return max(0.0, self.health[name].cooldown_until - self.clock())
+
+    async def cool_down(self, name: str, seconds: float, reason: str) -> None:
+        """Keep ``name`` out of every chain for ``seconds``."""
+        h = self.health[name]
+        h.cooldown_until = max(h.cooldown_until, self.clock() + seconds)
+        h.cooldown_reason = reason
+        key, ms = keys.cooldown(self._store, name), max(1, int(seconds * 1000))
+        await self._store.execute(lambda r: r.set(key, reason, px=ms))
+
+    async def disable(self, name: str) -> None:
+        """Keep ``name`` out until its configuration fingerprint changes."""
+        self.health[name].disabled = True
+        key, fingerprint = keys.disabled(self._store, name), self._models[name].fingerprint
+        await self._store.execute(lambda r: r.set(key, fingerprint))
+
+    def state(self, name: str, *, breaker_open: bool, quarantined: bool) -> ModelState:
+        """The model's state for the gauge and the ordering."""
+        h = self.health[name]
+        if quarantined:
+            return ModelState.QUARANTINED
+        if h.disabled:
+            return ModelState.DISABLED
+        if breaker_open:
+            return ModelState.OPEN
+        if self.cooling(name) > 0:
+            return ModelState.COOLING
+        if h.error_rate >= 0.5:
+            return ModelState.DEGRADED
+        return ModelState.HEALTHY
+
+    def order(self, names: Iterable[str]) -> list[str]:
+        """Priority order; among equal priorities, healthy models by EWMA latency first."""
+
+        def rank(name: str) -> tuple[int, int, float, int]:
+            model, h = self._models[name], self.health[name]
+            degraded = 1 if h.error_rate >= 0.5 else 0
+            return (model.spec.priority, degraded, h.latency_s or 0.0, model.index)
+
+        return sorted(names, key=rank)

@@ -46,6 +46,7 @@ ErrorKind = Literal[
     "context_length",
     "content_policy",
     "bad_request",
+    "unavailable",
 ]
 _MAX_BODY = 8 * 1024 * 1024
 _ANTHROPIC_VERSION = "2023-06-01"

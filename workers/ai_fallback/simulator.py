@@ -53,6 +53,7 @@ class ProviderSimulator:
     def __init__(self, *, latency_s: float = 0.0) -> None:
         self.latency_s = latency_s
         self.calls: dict[str, int] = defaultdict(int)
+        self.call_times: dict[str, list[float]] = defaultdict(list)
         self.requests: list[dict[str, Any]] = []
         self._scripts: dict[str, deque[Step]] = defaultdict(deque)
         self._defaults: dict[str, Step] = {}
@@ -78,6 +79,7 @@ class ProviderSimulator:
         self._scripts.clear()
         self._defaults.clear()
         self.calls.clear()
+        self.call_times.clear()
         self.requests.clear()
 
     async def start(self) -> str:
@@ -112,6 +114,7 @@ class ProviderSimulator:
 
     def _next(self, model: str) -> Step:
         self.calls[model] += 1
+        self.call_times[model].append(asyncio.get_running_loop().time())
         queue = self._scripts[model]
         if queue:
             return queue.popleft()

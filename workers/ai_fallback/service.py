@@ -1,0 +1,369 @@
+"""The AI fallback worker: ``ai.completion.requested`` -> ``ai.completion.succeeded``/``failed``.
+
+A request is checked (messages, max_tokens, model names, window, per-request budget), looked up
+in the cache when deterministic, checked against the actor's and the global budget, then
+walked down its chain (:mod:`workers.ai_fallback.walker`) behind single-flight so identical
+concurrent requests make one provider call. The answer is cached, its usage recorded, and the
+response published (and sent to the requester's ``reply_to``). A bad request is answered with
+``ai.completion.failed`` and a clear reason, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from common.bus.router import Emit
+from common.logging import get_logger
+from common.quarantine_view import QuarantineView
+from common.service import AdminRoute, BaseService, WorkerContext
+from schemas.ai import Attempt, CompletionFailed, CompletionRequested, CompletionSucceeded
+from schemas.envelope import Envelope, new_event
+from schemas.health import AlertRaised
+from workers.ai_fallback.budget import Budgets, Usage
+from workers.ai_fallback.cache import CachedAnswer, CompletionCache, cache_key, cacheable
+from workers.ai_fallback.calls import ModelCalls
+from workers.ai_fallback.chain import Model, load_models
+from workers.ai_fallback.health import HealthBook
+from workers.ai_fallback.tokens import TokenCounter
+from workers.ai_fallback.walker import Walk, Walker
+
+__all__ = ["AiFallback"]
+
+_log = get_logger("eventguard.ai_fallback")
+_BIG_PROMPT_CHARS = 50_000  # count larger prompts off the event loop
+
+
+class _Refused(Exception):  # noqa: N818 - internal control flow: answer with ai.completion.failed
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Job:
+    request: CompletionRequested
+    chain: list[Model]
+    cl100k: int
+    deadline: float
+    max_cost: float | None
+    actor: str | None
+    digest: str | None
+
+
+class AiFallback(BaseService):
+    """Completions through an ordered chain of LLM providers."""
+
+    name = "ai_fallback"
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(ctx)
+        settings = ctx.settings.ai_fallback
+        self.settings = settings
+        self.models = load_models(settings)
+        self.metrics = ctx.metrics.ai_fallback
+        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, clock=wall_clock)
+        self.quarantine.register(self.router)
+        self.quarantine.add_listener(self._on_quarantine_change)
+        self.health = HealthBook(
+            self.models, store=ctx.store, alpha=settings.health_alpha, clock=clock
+        )
+        self.calls = ModelCalls(self.models, settings)
+        self.counter = TokenCounter(safety_factor=settings.estimate_safety_factor)
+        self.cache = CompletionCache(ctx.store, ttl_s=settings.cache_ttl_s)
+        self.budgets = Budgets(ctx.store, settings, clock=wall_clock)
+        self._session: aiohttp.ClientSession | None = None
+        self._clock = clock
+        self._inflight: dict[str, asyncio.Future[Walk]] = {}
+        self.walker = Walker(
+            models=self.models,
+            settings=settings,
+            health=self.health,
+            calls=self.calls,
+            counter=self.counter,
+            quarantine=self.quarantine,
+            metrics=self.metrics,
+            session=self.session,
+            on_auth_failure=self._auth_alert,
+            clock=clock,
+        )
+        self.router.add(
+            "ai.completion.requested",
+            self.on_requested,
+            timeout_s=settings.max_deadline_s + 5.0,
+            reply=True,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared HTTP session (created on first use; provider retries are ours, not its)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def start(self) -> None:
+        """Load the quarantine view and persisted cool-downs; set the model-state gauges."""
+        await self.quarantine.load()
+        await self.health.load()
+        for model in self.models.values():
+            self.walker.publish_state(model)
+
+    async def stop(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """``GET /admin/ai/models``: the chain with each model's health (no keys)."""
+        return [AdminRoute("GET", "ai/models", self._models_page, "operator", "ai.models.read")]
+
+    async def _models_page(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"models": self.describe()})
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each model, its state and health, in chain order."""
+        rows = []
+        for name in self.health.order(self.models):
+            model, h = self.models[name], self.health.health[name]
+            rows.append(
+                {
+                    "name": name,
+                    "provider": model.spec.provider,
+                    "priority": model.spec.priority,
+                    "context_window": model.spec.context_window,
+                    "state": self.health.state(
+                        name,
+                        breaker_open=self.calls.is_open(model),
+                        quarantined=self.quarantine.is_quarantined("ai_model", name),
+                    ).name.lower(),
+                    "latency_ms": None if h.latency_s is None else round(h.latency_s * 1000, 3),
+                    "error_rate": round(h.error_rate, 4),
+                    "cooldown_s": round(self.health.cooling(name), 3),
+                }
+            )
+        return rows
+
+    # -- the handler -------------------------------------------------------------------------
+
+    async def on_requested(self, event: Envelope[CompletionRequested]) -> Emit:
+        """Answer one completion request (succeeded or failed, never dead-lettered)."""
+        request = event.data
+        actor = event.actor.subject if event.actor is not None else None
+        try:
+            data: CompletionSucceeded | CompletionFailed = await self._answer(
+                event.id, request, actor
+            )
+        except _Refused as refused:
+            data = CompletionFailed(
+                request_id=event.id, reason=refused.reason, detail=refused.detail[:2000]
+            )
+        if isinstance(data, CompletionFailed):
+            self.metrics.requests.labels("failed", data.reason).inc()
+            kind = "ai.completion.failed"
+        else:
+            self.metrics.requests.labels("cached" if data.cached else "succeeded", "").inc()
+            kind = "ai.completion.succeeded"
+        return [new_event(kind, data, source=self.name, causation=event)]
+
+    def _chain(self, request: CompletionRequested) -> list[Model]:
+        if request.models:
+            unknown = [m for m in request.models if m not in self.models]
+            if unknown:
+                known = ", ".join(self.models) or "none"
+                raise _Refused("unknown_model", f"unknown model(s) {unknown}; known: {known}")
+            return [self.models[name] for name in dict.fromkeys(request.models)]
+        if not self.models:
+            raise _Refused("no_models", "no model is configured (ai_fallback.models)")
+        return [self.models[name] for name in self.health.order(self.models)]
+
+    async def _count(self, request: CompletionRequested) -> int:
+        size = sum(len(m.content) for m in request.messages) + len(request.system or "")
+        if size > _BIG_PROMPT_CHARS:
+            return await asyncio.to_thread(
+                self.counter.count_prompt, request.messages, request.system
+            )
+        return self.counter.count_prompt(request.messages, request.system)
+
+    async def _answer(
+        self, request_id: str, request: CompletionRequested, actor: str | None
+    ) -> CompletionSucceeded | CompletionFailed:
+        if not request.messages:
+            raise _Refused("bad_request", "messages must not be empty")
+        if request.max_tokens < 1:
+            raise _Refused(
+                "bad_request", f"max_tokens must be at least 1, got {request.max_tokens}"
+            )
+        chain = self._chain(request)
+        cl100k = await self._count(request)
+        fitting = [m for m in chain if self.walker.fits(m, cl100k, request.max_tokens)]
+        if not fitting:
+            biggest = max(m.spec.context_window for m in chain)
+            raise _Refused(
+                "prompt_too_large",
+                f"prompt of ~{cl100k} tokens plus max_tokens {request.max_tokens} fits no model's "
+                f"window (largest {biggest})",
+            )
+        worst = min(
+            (
+                Usage(
+                    tokens=self.walker.prompt_tokens(m, cl100k)
+                    + self.walker.output_allowance(m, request.max_tokens),
+                    cost_usd=self.walker.worst_cost(m, cl100k, request.max_tokens),
+                )
+                for m in fitting
+            ),
+            key=lambda u: (u.cost_usd, u.tokens),
+        )
+        max_cost = min(
+            (
+                c
+                for c in (request.max_cost_usd, self.settings.request_max_cost_usd)
+                if c is not None
+            ),
+            default=None,
+        )
+        reason = self.budgets.check_request(worst, max_cost)
+        if reason is not None:
+            raise _Refused("over_budget", reason)
+        digest = cache_key(request, [m.name for m in chain]) if cacheable(request) else None
+        if digest is not None:
+            hit = await self.cache.get(digest)
+            if hit is not None:
+                self.metrics.cache.labels("hit").inc()
+                return _from_cache(request_id, hit)
+            self.metrics.cache.labels("miss").inc()
+        else:
+            self.metrics.cache.labels("bypass").inc()
+        reason = await self.budgets.check(actor, worst)
+        if reason is not None:
+            raise _Refused("over_budget", reason)
+        deadline = self._clock() + min(request.deadline_s, self.settings.max_deadline_s)
+        job = _Job(request, chain, cl100k, deadline, max_cost, actor, digest)
+        walk = await self._single_flight(job)
+        return _response(request_id, walk)
+
+    async def _single_flight(self, job: _Job) -> Walk:
+        """One walk per distinct cacheable request at a time; followers share its result."""
+        digest = job.digest
+        if digest is None:
+            return await self._walk(job)
+        leader = self._inflight.get(digest)
+        if leader is not None:
+            self.metrics.cache.labels("shared").inc()
+            return await asyncio.shield(leader)
+        future: asyncio.Future[Walk] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            walk = await self._walk(job)
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # followers re-raise it; mark it retrieved for the loop
+            raise
+        else:
+            future.set_result(walk)
+            return walk
+        finally:
+            del self._inflight[digest]
+
+    async def _walk(self, job: _Job) -> Walk:
+        walk = await self.walker.run(job.request, job.chain, job.cl100k, job.deadline, job.max_cost)
+        if walk.reply is None or walk.model is None:
+            return walk
+        used = Usage(walk.input_tokens + walk.output_tokens, walk.cost_usd)
+        await self.budgets.record(job.actor, used)
+        if job.digest is not None:
+            answer = CachedAnswer(
+                model=walk.model.name,
+                content=walk.reply.content,
+                finish_reason=walk.reply.finish_reason,
+                input_tokens=walk.input_tokens,
+                output_tokens=walk.output_tokens,
+                cost_usd=walk.cost_usd,
+            )
+            await self.cache.put(job.digest, answer)
+        return walk
+
+    # -- side channels -----------------------------------------------------------------------
+
+    def _on_quarantine_change(self, kind: str, entity_id: str, quarantined: bool) -> None:
+        model = self.models.get(entity_id) if kind == "ai_model" else None
+        if model is not None:
+            self.walker.publish_state(model)
+            _log.info("ai.model_quarantine", model=entity_id, quarantined=quarantined)
+
+    async def _auth_alert(self, model: Model, detail: str) -> None:
+        """Raise a health alert: the model is disabled until its configuration changes."""
+        alert = AlertRaised(
+            fingerprint=f"ai_fallback:auth:{model.name}"[:128],
+            rule="ai_provider_auth_failed",
+            severity="critical",
+            labels={"model": model.name, "provider": model.spec.provider},
+            summary=(
+                f"{model.name} refused our credentials ({detail[:200]}); disabled until its "
+                "configuration changes"
+            ),
+            entity_kind="ai_model",
+            entity_id=model.name,
+            started_at=datetime.now(UTC),
+        )
+        try:
+            await self.ctx.publisher.publish(
+                new_event("health.alert.raised", alert, source=self.name)
+            )
+        except Exception as error:  # noqa: BLE001 - the disable stands; the alert is best effort
+            _log.error("ai.auth_alert_failed", model=model.name, error=repr(error))
+
+
+def _from_cache(request_id: str, hit: CachedAnswer) -> CompletionSucceeded:
+    return CompletionSucceeded(
+        request_id=request_id,
+        model=hit.model,
+        content=hit.content,
+        finish_reason=hit.finish_reason,
+        input_tokens=hit.input_tokens,
+        output_tokens=hit.output_tokens,
+        cost_usd=0.0,
+        cached=True,
+        attempts=[Attempt(model=hit.model, outcome="cache_hit", latency_ms=0.0)],
+    )
+
+
+def _response(request_id: str, walk: Walk) -> CompletionSucceeded | CompletionFailed:
+    attempts = walk.attempts[-50:]
+    if walk.reply is None or walk.model is None:
+        return CompletionFailed(
+            request_id=request_id,
+            reason=walk.failure,
+            detail=(walk.detail or "no model in the chain could be tried")[:2000],
+            attempts=attempts,
+        )
+    return CompletionSucceeded(
+        request_id=request_id,
+        model=walk.model.name,
+        content=walk.reply.content,
+        finish_reason=walk.reply.finish_reason,
+        input_tokens=walk.input_tokens,
+        output_tokens=walk.output_tokens,
+        cost_usd=walk.cost_usd,
+        fallback_used=walk.fallback_used,
+        attempts=attempts,
+    )

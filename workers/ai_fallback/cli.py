@@ -1,0 +1,102 @@
+"""``eventguard ai ...``: inspect the model chain, count tokens, re-enable a model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from common.config import Settings
+from common.errors import ConfigError
+from common.store import Store, connect_redis
+from workers.ai_fallback import keys
+from workers.ai_fallback.chain import load_models
+from workers.ai_fallback.tokens import TokenCounter
+
+__all__ = ["add_commands"]
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``ai`` command group."""
+    group = subparsers.add_parser("ai", help="the AI fallback worker")
+    sub = group.add_subparsers(dest="ai_command", required=True)
+    models = sub.add_parser("models", help="the configured chain (and, with Redis, its state)")
+    models.set_defaults(func=_models)
+    tokens = sub.add_parser("tokens", help="count cl100k_base tokens of TEXT (offline)")
+    tokens.add_argument("text")
+    tokens.set_defaults(func=_tokens)
+    enable = sub.add_parser("enable", help="lift a model's auth disable and cool-down in Redis")
+    enable.add_argument("model")
+    enable.set_defaults(func=_enable)
+
+
+async def _models(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        models = load_models(settings.ai_fallback)
+    except ConfigError as error:
+        print(f"eventguard ai: {error}", file=sys.stderr)
+        return 2
+    state: dict[str, dict[str, object]] = {name: {} for name in models}
+    if settings.redis_url is not None:
+        store = Store(
+            connect_redis(settings.redis_url.get_secret_value()),
+            prefix=settings.redis_key_prefix,
+        )
+        names = list(models)
+
+        async def read(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for name in names:
+                pipe.pttl(keys.cooldown(store, name))
+                pipe.get(keys.disabled(store, name))
+            return list(await pipe.execute())
+
+        try:
+            replies = await store.execute(read)
+            for i, name in enumerate(names):
+                ttl_ms, fingerprint = int(replies[2 * i]), replies[2 * i + 1]
+                state[name]["cooldown_s"] = ttl_ms / 1000 if ttl_ms > 0 else 0
+                state[name]["disabled"] = (
+                    fingerprint is not None and fingerprint.decode() == models[name].fingerprint
+                )
+        finally:
+            await store.close()
+    for name, model in models.items():
+        row = {
+            "name": name,
+            "provider": model.spec.provider,
+            "endpoint": model.spec.endpoint,
+            "key_ref": model.spec.key_ref,
+            "priority": model.spec.priority,
+            "context_window": model.spec.context_window,
+            "max_output": model.spec.max_output,
+            "usd_per_mtok": [model.spec.input_usd_per_mtok, model.spec.output_usd_per_mtok],
+            **state[name],
+        }
+        print(json.dumps(row))
+    return 0
+
+
+async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
+    print(TokenCounter().count_text(args.text))
+    return 0
+
+
+async def _enable(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.redis_url is None:
+        print("eventguard ai enable: EVENTGUARD_REDIS_URL is required", file=sys.stderr)
+        return 2
+    store = Store(
+        connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
+    )
+    try:
+        cool, dis = keys.cooldown(store, args.model), keys.disabled(store, args.model)
+        removed = await store.execute(lambda r: r.delete(cool, dis))
+    finally:
+        await store.close()
+    print(
+        f"{args.model}: cleared {int(removed)} marker(s); running workers keep their memory "
+        "until restart or the cool-down ends"
+    )
+    return 0

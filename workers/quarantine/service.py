@@ -1,0 +1,375 @@
+"""The quarantine worker: dead letters and misbehaving entities, recorded, reviewed, released.
+
+Inputs:
+
+* ``eventguard.dead`` (raw): every dead message, recorded byte for byte under a deterministic
+  id (a redelivery never makes a second record), counted per producer and per event type so
+  a flood quarantines its producer or type;
+* ``quarantine.requested``: block an entity (TTL, or permanent for an admin actor);
+* ``quarantine.release.requested``: release a record (operator or admin actor only);
+* ``health.alert.raised`` with ``quarantine: true`` and severity critical: block the entity
+  the alert names for ``alert_ttl_s`` (how health_monitor cooperates with this worker).
+
+A background task (started in :meth:`start`, cancelled in :meth:`stop`) releases expired
+blocks with ``quarantine.entry.released``, finishes interrupted releases (see
+:mod:`workers.quarantine.release`), refreshes the gauges and re-announces active blocks so
+workers deployed later learn them. Its clock is injectable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from common.bus.message import IncomingMessage
+from common.bus.router import Emit, RawHandler
+from common.bus.topology import DEAD_QUEUE
+from common.errors import EventGuardError, Reject
+from common.logging import get_logger
+from common.quarantine_view import ENTITY_KINDS
+from common.service import AdminRoute, BaseService, WorkerContext
+from schemas.envelope import Envelope, new_event
+from schemas.health import AlertRaised
+from schemas.quarantine import (
+    QuarantineEntryAdded,
+    QuarantineReleaseRequested,
+    QuarantineRequested,
+)
+from workers.quarantine import admin
+from workers.quarantine.authz import ADMIN_ROLES, RELEASE_ROLES, actor_role, actor_subject
+from workers.quarantine.records import ACTIVE, dead_message_from
+from workers.quarantine.release import Outcome, Releaser
+from workers.quarantine.repository import Repository
+
+__all__ = ["QuarantineService"]
+
+_log = get_logger("eventguard.quarantine")
+_ANNOUNCE_BATCH = 1_000
+
+
+def _entity_record_id(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+class QuarantineService(BaseService):
+    """Records dead messages and blocked entities in Redis and releases them on request."""
+
+    name = "quarantine"
+
+    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(ctx)
+        self.settings = ctx.settings.quarantine
+        self.clock = clock
+        self.repo = Repository(ctx.store)
+        self.releaser = Releaser(
+            self.repo,
+            broker=ctx.broker,
+            user_id=ctx.publisher.user_id,
+            metrics=ctx.metrics,
+            clock=clock,
+            source=ctx.name,
+        )
+        self._m = ctx.metrics.quarantine
+        self._task: asyncio.Task[None] | None = None
+        self._last_announce = 0.0
+        self.router.add("quarantine.requested", self.on_requested)
+        self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
+        self.router.add("health.alert.raised", self.on_alert)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def raw_consumers(self) -> Mapping[str, RawHandler]:
+        """Everything dead-lettered lands in ``eventguard.dead``."""
+        return {DEAD_QUEUE: self.on_dead}
+
+    def admin_routes(self) -> Sequence[AdminRoute]:
+        """List, show, review, release, discard, extend, block (see :mod:`.admin`)."""
+        return admin.routes(self)
+
+    async def start(self) -> None:
+        """Finish releases a previous process left half done, then start the tick loop."""
+        await self.finish_interrupted(self.clock() + 1)
+        self._last_announce = self.clock()
+        self._task = asyncio.create_task(self._loop(), name="quarantine.tick")
+
+    async def stop(self) -> None:
+        """Cancel the tick loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except (EventGuardError, OSError, TimeoutError) as error:
+                _log.warning("quarantine.tick_failed", error=repr(error))
+            except Exception:  # noqa: BLE001 - a bug in one tick must not stop expiry for good
+                _log.exception("quarantine.tick_crashed")
+            await asyncio.sleep(self.settings.tick_s)
+
+    async def tick(self) -> None:
+        """Expire blocks, finish stuck releases, refresh gauges, re-announce when due."""
+        await self.expire_due()
+        await self.finish_interrupted(self.clock() - self.settings.release_lease_s)
+        await self.refresh_gauges()
+        if self.clock() - self._last_announce >= self.settings.announce_interval_s:
+            await self.announce()
+            self._last_announce = self.clock()
+
+    async def expire_due(self) -> int:
+        """Release every entity whose TTL passed, each with ``quarantine.entry.released``."""
+        released = 0
+        for record_id in await self.repo.due_expiries(self.clock()):
+            outcome = await self.releaser.expire(record_id)
+            if outcome is not None:
+                await self.ctx.publisher.publish(outcome.event)
+                released += 1
+        return released
+
+    async def finish_interrupted(self, started_before: float) -> int:
+        """Resume releases left in ``releasing`` since before ``started_before``."""
+        finished = 0
+        for record_id in await self.repo.releasing(started_before):
+            outcome = await self.releaser.resume(record_id)
+            if outcome is not None and outcome.changed:
+                await self.ctx.publisher.publish(outcome.event)
+                finished += 1
+        return finished
+
+    async def refresh_gauges(self) -> None:
+        """Entries by kind/reason/status, blacklist size, oldest unreviewed age."""
+        counts, blacklist, oldest = await self.repo.gauges()
+        for (kind, reason, status), n in counts.items():
+            self._m.entries.labels(kind, reason, status).set(n)
+        self._m.blacklist_size.set(blacklist)
+        self._m.oldest_unreviewed.set(max(0.0, self.clock() - oldest) if oldest else 0.0)
+
+    async def announce(self) -> int:
+        """Re-publish ``quarantine.entry.added`` for every active block (anti-entropy)."""
+        sent = 0
+        for record_id in list((await self.repo.blacklist()).values())[:_ANNOUNCE_BATCH]:
+            record = await self.repo.get(record_id)
+            if record is None or record.get("status") not in ACTIVE:
+                continue
+            await self.ctx.publisher.publish(self.added_event(record, None))
+            sent += 1
+        return sent
+
+    # -- reads that honour expiry -------------------------------------------------------------
+
+    async def get(self, record_id: str) -> dict[str, Any] | None:
+        """A record; an entity whose TTL passed is released first (reads check expiry)."""
+        record = await self.repo.get(record_id)
+        if record is None:
+            return None
+        expires = record.get("expires_at") or ""
+        if record.get("status") in ACTIVE and expires and float(expires) <= self.clock():
+            outcome = await self.releaser.expire(record_id)
+            if outcome is not None:
+                await self.ctx.publisher.publish(outcome.event)
+            record = await self.repo.get(record_id)
+        return record
+
+    async def is_blocked(self, kind: str, entity_id: str) -> bool:
+        """True when ``kind``/``entity_id`` is blocked now (expiry honoured)."""
+        record_id = await self.repo.blocked_record(kind, entity_id)
+        if record_id is None:
+            return False
+        record = await self.get(record_id)
+        return record is not None and record.get("status") in ACTIVE
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    async def on_dead(self, message: IncomingMessage) -> Emit:
+        """Record one dead message; contain a flood from its producer or of its type."""
+        dead = dead_message_from(message)
+        now = self.clock()
+        s = self.settings
+        found = await self.repo.add_dead(dead, now=now, window_s=s.flood_window_s)
+        out: list[Envelope[Any]] = []
+        if found.created:
+            self._m.added.labels("message", dead.reason).inc()
+            data = QuarantineEntryAdded(
+                record_id=dead.record_id,
+                kind="message",
+                entity_id=dead.event_id or dead.record_id,
+                reason=f"{dead.reason}: {dead.detail}"[:2000],
+            )
+            out.append(new_event("quarantine.entry.added", data, source=self.name))
+            _log.info("quarantine.dead_recorded", record_id=dead.record_id, reason=dead.reason)
+        window = str(int(now // s.flood_window_s))
+        if (
+            dead.producer
+            and found.producer_count >= s.flood_producer_threshold
+            and not found.producer_blocked
+        ):
+            out += await self._contain("producer", dead.producer, found.producer_count, window, now)
+        if (
+            dead.event_type
+            and found.type_count >= s.flood_type_threshold
+            and not found.type_blocked
+        ):
+            out += await self._contain("event_type", dead.event_type, found.type_count, window, now)
+        return out
+
+    async def _contain(
+        self, kind: str, entity_id: str, count: int, window: str, now: float
+    ) -> list[Envelope[Any]]:
+        record_id = _entity_record_id("flood", kind, entity_id, window)
+        evidence = {"dead_letters": str(count), "window_s": str(self.settings.flood_window_s)}
+        outcome, added = await self._block(
+            record_id=record_id,
+            kind=kind,
+            entity_id=entity_id,
+            reason="flood",
+            detail=f"{count} dead letters within {self.settings.flood_window_s}s",
+            severity="critical",
+            evidence=evidence,
+            requested_by=self.name,
+            ttl_s=self.settings.flood_ttl_s,
+            now=now,
+            causation=None,
+        )
+        if outcome != "created":
+            # A concurrent dead letter of the same flood got there first and announced it.
+            return []
+        if added:
+            self._m.floods.labels(kind).inc()
+            _log.warning(
+                "quarantine.flood_contained", kind=kind, entity=entity_id[:200], count=count
+            )
+        return added
+
+    # -- entities ------------------------------------------------------------------------------
+
+    async def _block(
+        self,
+        *,
+        record_id: str,
+        kind: str,
+        entity_id: str,
+        reason: str,
+        detail: str,
+        severity: str,
+        evidence: Mapping[str, str],
+        requested_by: str,
+        ttl_s: int | None,
+        now: float,
+        causation: Envelope[Any] | None,
+    ) -> tuple[str, list[Envelope[Any]]]:
+        result = await self.repo.add_entity(
+            record_id=record_id,
+            kind=kind,
+            entity_id=entity_id,
+            reason=reason,
+            detail=detail,
+            severity=severity,
+            evidence=evidence,
+            requested_by=requested_by,
+            expires_at=None if ttl_s is None else now + ttl_s,
+            now=now,
+        )
+        if result.outcome == "created":
+            self._m.added.labels(kind, reason).inc()
+        record = await self.repo.get(result.record_id)
+        if record is None:  # released between the two steps: nothing to announce
+            return result.outcome, []
+        return result.outcome, [self.added_event(record, causation)]
+
+    def added_event(self, record: dict[str, Any], causation: Envelope[Any] | None) -> Envelope[Any]:
+        expires = record.get("expires_at") or ""
+        data = QuarantineEntryAdded(
+            record_id=str(record["id"]),
+            kind=record["kind"],
+            entity_id=str(record["entity_id"]),
+            reason=str(record.get("detail") or record.get("reason", ""))[:2000],
+            severity=record.get("severity") or "warning",
+            expires_at=float(expires) if expires else None,
+        )
+        return new_event("quarantine.entry.added", data, source=self.name, causation=causation)
+
+    async def on_requested(self, event: Envelope[QuarantineRequested]) -> Emit:
+        """Block an entity; a permanent block needs an admin actor."""
+        data = event.data
+        if data.kind == "message":
+            raise Reject(
+                "quarantine.requested blocks entities; messages arrive dead-lettered",
+                reason="schema_violation",
+            )
+        if data.permanent and actor_role(event.actor) not in ADMIN_ROLES:
+            raise Reject(
+                f"a permanent block needs an admin actor (got role {actor_role(event.actor)!r})",
+                reason="unauthorized",
+            )
+        ttl = None if data.permanent else (data.ttl_s or self.settings.default_ttl_s)
+        _, added = await self._block(
+            record_id=_entity_record_id("request", event.id),
+            kind=data.kind,
+            entity_id=data.entity_id,
+            reason="requested",
+            detail=data.reason,
+            severity=data.severity,
+            evidence=data.evidence,
+            requested_by=actor_subject(event.actor, data.requested_by),
+            ttl_s=ttl,
+            now=self.clock(),
+            causation=event,
+        )
+        return added
+
+    async def on_alert(self, event: Envelope[AlertRaised]) -> Emit:
+        """A critical alert marked ``quarantine`` blocks the entity it names."""
+        data = event.data
+        if not data.quarantine or data.severity != "critical":
+            return []
+        if data.entity_kind not in ENTITY_KINDS or not data.entity_id:
+            _log.warning("quarantine.alert_without_entity", rule=data.rule, kind=data.entity_kind)
+            return []
+        _, added = await self._block(
+            record_id=_entity_record_id("alert", data.fingerprint, data.started_at.isoformat()),
+            kind=data.entity_kind,
+            entity_id=data.entity_id,
+            reason="health_alert",
+            detail=f"{data.rule}: {data.summary}"[:2000],
+            severity="critical",
+            evidence={k[:100]: v for k, v in list(data.labels.items())[:40]}
+            | {"fingerprint": data.fingerprint, "value": str(data.value)},
+            requested_by=event.source,
+            ttl_s=self.settings.alert_ttl_s,
+            now=self.clock(),
+            causation=event,
+        )
+        return added
+
+    # -- releases ------------------------------------------------------------------------------
+
+    async def on_release_requested(self, event: Envelope[QuarantineReleaseRequested]) -> Emit:
+        """Release a record for an operator or admin; anything else is dead-lettered.
+
+        An actor without the role is refused by dead-lettering the request with reason
+        ``unauthorized`` (it can never succeed, and the refusal is then itself on record).
+        A release that changes nothing (unknown, already released, discarded, in progress)
+        answers with ``quarantine.release.refused``, also sent to ``reply_to``.
+        """
+        role = actor_role(event.actor)
+        if role not in RELEASE_ROLES:
+            self.ctx.metrics.security.denials.labels("event", "role").inc()
+            raise Reject(
+                f"releasing a quarantine record needs an operator or admin actor, got {role!r}",
+                reason="unauthorized",
+            )
+        outcome: Outcome = await self.releaser.release(
+            event.data.record_id,
+            by=actor_subject(event.actor, "unknown"),
+            note=event.data.note,
+            owner=event.id,
+            causation=event,
+        )
+        return [outcome.event]

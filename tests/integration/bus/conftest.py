@@ -250,7 +250,7 @@ async def close_connections_of(name_prefix: str) -> int:
     pids = [
         line.split("\t", 1)[0]
         for line in listing.splitlines()
-        if re.search(rf'"connection_name",longstr,"{re.escape(name_prefix)}', line)
+        if re.search(rf'"connection_name",(?:longstr,)?"{re.escape(name_prefix)}', line)
     ]
     await asyncio.gather(
         *(_run(ctl, "close_connection", pid, "eventguard integration test") for pid in pids)

@@ -1,0 +1,156 @@
+"""``eventguard quarantine list|show|release|discard``.
+
+``list`` and ``show`` read Redis only. ``release`` and ``discard`` run the same exactly-once
+steps as the worker (:class:`~workers.quarantine.release.Releaser`): Redis for the state,
+the broker to re-publish and to announce the change. Having the broker and Redis credentials
+is what makes the caller an operator here; ``--by`` names the reviewer on the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import AsyncIterator
+
+from pydantic import SecretStr
+
+from common.bus.amqp import AmqpBroker
+from common.bus.publisher import Publisher
+from common.config import Settings, require_production
+from common.errors import ConfigError
+from common.metrics import Metrics
+from common.store import Store, connect_redis
+from workers.quarantine.admin import public
+from workers.quarantine.keys import ANY
+from workers.quarantine.records import REASON_CODES, STATUSES
+from workers.quarantine.release import Outcome, Releaser
+from workers.quarantine.repository import Repository
+
+__all__ = ["add_commands"]
+
+_KINDS = ("message", "ai_model", "exchange_source", "producer", "strategy", "event_type")
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``quarantine`` command group."""
+    group = subparsers.add_parser("quarantine", help="dead letters and blocked entities")
+    sub = group.add_subparsers(dest="quarantine_command", required=True)
+
+    listing = sub.add_parser("list", help="records, newest first")
+    listing.add_argument("--status", choices=STATUSES, default=ANY)
+    listing.add_argument("--kind", choices=_KINDS, default=ANY)
+    listing.add_argument("--reason", choices=sorted(REASON_CODES), default=ANY)
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true", help="one JSON object")
+    listing.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="one record with its body, headers and history")
+    show.add_argument("record_id")
+    show.set_defaults(func=_show)
+
+    for name, func, text in (
+        ("release", _release, "re-publish a dead message (or unblock an entity), exactly once"),
+        ("discard", _discard, "never release this record"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("record_id")
+        cmd.add_argument("--by", required=True, help="the reviewer's name, kept on the record")
+        cmd.add_argument("--note", default="")
+        cmd.set_defaults(func=func)
+
+
+def _secret(value: SecretStr | None) -> str:
+    if value is None:  # require_production names the variable first; this is belt and braces
+        raise ConfigError("missing connection setting")
+    return value.get_secret_value()
+
+
+@contextlib.asynccontextmanager
+async def _repository(settings: Settings) -> AsyncIterator[Repository]:
+    require_production(settings)
+    store = Store(connect_redis(_secret(settings.redis_url)), prefix=settings.redis_key_prefix)
+    try:
+        yield Repository(store)
+    finally:
+        await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _releaser(settings: Settings) -> AsyncIterator[tuple[Releaser, Publisher]]:
+    async with _repository(settings) as repo:
+        metrics = Metrics()
+        broker = AmqpBroker(
+            _secret(settings.broker_url),
+            metrics=metrics,
+            name="eventguard-quarantine-cli",
+        )
+        await broker.start()
+        try:
+            publisher = Publisher(
+                broker, worker="quarantine", user_id=settings.broker_user, metrics=metrics
+            )
+            releaser = Releaser(
+                repo, broker=broker, user_id=settings.broker_user, metrics=metrics, clock=time.time
+            )
+            yield releaser, publisher
+        finally:
+            await broker.close()
+
+
+async def _list(args: argparse.Namespace, settings: Settings) -> int:
+    async with _repository(settings) as repo:
+        total, rows = await repo.search(
+            status=args.status,
+            kind=args.kind,
+            reason=args.reason,
+            offset=max(0, args.offset),
+            limit=min(max(1, args.limit), settings.quarantine.max_page),
+        )
+    if args.json:
+        print(json.dumps({"total": total, "records": rows}))
+        return 0
+    print(f"{total} record(s); showing {len(rows)} from {args.offset}")
+    for row in rows:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(row["created_at"] or 0)))
+        target = row["entity_id"] if row["kind"] != "message" else row["routing_key"]
+        print(
+            f"{row['id']}  {stamp}  {row['status']:<12} {row['kind']:<10} "
+            f"{row['reason']:<17} {target}"
+        )
+    return 0
+
+
+async def _show(args: argparse.Namespace, settings: Settings) -> int:
+    async with _repository(settings) as repo:
+        record = await repo.get(args.record_id)
+    if record is None:
+        print(f"eventguard: no quarantine record {args.record_id!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(public(record), indent=2, default=str))
+    return 0
+
+
+async def _settle(outcome: Outcome, publisher: Publisher) -> int:
+    await publisher.publish(outcome.event)
+    if outcome.changed:
+        print(json.dumps({"status": outcome.status, **outcome.event.data.model_dump()}))
+        return 0
+    refusal = outcome.event.data
+    print(f"eventguard: nothing changed: {refusal.reason} ({refusal.detail})", file=sys.stderr)
+    return 1
+
+
+async def _release(args: argparse.Namespace, settings: Settings) -> int:
+    async with _releaser(settings) as (releaser, publisher):
+        outcome = await releaser.release(args.record_id, by=args.by, note=args.note)
+        return await _settle(outcome, publisher)
+
+
+async def _discard(args: argparse.Namespace, settings: Settings) -> int:
+    async with _releaser(settings) as (releaser, publisher):
+        outcome = await releaser.discard(args.record_id, by=args.by, note=args.note)
+        return await _settle(outcome, publisher)

@@ -46,7 +46,14 @@ class CompletionRequested(Payload):
 
 
 class Attempt(Payload):
-    """One model tried while answering a request."""
+    """One model considered while answering a request.
+
+    ``outcome``: ``ok``; a failure kind (``server``, ``timeout``, ``connection``, ``malformed``,
+    ``rate_limited``, ``auth``, ``context_length``, ``content_policy``, ``bad_request``,
+    ``unavailable``); a skip (``skipped_quarantined``, ``skipped_disabled``,
+    ``skipped_cooldown``, ``skipped_breaker_open``, ``skipped_window``, ``skipped_budget``,
+    ``skipped_deadline``); or ``cache_hit``.
+    """
 
     model: ModelName
     outcome: Annotated[str, StringConstraints(max_length=64)]
@@ -55,7 +62,12 @@ class Attempt(Payload):
 
 
 class CompletionSucceeded(Payload):
-    """The answer, which model gave it, and every attempt on the way."""
+    """The answer, which model gave it, and every attempt on the way.
+
+    ``fallback_used`` is true only when another model failed earlier in this request (a model
+    skipped without a call is not a failure). On a cache hit ``cached`` is true, ``model`` names
+    the model that first answered and ``cost_usd`` is 0.
+    """
 
     request_id: Name
     model: ModelName
@@ -70,7 +82,12 @@ class CompletionSucceeded(Payload):
 
 
 class CompletionFailed(Payload):
-    """No model could answer; ``reason`` says why."""
+    """No model could answer; ``reason`` says why, ``detail`` says it for people.
+
+    ``reason``: ``bad_request`` (empty messages, max_tokens below 1), ``unknown_model``,
+    ``no_models``, ``prompt_too_large`` (fits no model's window), ``over_budget`` (per request,
+    per actor or global), ``content_policy``, ``deadline_exceeded``, ``all_models_failed``.
+    """
 
     request_id: Name
     reason: Annotated[str, StringConstraints(max_length=64)]

@@ -1,0 +1,64 @@
+"""Health-based ordering and the metrics a walk leaves behind."""
+
+from __future__ import annotations
+
+from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model
+from workers.ai_fallback.simulator import ProviderSimulator, Step
+
+
+async def test_equal_priority_models_ordered_by_latency(sim: ProviderSimulator) -> None:
+    """Among equal priorities the faster model (EWMA latency) is tried first; priority wins."""
+    sim.set_default("slow", Step("ok", latency_s=0.08))
+    sim.set_default("fast", Step("ok", latency_s=0.005))
+    models = [
+        model(sim, "slow", priority=10),
+        model(sim, "fast", priority=10),
+        model(sim, "last", priority=20),
+    ]
+    async with fleet(ai_settings(models)) as (h, service):
+        await answer(h, ask("1", models=["slow"]))
+        await answer(h, ask("2", models=["fast"]))
+        order = service.health.order(service.models)
+        out = await answer(h, ask("3"))
+    assert order == ["fast", "slow", "last"]
+    assert out.data.model == "fast"
+
+
+async def test_degraded_model_goes_behind_its_peers(sim: ProviderSimulator) -> None:
+    """A model whose error rate passed one half goes behind healthy peers of equal priority."""
+    sim.set_default("flaky", Step("error"))
+    models = [model(sim, "flaky", priority=10), model(sim, "steady", priority=10)]
+    async with fleet(ai_settings(models, health_alpha=0.6)) as (h, service):
+        first = await answer(h, ask("1"))
+        order = service.health.order(service.models)
+        second = await answer(h, ask("2"))
+    assert [a.model for a in first.data.attempts] == ["flaky", "steady"]
+    assert order == ["steady", "flaky"]
+    assert [a.model for a in second.data.attempts] == ["steady"]
+
+
+async def test_walk_metrics(sim: ProviderSimulator) -> None:
+    """Requests, attempts, fallbacks by from/to/reason, tokens by direction and cost are counted."""
+    sim.script("a", Step("error", status=500))
+    async with fleet(ai_settings([model(sim, "a"), model(sim, "b", priority=200)])) as (h, _):
+        out = await answer(h, ask("hello there"))
+        value = h.metrics.registry.get_sample_value
+
+        def sample(name: str, **labels: str) -> float:
+            return value(name, labels) or 0.0
+
+        assert sample("eventguard_ai_requests_total", outcome="succeeded", reason="") == 1
+        assert sample("eventguard_ai_attempts_total", model="a", outcome="server") == 1
+        assert sample("eventguard_ai_attempts_total", model="b", outcome="ok") == 1
+        assert (
+            sample("eventguard_ai_fallbacks_total", from_model="a", to_model="b", reason="server")
+            == 1
+        )
+        assert sample("eventguard_ai_tokens_total", model="b", direction="input") == (
+            out.data.input_tokens
+        )
+        assert sample("eventguard_ai_tokens_total", model="b", direction="output") == (
+            out.data.output_tokens
+        )
+        assert sample("eventguard_ai_cost_usd_total", model="b") == out.data.cost_usd
+        assert sample("eventguard_ai_cache_lookups_total", result="miss") == 1

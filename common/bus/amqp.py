@@ -445,9 +445,9 @@ class AmqpBroker:
         else:
             try:
                 if requeue is None:
-                    await channel.basic_ack(tag)
+                    await channel.basic_ack(tag, wait=False)
                 else:
-                    await channel.basic_reject(tag, requeue=requeue)
+                    await channel.basic_reject(tag, requeue=requeue, wait=False)
             except CONNECTION_ERRORS as failed:
                 error = failed
         if error is not None:

@@ -17,6 +17,7 @@ import enum
 import json
 from typing import Any
 
+from common.bus.redis_batch import RedisBatch
 from common.store import Store
 
 __all__ = ["Claim", "ClaimState", "Idempotency"]
@@ -50,6 +51,7 @@ class Idempotency:
 
     def __init__(self, store: Store, *, worker: str, lease_s: float, done_ttl_s: int) -> None:
         self._store = store
+        self._redis = RedisBatch(store)  # concurrent claims share one round trip
         self._prefix = store.key("idem", worker, "")
         self._lease_ms = max(1000, round(lease_s * 1000))
         self._done_ttl_s = done_ttl_s
@@ -60,7 +62,7 @@ class Idempotency:
     async def claim(self, event_id: str) -> Claim:
         """Claim ``event_id`` for processing (one round trip)."""
         key = self._key(event_id)
-        previous: Any = await self._store.execute(
+        previous: Any = await self._redis.execute(
             lambda r: r.set(key, _PROCESSING, nx=True, px=self._lease_ms, get=True)
         )
         if previous is None:
@@ -75,14 +77,14 @@ class Idempotency:
         """Record the output events before publishing them."""
         value = _OUTBOX + json.dumps(bodies).encode()
         key = self._key(event_id)
-        await self._store.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._redis.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
 
     async def done(self, event_id: str) -> None:
         """Mark ``event_id`` handled."""
         key = self._key(event_id)
-        await self._store.execute(lambda r: r.set(key, _DONE, ex=self._done_ttl_s))
+        await self._redis.execute(lambda r: r.set(key, _DONE, ex=self._done_ttl_s))
 
     async def release(self, event_id: str) -> None:
         """Forget the claim so the next delivery runs the handler."""
         key = self._key(event_id)
-        await self._store.execute(lambda r: r.delete(key))
+        await self._redis.execute(lambda r: r.delete(key))

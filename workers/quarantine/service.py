@@ -76,6 +76,7 @@ class QuarantineService(BaseService):
         self._m = ctx.metrics.quarantine
         self._task: asyncio.Task[None] | None = None
         self._last_announce = 0.0
+        self._stopping = asyncio.Event()
         self.router.add("quarantine.requested", self.on_requested)
         self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
         self.router.add("health.alert.raised", self.on_alert)
@@ -94,10 +95,12 @@ class QuarantineService(BaseService):
         """Finish releases a previous process left half done, then start the tick loop."""
         await self.finish_interrupted(self.clock() + 1)
         self._last_announce = self.clock()
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="quarantine.tick")
 
     async def stop(self) -> None:
         """Cancel the tick loop."""
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -105,14 +108,20 @@ class QuarantineService(BaseService):
             self._task = None
 
     async def _loop(self) -> None:
-        while True:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
             try:
                 await self.tick()
             except (EventGuardError, OSError, TimeoutError) as error:
                 _log.warning("quarantine.tick_failed", error=repr(error))
             except Exception:  # noqa: BLE001 - a bug in one tick must not stop expiry for good
                 _log.exception("quarantine.tick_crashed")
-            await asyncio.sleep(self.settings.tick_s)
+            if task is not None and task.cancelling():
+                # A cancel that landed inside a Redis call may surface as a TimeoutError
+                # (asyncio.timeout); honour it rather than loop on.
+                raise asyncio.CancelledError
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.tick_s)
 
     async def tick(self) -> None:
         """Expire blocks, finish stuck releases, refresh gauges, re-announce when due."""

@@ -28,5 +28,5 @@ def pytest_terminal_summary(
 def _reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
+        return str(longrepr[2]).removeprefix("Skipped: ").removeprefix("INTEGRATION SKIPPED: ")
     return str(longrepr)

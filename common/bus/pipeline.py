@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from common.bus import headers as h
@@ -99,6 +100,7 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._active = 0
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     @property
     def in_flight(self) -> int:
@@ -128,14 +130,28 @@ class Pipeline:
             if self._active == 0:
                 self._idle.set()
         elapsed = time.perf_counter() - started
-        label = event_type if is_known(event_type) else "unknown"
-        self._m.messages.labels(self.worker, label, outcome).inc()
-        self._m.processing.labels(self.worker, label).observe(elapsed)
+        counter, histogram = self._series(event_type, outcome)
+        counter.inc()
+        histogram.observe(elapsed)
         self.stats.latencies.append(elapsed)
         if outcome in {"ack", "duplicate"}:
             self.stats.handled += 1
         else:
             self.stats.failed += 1
+
+    def _series(self, event_type: str, outcome: str) -> tuple[Counter, Histogram]:
+        """The labelled metric children for (type, outcome), looked up once and kept."""
+        key = (event_type, outcome)
+        series = self._children.get(key)
+        if series is None:
+            label = event_type if is_known(event_type) else "unknown"
+            series = (
+                self._m.messages.labels(self.worker, label, outcome),
+                self._m.processing.labels(self.worker, label),
+            )
+            if len(self._children) < 1_000:  # types are bounded by the catalogue anyway
+                self._children[key] = series
+        return series
 
     async def _settle_crashed(self, message: IncomingMessage) -> None:
         try:

@@ -139,6 +139,10 @@ class AiFallback(BaseService):
     async def _models_page(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"models": self.describe()})
 
+    def entity_error_rates(self) -> dict[str, float]:
+        """``ai_model:<name>`` -> EWMA error rate, for the heartbeat health rules read."""
+        return {f"ai_model:{n}": round(h.error_rate, 4) for n, h in self.health.health.items()}
+
     def describe(self) -> list[dict[str, Any]]:
         """Each model, its state and health, in chain order."""
         rows = []

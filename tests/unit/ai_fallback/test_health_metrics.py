@@ -62,3 +62,13 @@ async def test_walk_metrics(sim: ProviderSimulator) -> None:
         )
         assert sample("eventguard_ai_cost_usd_total", model="b") == out.data.cost_usd
         assert sample("eventguard_ai_cache_lookups_total", result="miss") == 1
+
+
+async def test_entity_error_rates_for_the_heartbeat(sim: ProviderSimulator) -> None:
+    """The worker reports each model's error rate under ai_model:<name>."""
+    sim.set_default("a", Step("error"))
+    async with fleet(ai_settings([model(sim, "a"), model(sim, "b", priority=200)])) as (h, s):
+        await answer(h, ask())
+        rates = s.entity_error_rates()
+    assert rates["ai_model:a"] > 0
+    assert rates["ai_model:b"] == 0

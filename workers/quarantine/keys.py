@@ -11,6 +11,8 @@ the blacklist in one step stay in one slot on Redis Cluster.
 * ``bl``                  hash ``kind<US>entity_id`` -> id of the active entity record
 * ``bl:expiry``           sorted set: entity record id -> expiry (epoch s); permanent ones absent
 * ``releasing``           sorted set: record id -> when its release started (recovery)
+* ``outbox``              list: dead-message records written but not yet announced
+* ``announcing``          sorted set: record id -> when its announcement was claimed
 * ``flood:<dim>:<window>:<value>``  counters of dead letters per producer / type and window
 """
 
@@ -33,6 +35,8 @@ class Keys:
         self.blacklist = self.base + "bl"
         self.expiry = self.base + "bl:expiry"
         self.releasing = self.base + "releasing"
+        self.outbox = self.base + "outbox"
+        self.announcing = self.base + "announcing"
 
     def record(self, record_id: str) -> str:
         """The hash of one record."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -35,6 +35,8 @@ __all__ = [
     "decode_headers",
     "encode_headers",
     "reason_code",
+    "record_id_for",
+    "release_headers",
 ]
 
 STATUSES = ("quarantined", "under_review", "releasing", "released", "discarded")
@@ -177,9 +179,9 @@ class DeadMessage:
     event_id: str
     dead_at: str
     destination: Destination | None
-    extra: dict[str, str] = field(default_factory=dict)
+    headers_json: str = ""  # encode_headers(headers), when already computed
 
-    def fields(self, *, now: float) -> dict[str, str | bytes]:
+    def fields(self, *, now: float) -> dict[str, Any]:
         """The record hash of this message."""
         dest = self.destination
         return {
@@ -196,7 +198,7 @@ class DeadMessage:
             "updated_at": repr(now),
             "body": self.body,
             "body_size": str(len(self.body)),
-            "headers": encode_headers(self.headers),
+            "headers": self.headers_json or encode_headers(self.headers),
             "props": json.dumps(self.properties, sort_keys=True),
             "exchange": dest.exchange if dest else "",
             "routing_key": dest.routing_key if dest else "",
@@ -265,18 +267,17 @@ def _attempts(headers: dict[str, HeaderValue], death: dict[str, HeaderValue]) ->
     return 0
 
 
-def record_id_for(body: bytes, headers: dict[str, HeaderValue], message_id: str | None) -> str:
+def record_id_for(body: bytes, stable_headers_json: str, message_id: str | None) -> str:
     """A deterministic id: the same dead message redelivered maps to the same record.
 
     SHA-256 over the body, the message id and the headers (canonical JSON, minus the
     redelivery counter), which include the runtime's reason and dead-at time, so the same
     event dead-lettered again later is a new record.
     """
-    stable = {k: v for k, v in headers.items() if k not in _UNSTABLE_HEADERS}
     digest = hashlib.sha256()
     digest.update(body)
     digest.update(b"\x00" + (message_id or "").encode() + b"\x00")
-    digest.update(encode_headers(stable).encode())
+    digest.update(stable_headers_json.encode())
     return digest.hexdigest()[:32]
 
 
@@ -305,8 +306,15 @@ def dead_message_from(message: IncomingMessage) -> DeadMessage:
         "exchange": message.exchange,
         "redelivered": message.redelivered,
     }
+    headers_json = encode_headers(headers)
+    stable_json = (
+        encode_headers({k: v for k, v in headers.items() if k not in _UNSTABLE_HEADERS})
+        if _UNSTABLE_HEADERS & headers.keys()
+        else headers_json
+    )
     return DeadMessage(
-        record_id=record_id_for(message.body, headers, message.message_id),
+        record_id=record_id_for(message.body, stable_json, message.message_id),
+        headers_json=headers_json,
         body=message.body,
         headers=headers,
         properties=properties,

@@ -16,7 +16,14 @@ from typing import Any
 from common.store import Store
 from workers.quarantine.keys import ANY, Keys
 from workers.quarantine.records import STATUSES, DeadMessage
-from workers.quarantine.scripts import ADD_DEAD, ADD_ENTITY, EXTEND, TRANSITION, Script
+from workers.quarantine.scripts import (
+    ADD_DEAD,
+    ADD_ENTITY,
+    CLAIM_OUTBOX,
+    EXTEND,
+    TRANSITION,
+    Script,
+)
 
 __all__ = ["DeadAdded", "EntityAdded", "Repository", "Transition", "blacklist_field"]
 
@@ -81,6 +88,7 @@ class Repository:
         self._add_entity = Script(ADD_ENTITY)
         self._transition = Script(TRANSITION)
         self._extend = Script(EXTEND)
+        self._claim_outbox = Script(CLAIM_OUTBOX)
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -90,6 +98,7 @@ class Repository:
         producer = message.producer
         etype = message.event_type
         fields = message.fields(now=now)
+        body = fields.pop("body")
         args: list[Any] = [
             self.keys.base,
             message.record_id,
@@ -101,9 +110,9 @@ class Repository:
             blacklist_field("event_type", etype) if etype else "",
             self.keys.flood("producer", window, producer),
             self.keys.flood("event_type", window, etype),
+            json.dumps(fields),
+            body,
         ]
-        for name, value in fields.items():
-            args += [name, value]
         result = await self._add_dead(self.store, self.keys.record(message.record_id), args)
         created, pc, tc, pb, tb = (int(x) for x in result)
         return DeadAdded(bool(created), pc, tc, bool(pb), bool(tb))
@@ -210,6 +219,40 @@ class Repository:
         outcome, status = await self._extend(self.store, self.keys.record(record_id), args)
         return Transition(_text(outcome), _text(status), "")
 
+    # -- the announcement outbox ---------------------------------------------------------------
+
+    async def claim_announcements(self, n: int, *, now: float, lease_s: float) -> list[str]:
+        """Up to ``n`` record ids to announce (new ones, and claims older than the lease)."""
+        args = [self.keys.base, n, repr(now), repr(now - lease_s)]
+        ids = await self._claim_outbox(self.store, self.keys.outbox, args)
+        return [_text(i) for i in ids or []]
+
+    async def announced(self, record_ids: list[str]) -> None:
+        """Forget the claims of announcements the broker confirmed."""
+        if record_ids:
+            key = self.keys.announcing
+            await self.store.execute(lambda r: r.zrem(key, *record_ids))
+
+    async def summaries(self, record_ids: list[str]) -> list[dict[str, str]]:
+        """The summary fields of each record that exists, in order."""
+        record_keys = [self.keys.record(i) for i in record_ids]
+
+        async def rows(r: Any) -> Any:
+            async with r.pipeline(transaction=False) as pipe:
+                for rk in record_keys:
+                    pipe.hmget(rk, list(_SUMMARY_FIELDS))
+                return await pipe.execute()
+
+        values = await self.store.execute(rows)
+        return [
+            {
+                n: _text(v) if v is not None else ""
+                for n, v in zip(_SUMMARY_FIELDS, row, strict=True)
+            }
+            for row in values
+            if row and row[0] is not None
+        ]
+
     # -- reads ---------------------------------------------------------------------------------
 
     async def get(self, record_id: str) -> dict[str, Any] | None:
@@ -256,24 +299,7 @@ class Repository:
         total, ids = await self.store.execute(page)
         if not ids:
             return int(total), []
-        record_keys = [self.keys.record(_text(i)) for i in ids]
-
-        async def rows(r: Any) -> Any:
-            async with r.pipeline(transaction=False) as pipe:
-                for rk in record_keys:
-                    pipe.hmget(rk, list(_SUMMARY_FIELDS))
-                return await pipe.execute()
-
-        values = await self.store.execute(rows)
-        out = [
-            {
-                name: _text(v) if v is not None else ""
-                for name, v in zip(_SUMMARY_FIELDS, row, strict=True)
-            }
-            for row in values
-            if row and row[0] is not None
-        ]
-        return int(total), out
+        return int(total), await self.summaries([_text(i) for i in ids])
 
     async def blocked_record(self, kind: str, entity_id: str) -> str | None:
         """The id of the active record blocking ``kind``/``entity_id``, if any."""

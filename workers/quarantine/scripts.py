@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError
 
 from common.store import Store
 
-__all__ = ["ADD_DEAD", "ADD_ENTITY", "EXTEND", "TRANSITION", "Script"]
+__all__ = ["ADD_DEAD", "ADD_ENTITY", "CLAIM_OUTBOX", "EXTEND", "TRANSITION", "Script"]
 
 _COMMON = """
 local base = ARGV[1]
@@ -34,7 +34,8 @@ end
 """
 
 # ARGV: base, id, reason, created, transition, window_ttl, producer_field, type_field,
-#       producer_counter, type_counter, then field/value pairs.
+#       producer_counter, type_counter, the text fields as one JSON object, the body (bytes).
+# (Twelve arguments rather than one per field: packing arguments is the client's hot path.)
 # Returns {created, producer_count, type_count, producer_blocked, type_blocked}.
 ADD_DEAD = (
     _COMMON
@@ -43,9 +44,15 @@ local id = ARGV[2]
 local rk = base .. 'rec:' .. id
 local created = 0
 if redis.call('EXISTS', rk) == 0 then
-  redis.call('HSET', rk, unpack(ARGV, 11))
+  local pairs_ = {'body', ARGV[12]}
+  for name, value in pairs(cjson.decode(ARGV[11])) do
+    pairs_[#pairs_ + 1] = name
+    pairs_[#pairs_ + 1] = value
+  end
+  redis.call('HSET', rk, unpack(pairs_))
   add_everywhere('quarantined', 'message', ARGV[3], ARGV[4], id)
   redis.call('RPUSH', base .. 'hist:' .. id, ARGV[5])
+  redis.call('RPUSH', base .. 'outbox', id)
   created = 1
 end
 local function count(field, counter)
@@ -174,6 +181,22 @@ else
 end
 redis.call('RPUSH', base .. 'hist:' .. id, ARGV[5])
 return {'ok', meta[1]}
+"""
+
+# ARGV: base, n, now, stale_before. Moves up to n ids from the outbox (plus announcements
+# claimed before stale_before and never confirmed) into ``announcing``; returns them.
+CLAIM_OUTBOX = """
+local base = ARGV[1]
+local n = tonumber(ARGV[2])
+local claimed = {}
+local stale = redis.call('ZRANGEBYSCORE', base .. 'announcing', '-inf', ARGV[4], 'LIMIT', 0, n)
+for _, id in ipairs(stale) do claimed[#claimed + 1] = id end
+local fresh = redis.call('LPOP', base .. 'outbox', n)
+if fresh then
+  for _, id in ipairs(fresh) do claimed[#claimed + 1] = id end
+end
+for _, id in ipairs(claimed) do redis.call('ZADD', base .. 'announcing', ARGV[3], id) end
+return claimed
 """
 
 

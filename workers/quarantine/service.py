@@ -4,7 +4,9 @@ Inputs:
 
 * ``eventguard.dead`` (raw): every dead message, recorded byte for byte under a deterministic
   id (a redelivery never makes a second record), counted per producer and per event type so
-  a flood quarantines its producer or type;
+  a flood quarantines its producer or type. The message is acked once its record is written;
+  its ``quarantine.entry.added`` goes out through a Redis outbox written in the same step
+  (see :meth:`QuarantineService.announce_outbox`), so the dead queue drains at Redis speed;
 * ``quarantine.requested``: block an entity (TTL, or permanent for an admin actor);
 * ``quarantine.release.requested``: release a record (operator or admin actor only);
 * ``health.alert.raised`` with ``quarantine: true`` and severity critical: block the entity
@@ -77,6 +79,8 @@ class QuarantineService(BaseService):
         self._task: asyncio.Task[None] | None = None
         self._last_announce = 0.0
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._announcer: asyncio.Task[None] | None = None
         self.router.add("quarantine.requested", self.on_requested)
         self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
         self.router.add("health.alert.raised", self.on_alert)
@@ -97,15 +101,18 @@ class QuarantineService(BaseService):
         self._last_announce = self.clock()
         self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="quarantine.tick")
+        self._announcer = asyncio.create_task(self._announce_loop(), name="quarantine.outbox")
 
     async def stop(self) -> None:
         """Cancel the tick loop."""
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._wake.set()
+        for task in (self._task, self._announcer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._announcer = None
 
     async def _loop(self) -> None:
         task = asyncio.current_task()
@@ -122,6 +129,52 @@ class QuarantineService(BaseService):
                 raise asyncio.CancelledError
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.tick_s)
+
+    async def _announce_loop(self) -> None:
+        task = asyncio.current_task()
+        while not self._stopping.is_set():
+            sent = 0
+            try:
+                sent = await self.announce_outbox()
+            except (EventGuardError, OSError, TimeoutError) as error:
+                _log.warning("quarantine.announce_failed", error=repr(error))
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            if sent:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.tick_s)
+            self._wake.clear()
+
+    async def announce_outbox(self, batch: int = 256) -> int:
+        """Publish ``quarantine.entry.added`` for recorded dead messages (the outbox).
+
+        A dead message is acked as soon as its record is written; the record id goes into an
+        outbox list in the same Lua step, and this task announces it with confirms. A crash
+        before the confirm leaves the claim, re-announced after ``release_lease_s``.
+        """
+        ids = await self.repo.claim_announcements(
+            batch, now=self.clock(), lease_s=self.settings.release_lease_s
+        )
+        if not ids:
+            return 0
+        rows = await self.repo.summaries(ids)
+        events = [
+            new_event(
+                "quarantine.entry.added",
+                QuarantineEntryAdded(
+                    record_id=row["id"],
+                    kind="message",
+                    entity_id=row["entity_id"] or row["id"],
+                    reason=f"{row['reason']}: {row['detail']}"[:2000],
+                ),
+                source=self.name,
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*(self.ctx.publisher.publish(e) for e in events))
+        await self.repo.announced(ids)
+        return len(ids)
 
     async def tick(self) -> None:
         """Expire blocks, finish stuck releases, refresh gauges, re-announce when due."""
@@ -205,13 +258,7 @@ class QuarantineService(BaseService):
         out: list[Envelope[Any]] = []
         if found.created:
             self._m.added.labels("message", dead.reason).inc()
-            data = QuarantineEntryAdded(
-                record_id=dead.record_id,
-                kind="message",
-                entity_id=dead.event_id or dead.record_id,
-                reason=f"{dead.reason}: {dead.detail}"[:2000],
-            )
-            out.append(new_event("quarantine.entry.added", data, source=self.name))
+            self._wake.set()  # the outbox announcer publishes quarantine.entry.added
             _log.info("quarantine.dead_recorded", record_id=dead.record_id, reason=dead.reason)
         window = str(int(now // s.flood_window_s))
         if (

@@ -91,7 +91,11 @@ async def _releaser(settings: Settings) -> AsyncIterator[tuple[Releaser, Publish
         await broker.start()
         try:
             publisher = Publisher(
-                broker, worker="quarantine", user_id=settings.broker_user, metrics=metrics
+                broker,
+                worker="quarantine",
+                user_id=settings.broker_user,
+                metrics=metrics,
+                exchange=settings.exchange,
             )
             releaser = Releaser(
                 repo, broker=broker, user_id=settings.broker_user, metrics=metrics, clock=time.time

@@ -286,3 +286,67 @@ async def test_critical_alert_quarantines_entity() -> None:
         assert added.data.entity_id == "gpt-x"
         assert await holder["quarantine"].is_blocked("ai_model", "gpt-x")
         assert not await holder["quarantine"].is_blocked("ai_model", "other")
+
+
+async def test_type_flood_quarantines_event_type() -> None:
+    """Dead letters of one type past its threshold block the type as an entity."""
+    holder: dict[str, Any] = {}
+    config = settings(flood_producer_threshold=10_000, flood_type_threshold=15)
+    async with run_workers(factories(Clock(), holder), settings=config) as env:
+        for i in range(20):
+            await env.broker.publish(
+                OutgoingMessage(
+                    body=f"p{i}".encode(),
+                    routing_key="x.y",
+                    exchange=DEAD_LETTER_EXCHANGE,
+                    type="ai.completion.requested",
+                    headers={h.REASON: "schema_violation", h.PRODUCER: f"p{i}"},
+                )
+            )
+        await env.settle()
+        assert await holder["quarantine"].is_blocked("event_type", "ai.completion.requested")
+
+
+async def test_read_honours_expiry_before_the_tick() -> None:
+    """A read of an expired block releases it at once, without waiting for the tick."""
+    clock = Clock()
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
+        q = holder["quarantine"]
+        await q._block(
+            record_id="e1",
+            kind="strategy",
+            entity_id="s1",
+            reason="requested",
+            detail="d",
+            severity="info",
+            evidence={},
+            requested_by="t",
+            ttl_s=5,
+            now=clock.now,
+            causation=None,
+        )
+        clock.now += 6
+        assert not await q.is_blocked("strategy", "s1")
+        released = await env.wait_for("quarantine.entry.released")
+        assert released.data.released_by == "expiry"
+
+
+async def test_unconfirmed_announcement_is_sent_again() -> None:
+    """An announcement claimed but never confirmed (crash) is published again after the lease."""
+    clock = Clock()
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
+        q = holder["quarantine"]
+        await q.stop()  # no announcer: we drive the outbox by hand
+        await env.broker.publish(
+            OutgoingMessage(body=b"x", routing_key="", exchange=DEAD_LETTER_EXCHANGE)
+        )
+        await env.settle()
+        claimed = await q.repo.claim_announcements(10, now=clock.now, lease_s=30)
+        assert len(claimed) == 1  # ... and the process dies before publishing
+        assert await q.announce_outbox() == 0  # still leased
+        clock.now += 31
+        assert await q.announce_outbox() == 1
+        assert len(env.emitted("quarantine.entry.added")) == 1
+        assert await q.announce_outbox() == 0

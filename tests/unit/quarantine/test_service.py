@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
+from common.quarantine_view import QuarantineView
+from common.service import BaseService, WorkerContext
 from common.testing import run_workers
 from schemas.envelope import Actor
 from schemas.health import AlertRaised
@@ -350,3 +353,44 @@ async def test_unconfirmed_announcement_is_sent_again() -> None:
         assert await q.announce_outbox() == 1
         assert len(env.emitted("quarantine.entry.added")) == 1
         assert await q.announce_outbox() == 0
+
+
+class Viewer(BaseService):
+    """A worker that keeps the local quarantine view, like ai_fallback."""
+
+    name = "viewer"
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        super().__init__(ctx)
+        self.view = QuarantineView(store=ctx.store, owner=ctx.name)
+        self.view.register(self.router)
+
+
+async def test_other_workers_view_follows_alerts_and_releases() -> None:
+    """A critical alert blocks a model in another worker's view; an operator's release frees it."""
+    holder: dict[str, Any] = {}
+    viewers: list[Viewer] = []
+
+    def viewer(ctx: WorkerContext) -> Viewer:
+        viewers.append(Viewer(ctx))
+        return viewers[-1]
+
+    clock = Clock(time.time())  # the view checks expiry against the wall clock
+    async with run_workers(
+        [*factories(clock, holder), ("viewer", viewer)], settings=settings()
+    ) as env:
+        alert = AlertRaised(
+            fingerprint="f2",
+            rule="model_errors",
+            severity="critical",
+            entity_kind="ai_model",
+            entity_id="gpt-x",
+            quarantine=True,
+            started_at=datetime.now(UTC),
+        )
+        await env.publish("health.alert.raised", alert)
+        added = await env.wait_for("quarantine.entry.added", lambda e: e.data.kind == "ai_model")
+        await until(lambda: viewers[0].view.is_quarantined("ai_model", "gpt-x"))
+        request = QuarantineReleaseRequested(record_id=added.data.record_id)
+        await env.publish("quarantine.release.requested", request, actor=OPERATOR)
+        await until(lambda: not viewers[0].view.is_quarantined("ai_model", "gpt-x"))

@@ -203,7 +203,7 @@ class ProviderSimulator:
             "error": (step.status, "api_error", "simulated server error"),
             "rate_limit": (429, "rate_limit_error", "rate limited"),
             "overloaded": (529, "overloaded_error", "overloaded"),
-            "auth": (401, "authentication_error", "invalid api key"),
+            "auth": (401, "authentication_error", f"invalid api key {_key_of(request)}"),
             "context_length": (
                 400,
                 "invalid_request_error",
@@ -231,3 +231,9 @@ def _answer(model: str, messages: list[Any]) -> str:
         (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
     return f"[{model}] you said: {last[:200]}"
+
+
+def _key_of(request: web.Request) -> str:
+    """The key the caller sent (echoed back like some providers do, to test redaction)."""
+    bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    return request.headers.get("x-api-key", bearer)

@@ -201,6 +201,7 @@ class Walker:
             try:
                 reply = await self._call(model, request, deadline - started)
             except ProviderError as error:
+                error.detail = _scrub(error.detail, model.key)
                 latency = self._clock() - started
                 outcome = error.kind
                 self._record(walk, model, outcome, latency, error.detail)
@@ -324,3 +325,11 @@ class Walker:
         self._m.attempts.labels(model.name, outcome).inc()
         if not outcome.startswith("skipped"):
             self._m.attempt_latency.labels(model.name, outcome).observe(latency_s)
+
+
+def _scrub(text: str, key: str | None) -> str:
+    """``text`` without the model's key (providers sometimes echo part of it back)."""
+    if not key:
+        return text
+    text = text.replace(key, "[redacted]")
+    return text.replace(key[-8:], "[redacted]") if len(key) >= 16 else text

@@ -204,6 +204,9 @@ async def test_auth_failure_disables_model_and_raises_alert(sim: ProviderSimulat
     assert alert.data.entity_id == "a"
     assert alert.data.rule == "ai_provider_auth_failed"
     assert stored is not None
+    assert "test-kkkk" not in first.data.attempts[0].detail  # the echoed key is redacted
+    assert "[redacted]" in first.data.attempts[0].detail
+    assert "test-kkkk" not in alert.data.summary
 
 
 async def test_disable_lifts_when_configuration_changes(sim: ProviderSimulator) -> None:

@@ -28,6 +28,8 @@ from tests.integration.bus.conftest import PRODUCER, Rig
 from workers.quarantine import QuarantineService
 
 POISON_TYPE = "marketplace.strategy.revoked"
+# Also poison, but not watched by the spy queue (the 10,000-message flood uses it).
+FLOOD_TYPE = "marketplace.strategy.purchased"
 
 
 class Clock:
@@ -122,11 +124,21 @@ async def qrig(
         router = Router()
         poison = Poison()
         router.add(POISON_TYPE, poison.handle)
+        router.add(FLOOD_TYPE, poison.handle)
         topology = await rig.declare(broker, router.event_types)
         spy_name = f"eventguard.{rig.worker}.spy"
         spy_topology = Topology(
             exchanges=(),
-            queues=(QueueSpec(spy_name, {"x-queue-type": "quorum"}, ((rig.events, "#"),)),),
+            queues=(
+                QueueSpec(
+                    spy_name,
+                    {"x-queue-type": "quorum"},
+                    tuple(
+                        (rig.events, key)
+                        for key in (POISON_TYPE, "native.#", "quarantine.entry.released")
+                    ),
+                ),
+            ),
         )
         await broker.declare(spy_topology)
         rig.topologies.append(spy_topology)
@@ -151,7 +163,7 @@ async def qrig(
             retry_queues=topology.retry_queues,
             dead_letter_exchange=rig.names()[DEAD_LETTER_EXCHANGE],
         )
-        await broker.consume(topology.work_queue, pipeline, prefetch=20)
+        await broker.consume(topology.work_queue, pipeline, prefetch=200)
         q = QuarantineRig(rig, broker, Clock(), poison, spy)
         yield q
         for service in list(q.services):

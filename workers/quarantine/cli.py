@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
-from common.config import Settings, require_production
+from common.config import Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
 from common.store import Store, connect_redis
@@ -63,16 +63,21 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         cmd.set_defaults(func=func)
 
 
-def _secret(value: SecretStr | None) -> str:
-    if value is None:  # require_production names the variable first; this is belt and braces
-        raise ConfigError("missing connection setting")
+def _secret(value: SecretStr | None, variable: str) -> str:
+    """The connection setting's value, or a ConfigError naming the variable.
+
+    These commands need only Redis (and the broker to release or discard), not the signing
+    key a running worker needs, so they check just what they use.
+    """
+    if value is None:
+        raise ConfigError(f"refusing to run: {variable} is missing")
     return value.get_secret_value()
 
 
 @contextlib.asynccontextmanager
 async def _repository(settings: Settings) -> AsyncIterator[Repository]:
-    require_production(settings)
-    store = Store(connect_redis(_secret(settings.redis_url)), prefix=settings.redis_key_prefix)
+    url = _secret(settings.redis_url, "EVENTGUARD_REDIS_URL")
+    store = Store(connect_redis(url), prefix=settings.redis_key_prefix)
     try:
         yield Repository(store)
     finally:
@@ -81,10 +86,11 @@ async def _repository(settings: Settings) -> AsyncIterator[Repository]:
 
 @contextlib.asynccontextmanager
 async def _releaser(settings: Settings) -> AsyncIterator[tuple[Releaser, Publisher]]:
+    _secret(settings.broker_url, "EVENTGUARD_BROKER_URL")  # fail before touching Redis
     async with _repository(settings) as repo:
         metrics = Metrics()
         broker = AmqpBroker(
-            _secret(settings.broker_url),
+            _secret(settings.broker_url, "EVENTGUARD_BROKER_URL"),
             metrics=metrics,
             name="eventguard-quarantine-cli",
         )

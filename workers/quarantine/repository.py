@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.bus.redis_batch import RedisBatch
 from common.store import Store
 from workers.quarantine.keys import ANY, Keys
 from workers.quarantine.records import STATUSES, DeadMessage
@@ -89,6 +90,7 @@ class Repository:
         self._transition = Script(TRANSITION)
         self._extend = Script(EXTEND)
         self._claim_outbox = Script(CLAIM_OUTBOX)
+        self._batch = RedisBatch(store)  # concurrent dead-letter writes share a round trip
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -113,7 +115,9 @@ class Repository:
             json.dumps(fields),
             body,
         ]
-        result = await self._add_dead(self.store, self.keys.record(message.record_id), args)
+        result = await self._add_dead(
+            self.store, self.keys.record(message.record_id), args, batch=self._batch
+        )
         created, pc, tc, pb, tb = (int(x) for x in result)
         return DeadAdded(bool(created), pc, tc, bool(pb), bool(tb))
 

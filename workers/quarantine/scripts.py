@@ -12,6 +12,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from common.bus.redis_batch import RedisBatch
 from common.store import Store
 
 __all__ = ["ADD_DEAD", "ADD_ENTITY", "CLAIM_OUTBOX", "EXTEND", "TRANSITION", "Script"]
@@ -207,11 +208,16 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, store: Store, route_key: str, args: list[Any]) -> Any:
+    async def __call__(
+        self, store: Store, route_key: str, args: list[Any], *, batch: RedisBatch | None = None
+    ) -> Any:
         """Run with ``args`` as ARGV. Every key derives from ARGV[1] and shares the ``{q}``
         hash tag; ``route_key`` (a record key) is the one KEYS entry, so Redis Cluster sends
-        the script to the node owning that slot."""
+        the script to the node owning that slot. With ``batch``, calls issued in the same
+        loop tick share one pipelined round trip (the dead-letter hot path)."""
         try:
+            if batch is not None:
+                return await batch.execute(lambda p: p.evalsha(self.sha, 1, route_key, *args))
             return await store.execute(lambda r: r.evalsha(self.sha, 1, route_key, *args))
         except NoScriptError:
             return await store.execute(lambda r: r.eval(self.source, 1, route_key, *args))

@@ -42,7 +42,13 @@ from schemas.quarantine import (
     QuarantineRequested,
 )
 from workers.quarantine import admin
-from workers.quarantine.authz import ADMIN_ROLES, RELEASE_ROLES, actor_role, actor_subject
+from workers.quarantine.authz import (
+    ADMIN_ROLES,
+    RELEASE_ROLES,
+    TokenVerifier,
+    actor_subject,
+    require_role,
+)
 from workers.quarantine.records import ACTIVE, dead_message_from
 from workers.quarantine.release import Outcome, Releaser
 from workers.quarantine.repository import Repository
@@ -76,6 +82,8 @@ class QuarantineService(BaseService):
             source=ctx.name,
         )
         self._m = ctx.metrics.quarantine
+        # Set to verify actor tokens (see workers.quarantine.authz); None trusts actor.role.
+        self.verify_token: TokenVerifier | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_announce = 0.0
         self._stopping = asyncio.Event()
@@ -359,11 +367,9 @@ class QuarantineService(BaseService):
                 "quarantine.requested blocks entities; messages arrive dead-lettered",
                 reason="schema_violation",
             )
-        if data.permanent and actor_role(event.actor) not in ADMIN_ROLES:
-            raise Reject(
-                f"a permanent block needs an admin actor (got role {actor_role(event.actor)!r})",
-                reason="unauthorized",
-            )
+        requested_by = actor_subject(event.actor, data.requested_by)
+        if data.permanent:
+            requested_by = await self._require(event, ADMIN_ROLES, "a permanent block")
         ttl = None if data.permanent else (data.ttl_s or self.settings.default_ttl_s)
         _, added = await self._block(
             record_id=_entity_record_id("request", event.id),
@@ -373,7 +379,7 @@ class QuarantineService(BaseService):
             detail=data.reason,
             severity=data.severity,
             evidence=data.evidence,
-            requested_by=actor_subject(event.actor, data.requested_by),
+            requested_by=requested_by,
             ttl_s=ttl,
             now=self.clock(),
             causation=event,
@@ -406,6 +412,13 @@ class QuarantineService(BaseService):
 
     # -- releases ------------------------------------------------------------------------------
 
+    async def _require(self, event: Envelope[Any], roles: frozenset[str], action: str) -> str:
+        try:
+            return await require_role(event.actor, roles, action=action, verify=self.verify_token)
+        except Reject:
+            self.ctx.metrics.security.denials.labels("event", "role").inc()
+            raise
+
     async def on_release_requested(self, event: Envelope[QuarantineReleaseRequested]) -> Emit:
         """Release a record for an operator or admin; anything else is dead-lettered.
 
@@ -414,16 +427,10 @@ class QuarantineService(BaseService):
         A release that changes nothing (unknown, already released, discarded, in progress)
         answers with ``quarantine.release.refused``, also sent to ``reply_to``.
         """
-        role = actor_role(event.actor)
-        if role not in RELEASE_ROLES:
-            self.ctx.metrics.security.denials.labels("event", "role").inc()
-            raise Reject(
-                f"releasing a quarantine record needs an operator or admin actor, got {role!r}",
-                reason="unauthorized",
-            )
+        by = await self._require(event, RELEASE_ROLES, "releasing a quarantine record")
         outcome: Outcome = await self.releaser.release(
             event.data.record_id,
-            by=actor_subject(event.actor, "unknown"),
+            by=by,
             note=event.data.note,
             owner=event.id,
             causation=event,

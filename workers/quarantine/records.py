@@ -20,6 +20,8 @@ from typing import Any
 from common.bus import headers as h
 from common.bus.message import HeaderValue, IncomingMessage
 from common.bus.topology import EVENTS_EXCHANGE
+from schemas.envelope import Envelope, new_event
+from schemas.quarantine import QuarantineEntryAdded
 
 __all__ = [
     "ACTIVE",
@@ -34,6 +36,7 @@ __all__ = [
     "dead_message_from",
     "decode_headers",
     "encode_headers",
+    "entry_added",
     "reason_code",
     "record_id_for",
     "release_headers",
@@ -337,3 +340,19 @@ def release_headers(headers: dict[str, HeaderValue], release_id: str) -> dict[st
     kept = {k: v for k, v in headers.items() if k not in _DEATH_HEADERS}
     kept[h.RELEASE_ID] = release_id
     return kept
+
+
+def entry_added(
+    record: dict[str, Any], *, source: str, causation: Envelope[Any] | None
+) -> Envelope[Any]:
+    """``quarantine.entry.added`` for a stored record (entity or message)."""
+    expires = record.get("expires_at") or ""
+    data = QuarantineEntryAdded(
+        record_id=str(record["id"]),
+        kind=record["kind"],
+        entity_id=str(record.get("entity_id") or record["id"]),
+        reason=str(record.get("detail") or record.get("reason", ""))[:2000],
+        severity=record.get("severity") or "warning",
+        expires_at=float(expires) if expires else None,
+    )
+    return new_event("quarantine.entry.added", data, source=source, causation=causation)

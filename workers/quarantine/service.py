@@ -6,22 +6,21 @@ Inputs:
   id (a redelivery never makes a second record), counted per producer and per event type so
   a flood quarantines its producer or type. The message is acked once its record is written;
   its ``quarantine.entry.added`` goes out through a Redis outbox written in the same step
-  (see :meth:`QuarantineService.announce_outbox`), so the dead queue drains at Redis speed;
+  (see :mod:`workers.quarantine.housekeeping`), so the dead queue drains at Redis speed;
 * ``quarantine.requested``: block an entity (TTL, or permanent for an admin actor);
 * ``quarantine.release.requested``: release a record (operator or admin actor only);
 * ``health.alert.raised`` with ``quarantine: true`` and severity critical: block the entity
   the alert names for ``alert_ttl_s`` (how health_monitor cooperates with this worker).
 
-A background task (started in :meth:`start`, cancelled in :meth:`stop`) releases expired
-blocks with ``quarantine.entry.released``, finishes interrupted releases (see
-:mod:`workers.quarantine.release`), refreshes the gauges and re-announces active blocks so
-workers deployed later learn them. Its clock is injectable.
+Background work (:mod:`workers.quarantine.housekeeping`, started in :meth:`start`, cancelled
+in :meth:`stop`) releases expired blocks with ``quarantine.entry.released``, finishes
+interrupted releases (see :mod:`workers.quarantine.release`), refreshes the gauges,
+re-announces active blocks so workers deployed later learn them, and drains the outbox. Its
+clock is injectable (``create`` uses the wall clock; tests pass their own).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,14 +29,13 @@ from typing import Any
 from common.bus.message import IncomingMessage
 from common.bus.router import Emit, RawHandler
 from common.bus.topology import DEAD_QUEUE
-from common.errors import EventGuardError, Reject
+from common.errors import Reject
 from common.logging import get_logger
 from common.quarantine_view import ENTITY_KINDS
 from common.service import AdminRoute, BaseService, WorkerContext
-from schemas.envelope import Envelope, new_event
+from schemas.envelope import Envelope
 from schemas.health import AlertRaised
 from schemas.quarantine import (
-    QuarantineEntryAdded,
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
@@ -49,14 +47,14 @@ from workers.quarantine.authz import (
     actor_subject,
     require_role,
 )
-from workers.quarantine.records import ACTIVE, dead_message_from
+from workers.quarantine.housekeeping import Housekeeping
+from workers.quarantine.records import ACTIVE, dead_message_from, entry_added
 from workers.quarantine.release import Outcome, Releaser
 from workers.quarantine.repository import Repository
 
 __all__ = ["QuarantineService"]
 
 _log = get_logger("eventguard.quarantine")
-_ANNOUNCE_BATCH = 1_000
 
 
 def _entity_record_id(*parts: str) -> str:
@@ -84,11 +82,15 @@ class QuarantineService(BaseService):
         self._m = ctx.metrics.quarantine
         # Set to verify actor tokens (see workers.quarantine.authz); None trusts actor.role.
         self.verify_token: TokenVerifier | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._last_announce = 0.0
-        self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._announcer: asyncio.Task[None] | None = None
+        self.housekeeping = Housekeeping(
+            repo=self.repo,
+            releaser=self.releaser,
+            publisher=ctx.publisher,
+            settings=self.settings,
+            metrics=ctx.metrics,
+            clock=clock,
+            source=ctx.name,
+        )
         self.router.add("quarantine.requested", self.on_requested)
         self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
         self.router.add("health.alert.raised", self.on_alert)
@@ -104,133 +106,12 @@ class QuarantineService(BaseService):
         return admin.routes(self)
 
     async def start(self) -> None:
-        """Finish releases a previous process left half done, then start the tick loop."""
-        await self.finish_interrupted(self.clock() + 1)
-        self._last_announce = self.clock()
-        self._stopping.clear()
-        self._task = asyncio.create_task(self._loop(), name="quarantine.tick")
-        self._announcer = asyncio.create_task(self._announce_loop(), name="quarantine.outbox")
+        """Finish releases a previous process left half done, then start the background tasks."""
+        await self.housekeeping.start()
 
     async def stop(self) -> None:
-        """Cancel the tick loop."""
-        self._stopping.set()
-        self._wake.set()
-        for task in (self._task, self._announcer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._announcer = None
-
-    async def _loop(self) -> None:
-        task = asyncio.current_task()
-        while not self._stopping.is_set():
-            try:
-                await self.tick()
-            except (EventGuardError, OSError, TimeoutError) as error:
-                _log.warning("quarantine.tick_failed", error=repr(error))
-            except Exception:  # noqa: BLE001 - a bug in one tick must not stop expiry for good
-                _log.exception("quarantine.tick_crashed")
-            if task is not None and task.cancelling():
-                # A cancel that landed inside a Redis call may surface as a TimeoutError
-                # (asyncio.timeout); honour it rather than loop on.
-                raise asyncio.CancelledError
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.tick_s)
-
-    async def _announce_loop(self) -> None:
-        task = asyncio.current_task()
-        while not self._stopping.is_set():
-            sent = 0
-            try:
-                sent = await self.announce_outbox()
-            except (EventGuardError, OSError, TimeoutError) as error:
-                _log.warning("quarantine.announce_failed", error=repr(error))
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError
-            if sent:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.tick_s)
-            self._wake.clear()
-
-    async def announce_outbox(self, batch: int = 256) -> int:
-        """Publish ``quarantine.entry.added`` for recorded dead messages (the outbox).
-
-        A dead message is acked as soon as its record is written; the record id goes into an
-        outbox list in the same Lua step, and this task announces it with confirms. A crash
-        before the confirm leaves the claim, re-announced after ``release_lease_s``.
-        """
-        ids = await self.repo.claim_announcements(
-            batch, now=self.clock(), lease_s=self.settings.release_lease_s
-        )
-        if not ids:
-            return 0
-        rows = await self.repo.summaries(ids)
-        events = [
-            new_event(
-                "quarantine.entry.added",
-                QuarantineEntryAdded(
-                    record_id=row["id"],
-                    kind="message",
-                    entity_id=row["entity_id"] or row["id"],
-                    reason=f"{row['reason']}: {row['detail']}"[:2000],
-                ),
-                source=self.name,
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*(self.ctx.publisher.publish(e) for e in events))
-        await self.repo.announced(ids)
-        return len(ids)
-
-    async def tick(self) -> None:
-        """Expire blocks, finish stuck releases, refresh gauges, re-announce when due."""
-        await self.expire_due()
-        await self.finish_interrupted(self.clock() - self.settings.release_lease_s)
-        await self.refresh_gauges()
-        if self.clock() - self._last_announce >= self.settings.announce_interval_s:
-            await self.announce()
-            self._last_announce = self.clock()
-
-    async def expire_due(self) -> int:
-        """Release every entity whose TTL passed, each with ``quarantine.entry.released``."""
-        released = 0
-        for record_id in await self.repo.due_expiries(self.clock()):
-            outcome = await self.releaser.expire(record_id)
-            if outcome is not None:
-                await self.ctx.publisher.publish(outcome.event)
-                released += 1
-        return released
-
-    async def finish_interrupted(self, started_before: float) -> int:
-        """Resume releases left in ``releasing`` since before ``started_before``."""
-        finished = 0
-        for record_id in await self.repo.releasing(started_before):
-            outcome = await self.releaser.resume(record_id)
-            if outcome is not None and outcome.changed:
-                await self.ctx.publisher.publish(outcome.event)
-                finished += 1
-        return finished
-
-    async def refresh_gauges(self) -> None:
-        """Entries by kind/reason/status, blacklist size, oldest unreviewed age."""
-        counts, blacklist, oldest = await self.repo.gauges()
-        for (kind, reason, status), n in counts.items():
-            self._m.entries.labels(kind, reason, status).set(n)
-        self._m.blacklist_size.set(blacklist)
-        self._m.oldest_unreviewed.set(max(0.0, self.clock() - oldest) if oldest else 0.0)
-
-    async def announce(self) -> int:
-        """Re-publish ``quarantine.entry.added`` for every active block (anti-entropy)."""
-        sent = 0
-        for record_id in list((await self.repo.blacklist()).values())[:_ANNOUNCE_BATCH]:
-            record = await self.repo.get(record_id)
-            if record is None or record.get("status") not in ACTIVE:
-                continue
-            await self.ctx.publisher.publish(self.added_event(record, None))
-            sent += 1
-        return sent
+        """Stop the background tasks."""
+        await self.housekeeping.stop()
 
     # -- reads that honour expiry -------------------------------------------------------------
 
@@ -266,7 +147,7 @@ class QuarantineService(BaseService):
         out: list[Envelope[Any]] = []
         if found.created:
             self._m.added.labels("message", dead.reason).inc()
-            self._wake.set()  # the outbox announcer publishes quarantine.entry.added
+            self.housekeeping.wake()  # the outbox announcer publishes quarantine.entry.added
             _log.info("quarantine.dead_recorded", record_id=dead.record_id, reason=dead.reason)
         window = str(int(now // s.flood_window_s))
         if (
@@ -348,16 +229,8 @@ class QuarantineService(BaseService):
         return result.outcome, [self.added_event(record, causation)]
 
     def added_event(self, record: dict[str, Any], causation: Envelope[Any] | None) -> Envelope[Any]:
-        expires = record.get("expires_at") or ""
-        data = QuarantineEntryAdded(
-            record_id=str(record["id"]),
-            kind=record["kind"],
-            entity_id=str(record["entity_id"]),
-            reason=str(record.get("detail") or record.get("reason", ""))[:2000],
-            severity=record.get("severity") or "warning",
-            expires_at=float(expires) if expires else None,
-        )
-        return new_event("quarantine.entry.added", data, source=self.name, causation=causation)
+        """``quarantine.entry.added`` for ``record``."""
+        return entry_added(record, source=self.name, causation=causation)
 
     async def on_requested(self, event: Envelope[QuarantineRequested]) -> Emit:
         """Block an entity; a permanent block needs an admin actor."""

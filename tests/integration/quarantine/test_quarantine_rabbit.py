@@ -141,7 +141,7 @@ async def test_ttl_expiry_releases_entity_with_event(qrig: QuarantineRig) -> Non
     assert outcome == "created"
     assert await service.is_blocked("ai_model", "gpt-x")
     qrig.clock.now += 31
-    await service.tick()
+    await service.housekeeping.tick()
     await until(
         lambda: any(
             m.routing_key == "quarantine.entry.released"

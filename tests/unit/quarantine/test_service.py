@@ -128,7 +128,7 @@ async def test_crash_after_publish_is_completed_once_on_restart() -> None:
         assert record["status"] == "releasing"
         first_id = record["release_id"]
         # "restart": the start-up recovery resumes every releasing record
-        assert await q.finish_interrupted(q.clock() + 1) == 1
+        assert await q.housekeeping.finish_interrupted(q.clock() + 1) == 1
         await env.settle()
         record = await q.repo.get(added.data.record_id)
         assert record is not None
@@ -348,11 +348,11 @@ async def test_unconfirmed_announcement_is_sent_again() -> None:
         await env.settle()
         claimed = await q.repo.claim_announcements(10, now=clock.now, lease_s=30)
         assert len(claimed) == 1  # ... and the process dies before publishing
-        assert await q.announce_outbox() == 0  # still leased
+        assert await q.housekeeping.announce_outbox() == 0  # still leased
         clock.now += 31
-        assert await q.announce_outbox() == 1
+        assert await q.housekeeping.announce_outbox() == 1
         assert len(env.emitted("quarantine.entry.added")) == 1
-        assert await q.announce_outbox() == 0
+        assert await q.housekeeping.announce_outbox() == 0
 
 
 class Viewer(BaseService):

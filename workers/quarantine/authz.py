@@ -6,11 +6,12 @@ services may publish ``quarantine.requested`` / ``quarantine.release.requested``
 this module decides what the actor inside may ask: a release needs operator or admin, a
 permanent block needs admin.
 
-When the actor carries a token and a verifier is wired (``QuarantineService.verify_token``,
-e.g. ``common.security.tokens.TokenService.verify`` mapped to ``(claims.sub, claims.role)``),
-the token's verified subject and role are what count: a token that fails verification, or
-that names a different subject, is refused. Without a token the actor's stated role is taken
-as the trusted producer's word.
+When a verifier is wired (``QuarantineService.verify_token``, e.g.
+``common.security.tokens.TokenService.verify`` mapped to ``(claims.sub, claims.role)``), the
+actor must carry a token and only its verified subject and role count: no token, a token that
+fails verification, or one naming a different subject is refused. Without a verifier (unit
+tests, a fleet without signing keys) the actor's stated role is taken as the word of the
+producer the pipeline already authorised.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ async def require_role(
     if actor is None:
         raise Reject(f"{action} needs an actor with role {sorted(allowed)}", reason="unauthorized")
     subject, role = actor.subject, actor.role
-    if actor.token is not None and verify is not None:
+    if verify is not None:
+        if not actor.token:
+            raise Reject(f"{action}: the actor carries no token", reason="unauthorized")
         try:
             subject, role = await verify(actor.token)
         except EventGuardError as error:

@@ -45,3 +45,11 @@ async def test_verified_token_decides() -> None:
             action="x",
             verify=_verify,
         )
+
+
+async def test_verifier_requires_a_token() -> None:
+    """Once a verifier is wired, an actor without a token is refused whatever role it claims."""
+    with pytest.raises(Reject, match="no token"):
+        await require_role(
+            Actor(subject="root", role="admin"), ADMIN_ROLES, action="x", verify=_verify
+        )

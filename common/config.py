@@ -10,6 +10,7 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +22,9 @@ __all__ = [
     "AiModelSettings",
     "QuarantineSettings",
     "RuntimeSettings",
+    "SecuritySettings",
     "Settings",
+    "VerificationKey",
     "require_production",
 ]
 
@@ -117,6 +120,32 @@ class QuarantineSettings(_Section):
     max_page: int = Field(default=500, ge=1, le=10_000)
 
 
+class VerificationKey(_Section):
+    """A key that verifies tokens signed under ``kid`` (old keys stay here during rotation)."""
+
+    algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"]
+    key: SecretStr  # HMAC secret, or a PEM public key for RS256/ES256/EdDSA
+
+
+class SecuritySettings(_Section):
+    """Tokens, API keys and event authorisation. No secret has a default."""
+
+    jwt_signing_key: SecretStr | None = None  # HMAC secret (>= 32 bytes) or PEM private key
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
+    jwt_kid: str = Field(default="k1", min_length=1, max_length=64)
+    jwt_verification_keys: dict[str, VerificationKey] = {}  # kid -> key, for rotation
+    issuer: str = Field(default="eventguard", min_length=1)
+    audience: str = Field(default="eventguard", min_length=1)
+    access_ttl_s: int = Field(default=900, ge=10, le=24 * 3600)
+    refresh_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    leeway_s: int = Field(default=10, ge=0, le=300)
+    max_token_bytes: int = Field(default=8192, ge=512)
+    # Event type -> AMQP users allowed to publish it, merged over the built-in table.
+    producers: dict[str, frozenset[str]] = {}
+    # Users allowed to publish every type: for local development and the demo only.
+    any_type_producers: frozenset[str] = frozenset()
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -141,14 +170,32 @@ class Settings(BaseSettings):
     runtime: RuntimeSettings = RuntimeSettings()
     ai_fallback: AiFallbackSettings = AiFallbackSettings()
     quarantine: QuarantineSettings = QuarantineSettings()
+    security: SecuritySettings = SecuritySettings()
+
+
+_MIN_HMAC_KEY_BYTES = 32
 
 
 def require_production(settings: Settings) -> None:
-    """Refuse to run for real without the connection settings; name every missing variable."""
-    missing = [
-        f"EVENTGUARD_{name.upper()}"
+    """Refuse to run for real without connection settings and secrets; name every variable."""
+    problems = [
+        f"EVENTGUARD_{name.upper()} is missing"
         for name in ("broker_url", "redis_url")
         if getattr(settings, name) is None
     ]
-    if missing:
-        raise ConfigError(f"missing required settings: {', '.join(missing)}")
+    if settings.broker_url is not None:
+        parsed = urlsplit(settings.broker_url.get_secret_value())
+        if not parsed.password:
+            problems.append("EVENTGUARD_BROKER_URL has no password")
+    key = settings.security.jwt_signing_key
+    if key is None:
+        problems.append("EVENTGUARD_SECURITY__JWT_SIGNING_KEY is missing")
+    elif (
+        settings.security.jwt_algorithm.startswith("HS")
+        and len(key.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES
+    ):
+        problems.append(
+            f"EVENTGUARD_SECURITY__JWT_SIGNING_KEY is shorter than {_MIN_HMAC_KEY_BYTES} bytes"
+        )
+    if problems:
+        raise ConfigError("refusing to start: " + "; ".join(problems))

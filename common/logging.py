@@ -18,7 +18,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 from structlog.typing import Processor
 
-from common.security.redaction import redact_secrets
+from common.redaction import redact_secrets
 
 __all__ = ["bind_message", "configure_logging", "get_logger"]
 

@@ -1,0 +1,73 @@
+"""Event authorisation: which producers may publish each event type.
+
+The producer is the AMQP ``user_id`` property, which RabbitMQ validates against the user of
+the publishing connection, so it cannot be forged by a client. Each worker and each outside
+producer has its own RabbitMQ user, named as below. A type with no entry is denied to
+everyone; settings add producers per type (and, for local development only, users allowed
+every type).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from common.config import Settings
+
+__all__ = ["DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
+
+WORKER_USERS = frozenset({"health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"})
+_OPERATORS = frozenset({"operator"})
+
+DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
+    "health.heartbeat": WORKER_USERS,
+    # ai_fallback raises an alert itself when a provider refuses its credentials.
+    "health.alert.raised": frozenset({"health_monitor", "ai_fallback"}),
+    "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
+    "quarantine.requested": WORKER_USERS | _OPERATORS,
+    "quarantine.release.requested": _OPERATORS,
+    "quarantine.entry.added": frozenset({"quarantine"}),
+    "quarantine.entry.released": frozenset({"quarantine"}),
+    "quarantine.entry.discarded": frozenset({"quarantine"}),
+    "quarantine.release.refused": frozenset({"quarantine"}),
+    "ai.completion.requested": frozenset({"chat", "marketplace"}) | _OPERATORS,
+    "ai.completion.succeeded": frozenset({"ai_fallback"}),
+    "ai.completion.failed": frozenset({"ai_fallback"}),
+    "opportunity.scan.requested": frozenset({"marketplace", "chat"}) | _OPERATORS,
+    "opportunity.found": frozenset({"opportunity_discovery"}),
+    "opportunity.scan.completed": frozenset({"opportunity_discovery"}),
+    "marketplace.strategy.purchased": frozenset({"marketplace"}),
+    "marketplace.strategy.revoked": frozenset({"marketplace"}) | _OPERATORS,
+}
+
+
+class ProducerPolicy:
+    """Decides whether a producer may publish an event type. Default deny."""
+
+    def __init__(
+        self,
+        table: Mapping[str, Iterable[str]],
+        *,
+        any_type: Iterable[str] = (),
+    ) -> None:
+        self._table = {event_type: frozenset(users) for event_type, users in table.items()}
+        self._any_type = frozenset(any_type)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProducerPolicy:
+        """The built-in table with the settings' additions."""
+        table = {t: set(users) for t, users in DEFAULT_PRODUCERS.items()}
+        for event_type, users in settings.security.producers.items():
+            table.setdefault(event_type, set()).update(users)
+        return cls(table, any_type=settings.security.any_type_producers)
+
+    def is_allowed(self, event_type: str, producer: str | None) -> bool:
+        """True when ``producer`` may publish ``event_type``."""
+        if not producer:
+            return False
+        if producer in self._any_type:
+            return True
+        return producer in self._table.get(event_type, frozenset())
+
+    def types(self) -> frozenset[str]:
+        """The event types that have a rule."""
+        return frozenset(self._table)

@@ -16,8 +16,8 @@ __all__ = [
     "QuarantineEntryReleased",
     "QuarantineReleaseRefused",
     "QuarantineReleaseRequested",
-    "RefusalReason",
     "QuarantineRequested",
+    "RefusalReason",
 ]
 
 EntityKind = Literal["ai_model", "exchange_source", "producer", "strategy", "event_type", "message"]
@@ -72,12 +72,17 @@ class QuarantineEntryReleased(_EntryEvent):
 
 
 RefusalReason = Literal[
-    "unknown_record", "already_released", "discarded", "in_progress", "no_destination"
+    "unknown_record",
+    "already_released",
+    "discarded",
+    "in_progress",
+    "no_destination",
+    "not_a_message",
 ]
 
 
 class QuarantineReleaseRefused(Payload):
-    """The answer to a ``quarantine.release.requested`` that changed nothing, and why."""
+    """The answer to a release (or discard) that changed nothing, and why."""
 
     record_id: RecordId
     reason: RefusalReason

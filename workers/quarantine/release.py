@@ -287,10 +287,22 @@ class Releaser:
     async def discard(
         self, record_id: str, *, by: str, note: str = "", causation: Envelope[Any] | None = None
     ) -> Outcome:
-        """Discard ``record_id``: it will never be released (an entity is unblocked)."""
+        """Discard a dead message: it will never be re-published.
+
+        An entity block is not discarded: it ends by release or expiry, the two events the
+        other workers' views follow (a discarded block would stay blocked in every view).
+        """
         record = await self.repo.get(record_id)
         if record is None:
             return self._refused(record_id, "missing", f"no record {record_id!r}", causation)
+        if _kind(record) != "message":
+            refusal = QuarantineReleaseRefused(
+                record_id=record_id,
+                reason="not_a_message",
+                detail="an entity block ends by release or expiry; discard is for dead messages",
+            )
+            event = self._event("quarantine.release.refused", refusal, causation)
+            return Outcome(False, event, str(record.get("status", "")))
         done = await self.repo.transition(
             record_id,
             "discarded",

@@ -394,3 +394,39 @@ async def test_other_workers_view_follows_alerts_and_releases() -> None:
         request = QuarantineReleaseRequested(record_id=added.data.record_id)
         await env.publish("quarantine.release.requested", request, actor=OPERATOR)
         await until(lambda: not viewers[0].view.is_quarantined("ai_model", "gpt-x"))
+
+
+async def test_second_block_merges_into_the_active_one() -> None:
+    """A second request for a blocked entity extends the same record; permanent stays permanent."""
+    clock = Clock()
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
+        q = holder["quarantine"]
+        for ttl in (60, 600, 30):
+            request = QuarantineRequested(
+                kind="exchange_source", entity_id="binance", reason="stale", ttl_s=ttl,
+                requested_by="hm",
+            )  # fmt: skip
+            await env.publish("quarantine.requested", request)
+        await env.settle()
+        total, rows = await q.repo.search(kind="exchange_source")
+        assert total == 1
+        assert float(rows[0]["expires_at"]) == clock.now + 600
+        record = await q.repo.get(rows[0]["id"])
+        assert [step["to"] for step in record["history"]] == ["quarantined", "extended", "extended"]
+
+
+async def test_entity_block_cannot_be_discarded() -> None:
+    """Discard is for dead messages: an entity block answers not_a_message and stays."""
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(Clock(), holder), settings=settings()) as env:
+        request = QuarantineRequested(
+            kind="strategy", entity_id="s9", reason="r", ttl_s=60, requested_by="t"
+        )
+        await env.publish("quarantine.requested", request)
+        added = await env.wait_for("quarantine.entry.added", lambda e: e.data.kind == "strategy")
+        q = holder["quarantine"]
+        outcome = await q.releaser.discard(added.data.record_id, by="alice")
+        assert not outcome.changed
+        assert outcome.refusal == "not_a_message"
+        assert await q.is_blocked("strategy", "s9")

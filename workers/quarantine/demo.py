@@ -9,6 +9,7 @@ from typing import Any
 
 from common.bus.message import OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
+from common.security.tokens import TokenService
 from common.testing import Harness
 from schemas.envelope import Actor
 from schemas.quarantine import QuarantineReleaseRequested, QuarantineRequested
@@ -17,7 +18,7 @@ from workers.quarantine.service import QuarantineService
 __all__ = ["prepare", "scenario"]
 
 _POISON = b'{"id": "demo-poison", "type": "quarantine.requested", "data": '  # cut off: not JSON
-_OPERATOR = Actor(subject="demo-operator", role="operator")
+_OPERATOR = Actor(subject="demo-operator", role="operator")  # with a token minted per run
 
 
 async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
@@ -35,6 +36,13 @@ def _service(env: Harness) -> QuarantineService:
 async def scenario(env: Harness, say: Callable[[str], None]) -> None:
     """Poison -> eventguard.dead -> record -> list -> release (live) -> discard; TTL expiry."""
     quarantine = _service(env)
+    security = env.runtime.settings.security
+    token = (
+        TokenService(security, store=env.store).issue(_OPERATOR.subject, "operator")
+        if security.jwt_signing_key is not None
+        else None
+    )
+    operator = _OPERATOR.model_copy(update={"token": token})
     say("quarantine: publishing a truncated (invalid JSON) quarantine.requested")
     await env.broker.publish(
         OutgoingMessage(
@@ -59,12 +67,12 @@ async def scenario(env: Harness, say: Callable[[str], None]) -> None:
 
     say(f"quarantine: operator asks to release {record_id}")
     request = QuarantineReleaseRequested(record_id=record_id, note="demo: try again")
-    await env.publish("quarantine.release.requested", request, actor=_OPERATOR)
+    await env.publish("quarantine.release.requested", request, actor=operator, user_id="operator")
     released = await env.wait_for(
         "quarantine.entry.released", lambda e: e.data.record_id == record_id, within=10
     )
     say(f"quarantine: re-published once with release id {released.data.release_id}")
-    await env.publish("quarantine.release.requested", request, actor=_OPERATOR)
+    await env.publish("quarantine.release.requested", request, actor=operator, user_id="operator")
     refused = await env.wait_for(
         "quarantine.release.refused", lambda e: e.data.record_id == record_id, within=10
     )
@@ -85,7 +93,7 @@ async def scenario(env: Harness, say: Callable[[str], None]) -> None:
     block = QuarantineRequested(
         kind="producer", entity_id="demo-flaky", reason="demo", ttl_s=2, requested_by="demo"
     )
-    await env.publish("quarantine.requested", block, actor=_OPERATOR)
+    await env.publish("quarantine.requested", block, actor=operator, user_id="operator")
     await env.wait_for("quarantine.entry.added", lambda e: e.data.entity_id == "demo-flaky")
     say(f"quarantine: blocked now? {await quarantine.is_blocked('producer', 'demo-flaky')}")
     expired = await env.wait_for(

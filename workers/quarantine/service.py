@@ -32,6 +32,7 @@ from common.bus.topology import DEAD_QUEUE
 from common.errors import Reject
 from common.logging import get_logger
 from common.quarantine_view import ENTITY_KINDS
+from common.security.tokens import TokenService
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
@@ -61,6 +62,18 @@ def _entity_record_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
+def _token_verifier(ctx: WorkerContext) -> TokenVerifier | None:
+    if ctx.settings.security.jwt_signing_key is None:
+        return None
+    tokens = TokenService(ctx.settings.security, store=ctx.store)
+
+    async def verify(token: str) -> tuple[str, str]:
+        claims = await tokens.verify(token)  # signature, every claim, revocation
+        return claims.sub, claims.role.value
+
+    return verify
+
+
 class QuarantineService(BaseService):
     """Records dead messages and blocked entities in Redis and releases them on request."""
 
@@ -80,8 +93,8 @@ class QuarantineService(BaseService):
             source=ctx.name,
         )
         self._m = ctx.metrics.quarantine
-        # Set to verify actor tokens (see workers.quarantine.authz); None trusts actor.role.
-        self.verify_token: TokenVerifier | None = None
+        # Actor tokens are verified whenever a signing key is configured (see .authz).
+        self.verify_token: TokenVerifier | None = _token_verifier(ctx)
         self.housekeeping = Housekeeping(
             repo=self.repo,
             releaser=self.releaser,

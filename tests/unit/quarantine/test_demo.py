@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from common.config import QuarantineSettings, Settings
+from common.security import ProducerPolicy, demo_settings
 from common.testing import fast_runtime_settings, run_workers
 from workers.quarantine import create, demo
 
@@ -17,8 +18,12 @@ async def test_demo_story_runs() -> None:
         settings = Settings(
             runtime=fast_runtime_settings(),
             quarantine=QuarantineSettings(**overrides["quarantine"]),
+            security=demo_settings(),  # tokens are required and verified, as in the demo
         )
-        async with run_workers([("quarantine", create)], settings=settings) as env:
+        policy = ProducerPolicy.from_settings(settings)
+        async with run_workers(
+            [("quarantine", create)], settings=settings, authorize=policy.is_allowed
+        ) as env:
             await demo.scenario(env, lines.append)
     text = "\n".join(lines)
     assert "re-published once with release id" in text

@@ -12,6 +12,8 @@ from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
 from common.quarantine_view import QuarantineView
+from common.security import demo_settings
+from common.security.tokens import TokenService
 from common.service import BaseService, WorkerContext
 from common.testing import run_workers
 from schemas.envelope import Actor
@@ -430,3 +432,21 @@ async def test_entity_block_cannot_be_discarded() -> None:
         assert not outcome.changed
         assert outcome.refusal == "not_a_message"
         assert await q.is_blocked("strategy", "s9")
+
+
+async def test_with_signing_keys_release_needs_a_verified_token() -> None:
+    """With keys configured, a claimed operator without a token is refused; a minted one works."""
+    holder: dict[str, Any] = {}
+    config = settings().model_copy(update={"security": demo_settings()})
+    async with run_workers(factories(Clock(), holder), settings=config) as env:
+        request = QuarantineReleaseRequested(record_id="nope")
+        await env.publish("quarantine.release.requested", request, actor=OPERATOR)
+        await until(
+            lambda: env.metrics.quarantine.added.labels("message", "unauthorized")._value.get() == 1
+        )
+        assert env.emitted("quarantine.release.refused") == []
+        token = TokenService(config.security, store=env.store).issue("alice", "operator")
+        signed = OPERATOR.model_copy(update={"token": token})
+        await env.publish("quarantine.release.requested", request, actor=signed)
+        refused = await env.wait_for("quarantine.release.refused")
+        assert refused.data.reason == "unknown_record"

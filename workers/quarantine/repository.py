@@ -94,8 +94,11 @@ class Repository:
 
     # -- writes --------------------------------------------------------------------------------
 
-    async def add_dead(self, message: DeadMessage, *, now: float, window_s: int) -> DeadAdded:
-        """Record ``message`` unless it is already recorded; count it for flood detection."""
+    async def add_dead(
+        self, message: DeadMessage, *, now: float, window_s: int, announce: bool = True
+    ) -> DeadAdded:
+        """Record ``message`` unless it is already recorded; count it for flood detection;
+        with ``announce``, queue its ``quarantine.entry.added`` in the outbox."""
         window = int(now // window_s)
         producer = message.producer
         etype = message.event_type
@@ -114,6 +117,7 @@ class Repository:
             self.keys.flood("event_type", window, etype),
             json.dumps(fields),
             body,
+            "1" if announce else "0",
         ]
         result = await self._add_dead(
             self.store, self.keys.record(message.record_id), args, batch=self._batch

@@ -35,7 +35,8 @@ end
 """
 
 # ARGV: base, id, reason, created, transition, window_ttl, producer_field, type_field,
-#       producer_counter, type_counter, the text fields as one JSON object, the body (bytes).
+#       producer_counter, type_counter, the text fields as one JSON object, the body (bytes),
+#       announce ('1': queue quarantine.entry.added in the outbox, '0': record silently).
 # (Twelve arguments rather than one per field: packing arguments is the client's hot path.)
 # Returns {created, producer_count, type_count, producer_blocked, type_blocked}.
 ADD_DEAD = (
@@ -53,7 +54,7 @@ if redis.call('EXISTS', rk) == 0 then
   redis.call('HSET', rk, unpack(pairs_))
   add_everywhere('quarantined', 'message', ARGV[3], ARGV[4], id)
   redis.call('RPUSH', base .. 'hist:' .. id, ARGV[5])
-  redis.call('RPUSH', base .. 'outbox', id)
+  if ARGV[13] == '1' then redis.call('RPUSH', base .. 'outbox', id) end
   created = 1
 end
 local function count(field, counter)

@@ -56,6 +56,14 @@ from workers.quarantine.repository import Repository
 __all__ = ["QuarantineService"]
 
 _log = get_logger("eventguard.quarantine")
+_OWN_EVENTS = frozenset(
+    {
+        "quarantine.entry.added",
+        "quarantine.entry.released",
+        "quarantine.entry.discarded",
+        "quarantine.release.refused",
+    }
+)
 
 
 def _entity_record_id(*parts: str) -> str:
@@ -156,11 +164,19 @@ class QuarantineService(BaseService):
         dead = dead_message_from(message)
         now = self.clock()
         s = self.settings
-        found = await self.repo.add_dead(dead, now=now, window_s=s.flood_window_s)
+        # A dead event of our own is recorded but not announced: the announcement could be
+        # dead-lettered by the same consumer again, and so on, in a loop.
+        announce = dead.event_type not in _OWN_EVENTS
+        found = await self.repo.add_dead(
+            dead, now=now, window_s=s.flood_window_s, announce=announce
+        )
         out: list[Envelope[Any]] = []
         if found.created:
             self._m.added.labels("message", dead.reason).inc()
-            self.housekeeping.wake()  # the outbox announcer publishes quarantine.entry.added
+            if announce:
+                self.housekeeping.wake()  # the outbox announcer publishes quarantine.entry.added
+            else:
+                _log.warning("quarantine.dead_quarantine_event", record_id=dead.record_id)
             _log.info("quarantine.dead_recorded", record_id=dead.record_id, reason=dead.reason)
         window = str(int(now // s.flood_window_s))
         if (

@@ -450,3 +450,28 @@ async def test_with_signing_keys_release_needs_a_verified_token() -> None:
         await env.publish("quarantine.release.requested", request, actor=signed)
         refused = await env.wait_for("quarantine.release.refused")
         assert refused.data.reason == "unknown_record"
+
+
+async def test_dead_quarantine_event_is_recorded_not_announced() -> None:
+    """A dead quarantine.entry.added is kept on record without a new announcement (no loop)."""
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(Clock(), holder), settings=settings()) as env:
+        await env.broker.publish(
+            OutgoingMessage(
+                body=b'{"type": "quarantine.entry.added"}',
+                routing_key="quarantine.entry.added",
+                exchange=DEAD_LETTER_EXCHANGE,
+                type="quarantine.entry.added",
+                headers={h.REASON: "unauthorized"},
+            )
+        )
+        await env.settle()
+        total, _ = await holder["quarantine"].repo.search(kind="message", reason="unauthorized")
+        assert total == 1
+        assert await holder["quarantine"].housekeeping.announce_outbox() == 0
+        announced = [
+            m
+            for m in env.broker.published
+            if m.type == "quarantine.entry.added" and m.exchange != DEAD_LETTER_EXCHANGE
+        ]
+        assert announced == []

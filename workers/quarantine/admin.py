@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from common.security.http import PRINCIPAL
 from common.service import AdminRoute
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, STATUSES, classify
@@ -53,14 +54,9 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reviewer(request: web.Request) -> str:
-    for key in ("principal", "actor", "subject"):
-        value = request.get(key)
-        subject = getattr(value, "subject", None) or (
-            value.get("subject") if isinstance(value, dict) else value
-        )
-        if isinstance(subject, str) and subject:
-            return subject[:200]
-    return "admin-api"
+    """The authenticated caller's subject (set by the ops server's security middleware)."""
+    principal = request.get(PRINCIPAL)
+    return principal.subject[:200] if principal is not None else "admin-api"
 
 
 def _choice(request: web.Request, name: str, allowed: frozenset[str] | tuple[str, ...]) -> str:

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
+from common.security import PRINCIPAL, Principal, Role
 from common.testing import Harness, run_workers
 from tests.unit.quarantine.conftest import Clock, factories, settings, until
 from workers.quarantine import QuarantineService, admin
@@ -23,7 +24,14 @@ async def fleet() -> AsyncIterator[tuple[Harness, QuarantineService, TestClient[
     holder: dict[str, Any] = {}
     async with run_workers(factories(Clock(), holder), settings=settings()) as env:
         service: QuarantineService = holder["quarantine"]
-        app = web.Application()
+
+        @web.middleware
+        async def as_alice(request: web.Request, handler: Any) -> web.StreamResponse:
+            request[PRINCIPAL] = Principal("alice", Role.OPERATOR, "token")
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(middlewares=[as_alice])
         for route in service.admin_routes():
             app.router.add_route(route.method, "/admin/" + route.path, route.handler)
         async with TestClient(TestServer(app)) as client:
@@ -92,6 +100,7 @@ async def test_show_release_discard_answers(
     assert shown["headers"][h.REASON] == "invalid_json"
     resp = await client.post(f"/admin/quarantine/records/{rid}/release", json={"note": "ok"})
     assert resp.status == 200
+    assert (await resp.json())["event"]["released_by"] == "alice"
     resp = await client.post(f"/admin/quarantine/records/{rid}/release")
     assert resp.status == 409
     assert (await resp.json())["error"] == "already_released"

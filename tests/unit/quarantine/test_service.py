@@ -475,3 +475,33 @@ async def test_dead_quarantine_event_is_recorded_not_announced() -> None:
             if m.type == "quarantine.entry.added" and m.exchange != DEAD_LETTER_EXCHANGE
         ]
         assert announced == []
+
+
+async def test_gauges_follow_records() -> None:
+    """Entries by kind/reason/status, blacklist size and oldest unreviewed age are exported."""
+    clock = Clock()
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
+        q = holder["quarantine"]
+        await env.publish(POISON_TYPE, poison_payload())
+        await env.wait_for("quarantine.entry.added", lambda e: e.data.kind == "message")
+        await q._block(
+            record_id="g1",
+            kind="producer",
+            entity_id="p",
+            reason="requested",
+            detail="d",
+            severity="info",
+            evidence={},
+            requested_by="t",
+            ttl_s=600,
+            now=clock.now,
+            causation=None,
+        )
+        clock.now += 42
+        await q.housekeeping.refresh_gauges()
+        m = env.metrics.quarantine
+        assert m.entries.labels("message", "handler_rejected", "quarantined")._value.get() == 1
+        assert m.entries.labels("producer", "requested", "quarantined")._value.get() == 1
+        assert m.blacklist_size._value.get() == 1
+        assert m.oldest_unreviewed._value.get() == 42

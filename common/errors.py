@@ -36,7 +36,7 @@ class DeliveryError(EventGuardError):
     """The broker did not take a message (nack, returned as unroutable, channel closed)."""
 
 
-class RetryLater(EventGuardError):  # noqa: N818 - a control-flow signal, not an error report
+class RetryLater(EventGuardError):
     """The handler cannot finish now but may later: redeliver after ``delay`` seconds."""
 
     def __init__(self, reason: str, *, delay: float | None = None) -> None:
@@ -45,7 +45,7 @@ class RetryLater(EventGuardError):  # noqa: N818 - a control-flow signal, not an
         self.delay = delay
 
 
-class Reject(EventGuardError):  # noqa: N818 - a control-flow signal, not an error report
+class Reject(EventGuardError):
     """The message can never succeed (poison): dead-letter it with ``reason``."""
 
     def __init__(self, detail: str, *, reason: str = "handler_rejected") -> None:

@@ -9,7 +9,12 @@ Each concern owns one section class below; :class:`Metrics` holds them all.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 __all__ = [
     "AiFallbackMetrics",
@@ -118,12 +123,10 @@ class ReliabilityMetrics:
             ["dependency", "from_state", "to_state"],
             registry=registry,
         )
-        self.breaker_calls = Counter(
-            "eventguard_breaker_calls_total",
-            "Calls through a breaker by outcome (success, failure, slow, not_permitted, ignored).",
-            ["dependency", "outcome"],
-            registry=registry,
-        )
+        # Breakers count outcomes in plain integers (no metric work on the call path); this
+        # collector reads them at scrape time from every source registered here.
+        self.breaker_call_sources: list[Callable[[], Iterable[tuple[str, str, int]]]] = []
+        registry.register(_BreakerCalls(self.breaker_call_sources))
         self.breaker_shared_fallback = Counter(
             "eventguard_breaker_shared_fallback_total",
             "Times a shared breaker fell back to local state because Redis was unreachable.",
@@ -155,6 +158,27 @@ class ReliabilityMetrics:
             ["dependency"],
             registry=registry,
         )
+
+
+class _BreakerCalls(Collector):
+    """``eventguard_breaker_calls_total{dependency, outcome}`` read from the breakers."""
+
+    def __init__(self, sources: list[Callable[[], Iterable[tuple[str, str, int]]]]) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "eventguard_breaker_calls",
+            "Calls through a breaker by outcome (success, failure, slow, not_permitted, ignored).",
+            labels=["dependency", "outcome"],
+        )
+        for source in self._sources:
+            for dependency, outcome, count in source():
+                family.add_metric([dependency, outcome], count)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
 
 class SecurityMetrics:

@@ -19,6 +19,7 @@ from common.bus.publisher import Publisher
 from common.bus.router import RawHandler, Router
 from common.config import Settings
 from common.metrics import Metrics
+from common.reliability.guard import Guards
 from common.store import Store
 
 __all__ = ["AdminRoute", "BaseService", "Service", "ServiceFactory", "WorkerContext"]
@@ -34,6 +35,8 @@ class WorkerContext:
     broker: Broker
     publisher: Publisher
     metrics: Metrics
+    # guard(name) for every external call: ``ctx.guards.guard("http:rabbitmq-mgmt").call(...)``.
+    guards: Guards = field(default_factory=Guards)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The Redis client every worker uses for its state.
 
 Every command goes through :meth:`Store.execute`, which runs it behind the ``redis`` guard
-(timeout, retry with a budget, circuit breaker). Keys are namespaced with the configured
-prefix so tests and tenants never collide. Responses are bytes (``decode_responses=False``)
-so stored message bodies stay byte for byte what arrived.
+(timeout, retry with a budget, circuit breaker) when one is given: always in ``eventguard
+run`` and the demo; a bare timeout otherwise (unit tests of other parts). Keys are namespaced
+with the configured prefix so tests and tenants never collide. Responses are bytes
+(``decode_responses=False``) so stored message bodies stay byte for byte what arrived.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+
+from common.reliability.guard import Guard
 
 __all__ = ["Store", "connect_redis"]
 
@@ -36,9 +39,17 @@ def connect_redis(url: str) -> Redis:
 class Store:
     """Namespaced, guarded access to Redis."""
 
-    def __init__(self, client: Redis, *, prefix: str = "eg:", timeout_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "eg:",
+        guard: Guard | None = None,
+        timeout_s: float = 2.0,
+    ) -> None:
         self.client = client
         self.prefix = prefix
+        self.guard = guard
         self._timeout_s = timeout_s
 
     def key(self, *parts: str) -> str:
@@ -47,6 +58,9 @@ class Store:
 
     async def execute(self, op: Callable[[Redis], Awaitable[T]]) -> T:
         """Run one Redis operation (a command or a pipeline) under the redis guard."""
+        if self.guard is not None:
+            client = self.client
+            return await self.guard.call(lambda: op(client))
         async with asyncio.timeout(self._timeout_s):
             return await op(self.client)
 

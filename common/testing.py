@@ -20,6 +20,7 @@ from common.bus.publisher import Publisher
 from common.bus.topology import DEAD_QUEUE
 from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
+from common.reliability.guard import Guards
 from common.service import ServiceFactory
 from common.store import Store
 from common.worker import Runtime
@@ -112,8 +113,9 @@ async def run_workers(
     """Run ``factories`` on a fresh in-memory broker and fakeredis (or ``redis``)."""
     settings = settings or Settings(runtime=fast_runtime_settings())
     client = redis if redis is not None else fakeredis.FakeAsyncRedis()
-    store = Store(client, prefix=settings.redis_key_prefix)
     metrics = Metrics(CollectorRegistry())
+    guards = Guards(metrics=metrics)
+    store = Store(client, prefix=settings.redis_key_prefix, guard=guards.guard("redis"))
     broker = MemoryBroker()
     runtime = Runtime(
         settings=settings,
@@ -122,6 +124,7 @@ async def run_workers(
         store=store,
         metrics=metrics,
         authorize=authorize,
+        guards=guards,
     )
     async with runtime.lifespan():
         yield Harness(runtime, broker, store, metrics)

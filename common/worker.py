@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from common.bus.broker import Broker
 from common.bus.idempotency import Idempotency
@@ -27,6 +28,8 @@ from common.config import Settings
 from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import Metrics
+from common.reliability.breaker import CircuitBreaker, State
+from common.reliability.guard import Guards
 from common.service import Service, ServiceFactory, WorkerContext
 from common.store import Store
 from schemas.envelope import new_event
@@ -64,14 +67,17 @@ class Runtime:
         store: Store,
         metrics: Metrics,
         authorize: Authorizer,
+        guards: Guards | None = None,
     ) -> None:
         self.settings = settings
+        self.guards = guards if guards is not None else Guards(metrics=metrics)
         self.factories = list(factories)
         self.broker = broker
         self.store = store
         self.metrics = metrics
         self.authorize = authorize
         self.workers: dict[str, RunningWorker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -102,6 +108,7 @@ class Runtime:
             broker=self.broker,
             publisher=publisher,
             metrics=self.metrics,
+            guards=self.guards,
         )
         service = factory(ctx)
         topology = worker_topology(
@@ -132,6 +139,8 @@ class Runtime:
         running = RunningWorker(service, publisher, pipeline, queues)
         self.workers[name] = running
         await service.start()
+        for dependency in service.critical_dependencies():
+            self._pause_on_open(name, self.guards.guard(dependency).breaker)
         await self._consume(running)
         for queue, handler in service.raw_consumers().items():
             raw = RawPipeline(
@@ -154,6 +163,33 @@ class Runtime:
             )
             running.tags.append(tag)
             self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
+
+    def _pause_on_open(self, name: str, breaker: CircuitBreaker) -> None:
+        """Pause ``name``'s consumer while ``breaker`` is open; resume when it half-opens.
+
+        A paused worker makes no calls, so nothing would read the breaker's state: a timer
+        reads it when the open period ends, which moves it to half-open and resumes the
+        consumer; the next message is the probe."""
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            if breaker.state in {State.OPEN, State.FORCED_OPEN}:
+                loop.call_later(max(0.05, breaker.remaining_open_s()), check)
+
+        def on_change(_b: CircuitBreaker, _old: State, new: State) -> None:
+            if new in {State.OPEN, State.FORCED_OPEN}:
+                self._spawn(self.pause(name, f"breaker {breaker.name} is {new.value}"))
+                if new is State.OPEN:
+                    loop.call_later(breaker.remaining_open_s(), check)
+            elif new in {State.HALF_OPEN, State.CLOSED, State.DISABLED}:
+                self._spawn(self.resume(name))
+
+        breaker.add_listener(on_change)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def pause(self, name: str, reason: str) -> None:
         """Stop taking messages for ``name`` (a critical dependency is down)."""
@@ -196,6 +232,8 @@ class Runtime:
                         await raw.drained()
         except TimeoutError:
             _log.warning("worker.drain_timeout", deadline_s=deadline)
+        for task in list(self._tasks):
+            task.cancel()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

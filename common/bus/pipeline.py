@@ -60,7 +60,7 @@ class PipelineStats:
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
 
-class _DeadLetter(Exception):  # noqa: N818 - internal control flow, never leaves this module
+class _DeadLetter(Exception):
     def __init__(self, reason: str, detail: str, exception: str = "") -> None:
         super().__init__(detail)
         self.reason = reason

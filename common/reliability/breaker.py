@@ -1,0 +1,382 @@
+"""A circuit breaker that counts rates, not streaks.
+
+States: closed -> open -> half-open -> closed (or back to open), plus forced-open and disabled
+set by hand. In the closed state outcomes go into a sliding window (the last N calls, or the
+last N seconds in one-second buckets); once ``minimum_calls`` are in it, a failure rate or a
+slow-call rate at or above its threshold opens the breaker. Open lasts ``open_s``, growing by
+``open_multiplier`` on each re-open (capped, with jitter) and reset after a successful close;
+a Retry-After hint from the failure that tripped it can lengthen it. Half-open lets exactly
+``half_open_permits`` probes through, whatever the concurrency: the permit is taken
+synchronously before the call is awaited, and the event loop runs one task at a time, so no
+lock is needed and none is ever held across the awaited call. The rest fail fast with
+:class:`CircuitOpen`, which carries the time left.
+
+A breaker belongs to one event loop. Outcome counts are plain integers read at scrape time,
+so the closed-state fast path does no metric work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from redis.exceptions import ResponseError
+
+from common.errors import Reject, RetryLater
+from common.reliability.clock import Clock, system_clock
+from common.reliability.errors import BulkheadFull, CircuitOpen
+
+__all__ = ["BreakerConfig", "CircuitBreaker", "Listener", "State", "default_is_failure"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class State(enum.Enum):
+    """Breaker states."""
+
+    CLOSED = "closed"
+    HALF_OPEN = "half_open"
+    OPEN = "open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+
+
+STATE_CODES = {
+    State.CLOSED: 0,
+    State.HALF_OPEN: 1,
+    State.OPEN: 2,
+    State.FORCED_OPEN: 3,
+    State.DISABLED: 4,
+}
+
+Listener = Callable[["CircuitBreaker", State, State], None]
+OUTCOMES = ("success", "failure", "slow", "not_permitted", "ignored")
+
+
+def default_is_failure(error: BaseException) -> bool:
+    """Errors that say something about the dependency's health count; the caller's do not."""
+    return not isinstance(
+        error, CircuitOpen | BulkheadFull | Reject | RetryLater | ValueError | ResponseError
+    )
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """How a breaker judges its dependency."""
+
+    window: str = "count"  # "count": last window_size calls; "time": last window_size seconds
+    window_size: int = 20
+    minimum_calls: int = 10
+    failure_rate: float = 0.5
+    slow_call_rate: float = 1.0
+    slow_call_s: float = 60.0
+    half_open_permits: int = 1
+    open_s: float = 30.0
+    open_multiplier: float = 2.0
+    max_open_s: float = 300.0
+    jitter: float = 0.1
+    max_retry_after_s: float = 600.0
+    is_failure: Callable[[BaseException], bool] = default_is_failure
+    is_failure_result: Callable[[Any], bool] | None = None
+
+    def __post_init__(self) -> None:
+        if self.window not in {"count", "time"}:
+            raise ValueError("window must be 'count' or 'time'")
+        if self.window_size < 1 or self.minimum_calls < 1 or self.half_open_permits < 1:
+            raise ValueError("window_size, minimum_calls and half_open_permits must be >= 1")
+        if not (0 < self.failure_rate <= 1 and 0 < self.slow_call_rate <= 1):
+            raise ValueError("rates must be in (0, 1]")
+
+
+class _CountWindow:
+    __slots__ = ("calls", "failures", "ring", "size", "slow")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.ring: deque[int] = deque()
+        self.calls = self.failures = self.slow = 0
+
+    def add(self, failed: bool, slow: bool, _now: float) -> None:
+        code = (1 if failed else 0) | (2 if slow else 0)
+        ring = self.ring
+        ring.append(code)
+        self.calls += 1
+        if failed:
+            self.failures += 1
+        if slow:
+            self.slow += 1
+        if len(ring) > self.size:
+            old = ring.popleft()
+            self.calls -= 1
+            self.failures -= old & 1
+            self.slow -= (old >> 1) & 1
+
+    def totals(self, _now: float) -> tuple[int, int, int]:
+        return self.calls, self.failures, self.slow
+
+    def clear(self) -> None:
+        self.ring.clear()
+        self.calls = self.failures = self.slow = 0
+
+
+class _TimeWindow:
+    __slots__ = ("buckets", "seconds")
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds = seconds
+        self.buckets: deque[list[float]] = deque()  # [second, calls, failures, slow]
+
+    def _evict(self, now: float) -> None:
+        horizon = int(now) - self.seconds
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= horizon:
+            buckets.popleft()
+
+    def add(self, failed: bool, slow: bool, now: float) -> None:
+        second = int(now)
+        buckets = self.buckets
+        if not buckets or buckets[-1][0] != second:
+            self._evict(now)
+            buckets.append([second, 0, 0, 0])
+        bucket = buckets[-1]
+        bucket[1] += 1
+        bucket[2] += failed
+        bucket[3] += slow
+
+    def totals(self, now: float) -> tuple[int, int, int]:
+        self._evict(now)
+        calls = failures = slow = 0
+        for _, c, f, s in self.buckets:
+            calls += int(c)
+            failures += int(f)
+            slow += int(s)
+        return calls, failures, slow
+
+    def clear(self) -> None:
+        self.buckets.clear()
+
+
+@dataclass
+class _Counts:
+    success: int = 0
+    failure: int = 0
+    slow: int = 0
+    not_permitted: int = 0
+    ignored: int = 0
+    transitions: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class CircuitBreaker:
+    """One breaker for one dependency."""
+
+    def __init__(
+        self,
+        name: str,
+        config: BreakerConfig | None = None,
+        *,
+        clock: Clock = system_clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config or BreakerConfig()
+        self._clock = clock
+        self._now = clock.monotonic
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        cfg = self.config
+        self._window: _CountWindow | _TimeWindow = (
+            _CountWindow(cfg.window_size) if cfg.window == "count" else _TimeWindow(cfg.window_size)
+        )
+        self._state = State.CLOSED
+        self._open_until = 0.0
+        self._reopens = 0
+        self._permits_left = 0
+        self._probes_ok = 0
+        self._listeners: list[Listener] = []
+        self.counts = _Counts()
+        # Shared state leases half-open probes fleet-wide through this (see shared.py).
+        self.probe_gate: Callable[[], Awaitable[bool]] | None = None
+        # Hot-path copies of the configuration.
+        self._slow_s = cfg.slow_call_s
+        self._is_failure = cfg.is_failure
+        self._is_failure_result = cfg.is_failure_result
+
+    # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The current state (an expired open period reads as half-open)."""
+        if self._state is State.OPEN and self._now() >= self._open_until:
+            self._transition(State.HALF_OPEN)
+        return self._state
+
+    def remaining_open_s(self) -> float:
+        """Seconds until an open breaker lets a probe through (0 when not open)."""
+        if self._state is State.OPEN:
+            return max(0.0, self._open_until - self._now())
+        return float("inf") if self._state is State.FORCED_OPEN else 0.0
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(breaker, old, new)`` on every state change."""
+        self._listeners.append(listener)
+
+    # -- manual control ---------------------------------------------------------------------
+
+    def force_open(self) -> None:
+        """Refuse every call until :meth:`reset`."""
+        self._transition(State.FORCED_OPEN)
+
+    def disable(self) -> None:
+        """Let every call through and record nothing until :meth:`reset`."""
+        self._transition(State.DISABLED)
+
+    def reset(self) -> None:
+        """Back to closed with an empty window and the base open duration."""
+        self._window.clear()
+        self._reopens = 0
+        self._transition(State.CLOSED)
+
+    def trip(self, *, retry_after_s: float | None = None) -> None:
+        """Open now (used by shared state when the fleet's window trips)."""
+        if self._state in {State.CLOSED, State.HALF_OPEN}:
+            self._open(retry_after_s)
+
+    # -- the call ---------------------------------------------------------------------------
+
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` through the breaker."""
+        state = self._state
+        if state is State.CLOSED:
+            start = self._now()
+            try:
+                result = await fn(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:
+                self._record_error(error, start, probe=False)
+                raise
+            self._record_result(result, start, probe=False)
+            return result
+        probe = self._acquire()
+        if probe is None:  # disabled
+            return await fn(*args, **kwargs)
+        if probe and self.probe_gate is not None and not await self.probe_gate():
+            self._release_probe(probe)
+            self.counts.not_permitted += 1
+            raise CircuitOpen(self.name, 0.0, "half_open")
+        start = self._now()
+        try:
+            result = await fn(*args, **kwargs)
+        except asyncio.CancelledError:
+            self._release_probe(probe)
+            raise
+        except BaseException as error:
+            self._record_error(error, start, probe=probe)
+            raise
+        self._record_result(result, start, probe=probe)
+        return result
+
+    def _acquire(self) -> bool | None:
+        """Permission for one call outside the closed fast path: True for a half-open probe,
+        False for a plain closed call, None when disabled; raises CircuitOpen."""
+        state = self.state
+        if state is State.CLOSED:
+            return False
+        if state is State.DISABLED:
+            return None
+        if state is State.HALF_OPEN and self._permits_left > 0:
+            self._permits_left -= 1
+            return True
+        self.counts.not_permitted += 1
+        remaining = self.remaining_open_s() if state is not State.HALF_OPEN else 0.0
+        raise CircuitOpen(self.name, remaining, state.value)
+
+    def _release_probe(self, probe: bool) -> None:
+        if probe and self._state is State.HALF_OPEN:
+            self._permits_left += 1
+
+    def _record_result(self, result: object, start: float, *, probe: bool) -> None:
+        check = self._is_failure_result
+        if check is not None and check(result):
+            self._record(True, start, probe, None)
+        else:
+            self._record(False, start, probe, None)
+
+    def _record_error(self, error: BaseException, start: float, *, probe: bool) -> None:
+        if not self._is_failure(error):
+            self.counts.ignored += 1
+            self._release_probe(probe)
+            return
+        self._record(True, start, probe, getattr(error, "retry_after_s", None))
+
+    def _record(self, failed: bool, start: float, probe: bool, retry_after: float | None) -> None:
+        now = self._now()
+        slow = now - start >= self._slow_s
+        counts = self.counts
+        if failed:
+            counts.failure += 1
+        elif slow:
+            counts.slow += 1
+        else:
+            counts.success += 1
+        state = self._state
+        if state is State.DISABLED or state is State.FORCED_OPEN:
+            return
+        if probe:
+            self._after_probe(failed or slow, retry_after)
+            return
+        if state is not State.CLOSED:
+            return  # a call let through before the breaker opened: no longer evidence
+        window = self._window
+        window.add(failed, slow, now)
+        if not (failed or slow):
+            return
+        calls, failures, slow_calls = window.totals(now)
+        cfg = self.config
+        if calls >= cfg.minimum_calls and (
+            failures >= cfg.failure_rate * calls or slow_calls >= cfg.slow_call_rate * calls
+        ):
+            self._open(retry_after)
+
+    def _after_probe(self, bad: bool, retry_after: float | None) -> None:
+        if self._state is not State.HALF_OPEN:
+            return
+        if bad:
+            self._open(retry_after)
+            return
+        self._probes_ok += 1
+        if self._probes_ok >= self.config.half_open_permits:
+            self._reopens = 0
+            self._window.clear()
+            self._transition(State.CLOSED)
+
+    # -- transitions ------------------------------------------------------------------------
+
+    def _open(self, retry_after: float | None) -> None:
+        cfg = self.config
+        duration = min(cfg.max_open_s, cfg.open_s * cfg.open_multiplier**self._reopens)
+        duration *= 1 + self._rng.uniform(-cfg.jitter, cfg.jitter)
+        if retry_after is not None and retry_after > 0:
+            duration = max(duration, min(float(retry_after), cfg.max_retry_after_s))
+        self._reopens += 1
+        self._open_until = self._now() + duration
+        self._window.clear()
+        self._transition(State.OPEN)
+
+    def _transition(self, new: State) -> None:
+        old = self._state
+        if new is State.HALF_OPEN:
+            self._permits_left = self.config.half_open_permits
+            self._probes_ok = 0
+        if old is new:
+            return
+        self._state = new
+        key = (old.value, new.value)
+        self.counts.transitions[key] = self.counts.transitions.get(key, 0) + 1
+        for listener in list(self._listeners):
+            listener(self, old, new)

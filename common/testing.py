@@ -109,12 +109,13 @@ async def run_workers(
     settings: Settings | None = None,
     authorize: Authorizer = allow_all,
     redis: Any = None,
+    guards: Guards | None = None,
 ) -> AsyncIterator[Harness]:
     """Run ``factories`` on a fresh in-memory broker and fakeredis (or ``redis``)."""
     settings = settings or Settings(runtime=fast_runtime_settings())
     client = redis if redis is not None else fakeredis.FakeAsyncRedis()
     metrics = Metrics(CollectorRegistry())
-    guards = Guards(metrics=metrics)
+    guards = guards if guards is not None else Guards(metrics=metrics)
     store = Store(client, prefix=settings.redis_key_prefix, guard=guards.guard("redis"))
     broker = MemoryBroker()
     runtime = Runtime(

@@ -260,7 +260,9 @@ class Runtime:
         """The readiness checks: broker connected, consumers active, Redis answers."""
         return {
             "broker": self.broker.connected,
-            "consumers": self.consumers_attached() and not self.stopping,
+            "consumers": self.consumers_attached()
+            and not self.stopping
+            and not any(w.paused for w in self.workers.values()),
             "redis": await self.store.ping(),
         }
 

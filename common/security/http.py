@@ -42,7 +42,7 @@ GUEST = Principal("anonymous", Role.GUEST, "none")
 PRINCIPAL = web.RequestKey("principal", Principal)
 
 
-class _Refused(Exception):  # noqa: N818 - internal control flow
+class _Refused(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

@@ -41,7 +41,7 @@ _log = get_logger("eventguard.ai_fallback")
 _BIG_PROMPT_CHARS = 50_000  # count larger prompts off the event loop
 
 
-class _Refused(Exception):  # noqa: N818 - internal control flow: answer with ai.completion.failed
+class _Refused(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason

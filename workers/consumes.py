@@ -1,0 +1,31 @@
+"""What each worker consumes, read from its router (used by the CLI, schema export and deploy
+checks)."""
+
+from __future__ import annotations
+
+import fakeredis
+from prometheus_client import CollectorRegistry
+
+from common.bus.memory import MemoryBroker
+from common.bus.publisher import Publisher
+from common.config import Settings
+from common.metrics import Metrics
+from common.service import WorkerContext
+from common.store import Store
+from workers.registry import WORKERS
+
+__all__ = ["consumed_types"]
+
+
+def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
+    """Worker name -> the event types its queue is bound to (built on inert parts)."""
+    settings = settings or Settings()
+    metrics = Metrics(CollectorRegistry())
+    broker = MemoryBroker()
+    store = Store(fakeredis.FakeAsyncRedis(), prefix="inspect:")
+    result: dict[str, list[str]] = {}
+    for name, factory in WORKERS.items():
+        publisher = Publisher(broker, worker=name, user_id=None, metrics=metrics)
+        ctx = WorkerContext(name, settings, store, broker, publisher, metrics)
+        result[name] = factory(ctx).router.event_types
+    return result

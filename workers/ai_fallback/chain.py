@@ -44,7 +44,7 @@ class Model:
     @property
     def dependency(self) -> str:
         """The guard (breaker) name: one per provider, model and key."""
-        return f"ai:{self.spec.provider}:{self.name}:{self.spec.key_ref or 'nokey'}"
+        return f"llm:{self.spec.provider}:{self.name}:{self.spec.key_ref or 'nokey'}"
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """US dollars for this many tokens."""

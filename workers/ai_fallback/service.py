@@ -23,6 +23,7 @@ from aiohttp import web
 from common.bus.router import Emit
 from common.logging import get_logger
 from common.quarantine_view import QuarantineView
+from common.reliability import RequestDeduplicator
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.ai import Attempt, CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
@@ -82,13 +83,16 @@ class AiFallback(BaseService):
         self.health = HealthBook(
             self.models, store=ctx.store, alpha=settings.health_alpha, clock=clock
         )
-        self.calls = ModelCalls(self.models, settings)
+        self.calls = ModelCalls(
+            self.models, settings, ctx.guards, on_state_change=self._on_breaker_change
+        )
         self.counter = TokenCounter(safety_factor=settings.estimate_safety_factor)
         self.cache = CompletionCache(ctx.store, ttl_s=settings.cache_ttl_s)
         self.budgets = Budgets(ctx.store, settings, clock=wall_clock)
         self._session: aiohttp.ClientSession | None = None
         self._clock = clock
-        self._inflight: dict[str, asyncio.Future[Walk]] = {}
+        # Single-flight only (ttl 0): answers are cached in Redis, not in this process.
+        self._flights: RequestDeduplicator[Walk] = RequestDeduplicator(ttl_s=0.0)
         self.walker = Walker(
             models=self.models,
             settings=settings,
@@ -270,23 +274,17 @@ class AiFallback(BaseService):
         digest = job.digest
         if digest is None:
             return await self._walk(job)
-        leader = self._inflight.get(digest)
-        if leader is not None:
+        led = False
+
+        async def lead() -> Walk:
+            nonlocal led
+            led = True
+            return await self._walk(job)
+
+        walk = await self._flights.run(digest, lead)
+        if not led:
             self.metrics.cache.labels("shared").inc()
-            return await asyncio.shield(leader)
-        future: asyncio.Future[Walk] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
-        try:
-            walk = await self._walk(job)
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # followers re-raise it; mark it retrieved for the loop
-            raise
-        else:
-            future.set_result(walk)
-            return walk
-        finally:
-            del self._inflight[digest]
+        return walk
 
     async def _walk(self, job: _Job) -> Walk:
         walk = await self.walker.run(job.request, job.chain, job.cl100k, job.deadline, job.max_cost)
@@ -307,6 +305,9 @@ class AiFallback(BaseService):
         return walk
 
     # -- side channels -----------------------------------------------------------------------
+
+    def _on_breaker_change(self, model: Model) -> None:
+        self.walker.publish_state(model)
 
     def _on_quarantine_change(self, kind: str, entity_id: str, quarantined: bool) -> None:
         model = self.models.get(entity_id) if kind == "ai_model" else None

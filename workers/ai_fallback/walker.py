@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from common.config import AiFallbackSettings
-from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import AiFallbackMetrics
 from common.quarantine_view import QuarantineView
+from common.reliability import BulkheadFull, CircuitOpen
 from schemas.ai import Attempt, CompletionRequested
 from workers.ai_fallback.calls import ModelCalls
 from workers.ai_fallback.chain import Model
@@ -200,6 +200,13 @@ class Walker:
             started = self._clock()
             try:
                 reply = await self._call(model, request, deadline - started)
+            except (CircuitOpen, BulkheadFull) as refused:
+                # The guard refused without calling: a skip, not a failure of this request.
+                outcome = (
+                    "skipped_breaker_open" if isinstance(refused, CircuitOpen) else "skipped_busy"
+                )
+                self._record(walk, model, outcome, self._clock() - started, str(refused))
+                return False
             except ProviderError as error:
                 error.detail = _scrub(error.detail, model.key)
                 latency = self._clock() - started
@@ -238,12 +245,8 @@ class Walker:
                 lambda: client.complete(session, model.spec.endpoint, model.key, chat),
                 timeout,
             )
-        except ProviderError:
-            raise
         except TimeoutError:
             raise ModelFailureError("timeout", f"no answer within {timeout:.3f}s") from None
-        except EventGuardError as error:  # the guard refused (open breaker, full bulkhead)
-            raise ModelFailureError("unavailable", str(error) or type(error).__name__) from None
 
     async def _after_error(
         self, model: Model, error: ProviderError, deadline: float, waited: bool, state: _State

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 _AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
 _METHOD_FRAME = 1

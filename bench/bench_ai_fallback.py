@@ -159,10 +159,10 @@ async def _cleanup(client: Any, prefix: str) -> None:
     await client.aclose()
 
 
-async def bench_eventguard(sim: ProviderSimulator) -> dict[str, Any]:
-    """Overhead and failover figures for the worker."""
+async def bench_eventguard(sim: ProviderSimulator, *, real_redis: bool = True) -> dict[str, Any]:
+    """Overhead and failover figures for the worker (overhead only on fakeredis)."""
     prefix = f"bench-ai-{uuid.uuid4().hex[:6]}:"
-    redis = await _redis()
+    redis = await _redis() if real_redis else None
     out: dict[str, Any] = {"redis": "real" if redis is not None else "fakeredis"}
     try:
         async with run_workers(
@@ -189,6 +189,8 @@ async def bench_eventguard(sim: ProviderSimulator) -> dict[str, Any]:
             out["handler_only"] = _ms(handler)
             out["overhead_p50_ms"] = round((_p(bus, 0.5) - _p(direct, 0.5)) * 1000, 3)
             out["handler_overhead_p50_ms"] = round((_p(handler, 0.5) - _p(direct, 0.5)) * 1000, 3)
+            if not real_redis:
+                return out
 
             sim.set_default("primary", Step("hang"))
             before: list[float] = []
@@ -285,17 +287,21 @@ async def main(requests: int) -> int:
     async with ProviderSimulator(latency_s=LATENCY_S).running() as sim:
         eventguard = await bench_eventguard(sim)
         sim.reset()
+        in_memory = await bench_eventguard(sim, real_redis=False)
+        sim.reset()
         litellm = await bench_litellm(sim)
     result = {
         "simulator_latency_ms": LATENCY_S * 1000,
         "requests": N_OVERHEAD,
         "overhead_p50_ms": eventguard["overhead_p50_ms"],
         "handler_overhead_p50_ms": eventguard["handler_overhead_p50_ms"],
+        "overhead_p50_ms_fakeredis": in_memory["overhead_p50_ms"],
         "failover_before_open_p50_ms": eventguard["failover_before_open"].get("p50_ms"),
         "failover_after_open_p50_ms": eventguard["failover_after_open"].get("p50_ms"),
         "failover_after_open_extra_ms": eventguard["failover_after_open_extra_ms"],
         "targets": {"overhead_p50_ms": 2.0, "failover_after_open_extra_ms": 5.0},
         "eventguard": eventguard,
+        "eventguard_fakeredis": in_memory,
         "litellm": litellm,
         "python": sys.version.split()[0],
     }

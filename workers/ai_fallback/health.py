@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 from common.store import Store
 from workers.ai_fallback import keys
@@ -60,15 +61,16 @@ class HealthBook:
         self.clock = clock
         self.health = {name: ModelHealth() for name in models}
 
-    async def load(self) -> None:
-        """Read persisted cool-downs and disables (call at start)."""
+    async def load(self) -> list[str]:
+        """Read persisted cool-downs and disables (call at start); returns the models whose
+        disable lifted because their configuration changed (their markers are deleted)."""
         names = list(self._models)
         if not names:
-            return
+            return []
         store = self._store
 
-        async def read(r: object) -> list[object]:
-            pipe = r.pipeline(transaction=False)  # type: ignore[attr-defined]
+        async def read(r: Any) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
             for name in names:
                 pipe.pttl(keys.cooldown(store, name))
                 pipe.get(keys.disabled(store, name))
@@ -76,13 +78,21 @@ class HealthBook:
 
         replies = await store.execute(read)
         now = self.clock()
+        lifted: list[str] = []
         for i, name in enumerate(names):
             ttl_ms, fingerprint = replies[2 * i], replies[2 * i + 1]
             if isinstance(ttl_ms, int) and ttl_ms > 0:
                 self.health[name].cooldown_until = now + ttl_ms / 1000
                 self.health[name].cooldown_reason = "persisted"
             if isinstance(fingerprint, bytes):
-                self.health[name].disabled = fingerprint.decode() == self._models[name].fingerprint
+                same = fingerprint.decode() == self._models[name].fingerprint
+                self.health[name].disabled = same
+                if not same:
+                    lifted.append(name)
+        if lifted:
+            stale = [keys.disabled(store, name) for name in lifted]
+            await store.execute(lambda r: r.delete(*stale))
+        return lifted
 
     def observe(self, name: str, *, ok: bool, latency_s: float | None) -> None:
         """Fold one call into the model's EWMAs (``ok`` False for failures of the model)."""

@@ -27,7 +27,7 @@ from common.reliability import RequestDeduplicator
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.ai import Attempt, CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
-from schemas.health import AlertRaised
+from schemas.health import AlertRaised, AlertResolved
 from workers.ai_fallback.budget import Budgets, Usage
 from workers.ai_fallback.cache import CachedAnswer, CompletionCache, cache_key, cacheable
 from workers.ai_fallback.calls import ModelCalls
@@ -126,7 +126,8 @@ class AiFallback(BaseService):
     async def start(self) -> None:
         """Load the quarantine view and persisted cool-downs; set the model-state gauges."""
         await self.quarantine.load()
-        await self.health.load()
+        for name in await self.health.load():
+            await self._auth_resolved(self.models[name])
         for model in self.models.values():
             self.walker.publish_state(model)
 
@@ -315,10 +316,29 @@ class AiFallback(BaseService):
             self.walker.publish_state(model)
             _log.info("ai.model_quarantine", model=entity_id, quarantined=quarantined)
 
+    async def _auth_resolved(self, model: Model) -> None:
+        """The model's configuration changed since it was disabled: resolve the alert."""
+        resolved = AlertResolved(
+            fingerprint=_auth_fingerprint(model),
+            rule="ai_provider_auth_failed",
+            severity="critical",
+            labels={"model": model.name, "provider": model.spec.provider},
+            summary=f"{model.name}'s configuration changed; it is enabled again",
+            entity_kind="ai_model",
+            entity_id=model.name,
+            resolved_at=datetime.now(UTC),
+        )
+        try:
+            await self.ctx.publisher.publish(
+                new_event("health.alert.resolved", resolved, source=self.name)
+            )
+        except Exception as error:  # noqa: BLE001 - the model is enabled; the event is best effort
+            _log.error("ai.auth_resolve_failed", model=model.name, error=repr(error))
+
     async def _auth_alert(self, model: Model, detail: str) -> None:
         """Raise a health alert: the model is disabled until its configuration changes."""
         alert = AlertRaised(
-            fingerprint=f"ai_fallback:auth:{model.name}"[:128],
+            fingerprint=_auth_fingerprint(model),
             rule="ai_provider_auth_failed",
             severity="critical",
             labels={"model": model.name, "provider": model.spec.provider},
@@ -336,6 +356,10 @@ class AiFallback(BaseService):
             )
         except Exception as error:  # noqa: BLE001 - the disable stands; the alert is best effort
             _log.error("ai.auth_alert_failed", model=model.name, error=repr(error))
+
+
+def _auth_fingerprint(model: Model) -> str:
+    return f"ai_fallback:auth:{model.name}"[:128]
 
 
 def _from_cache(request_id: str, hit: CachedAnswer) -> CompletionSucceeded:

@@ -230,5 +230,7 @@ async def test_disable_lifts_when_configuration_changes(sim: ProviderSimulator) 
     )
     async with run_workers([("ai_fallback", create_ai)], settings=changed, redis=redis) as h:
         back = await answer(h, ask("three"))
+        resolved = await h.wait_for("health.alert.resolved")
     assert still.data.attempts[0].outcome == "skipped_disabled"
     assert back.data.model == "a"
+    assert resolved.data.entity_id == "a"

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -25,14 +24,15 @@ from common.logging import get_logger
 from common.quarantine_view import QuarantineView
 from common.reliability import RequestDeduplicator
 from common.service import AdminRoute, BaseService, WorkerContext
-from schemas.ai import Attempt, CompletionFailed, CompletionRequested, CompletionSucceeded
+from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
-from schemas.health import AlertRaised, AlertResolved
+from workers.ai_fallback.alerts import auth_alert, auth_resolved
 from workers.ai_fallback.budget import Budgets, Usage
 from workers.ai_fallback.cache import CachedAnswer, CompletionCache, cache_key, cacheable
 from workers.ai_fallback.calls import ModelCalls
 from workers.ai_fallback.chain import Model, load_models
 from workers.ai_fallback.health import HealthBook
+from workers.ai_fallback.responses import from_cache, from_walk
 from workers.ai_fallback.tokens import TokenCounter
 from workers.ai_fallback.walker import Walk, Walker
 
@@ -258,7 +258,7 @@ class AiFallback(BaseService):
             hit = await self.cache.get(digest)
             if hit is not None:
                 self.metrics.cache.labels("hit").inc()
-                return _from_cache(request_id, hit)
+                return from_cache(request_id, hit)
             self.metrics.cache.labels("miss").inc()
         else:
             self.metrics.cache.labels("bypass").inc()
@@ -268,7 +268,7 @@ class AiFallback(BaseService):
         deadline = self._clock() + min(request.deadline_s, self.settings.max_deadline_s)
         job = _Job(request, chain, cl100k, deadline, max_cost, actor, digest)
         walk = await self._single_flight(job)
-        return _response(request_id, walk)
+        return from_walk(request_id, walk)
 
     async def _single_flight(self, job: _Job) -> Walk:
         """One walk per distinct cacheable request at a time; followers share its result."""
@@ -318,16 +318,7 @@ class AiFallback(BaseService):
 
     async def _auth_resolved(self, model: Model) -> None:
         """The model's configuration changed since it was disabled: resolve the alert."""
-        resolved = AlertResolved(
-            fingerprint=_auth_fingerprint(model),
-            rule="ai_provider_auth_failed",
-            severity="critical",
-            labels={"model": model.name, "provider": model.spec.provider},
-            summary=f"{model.name}'s configuration changed; it is enabled again",
-            entity_kind="ai_model",
-            entity_id=model.name,
-            resolved_at=datetime.now(UTC),
-        )
+        resolved = auth_resolved(model)
         try:
             await self.ctx.publisher.publish(
                 new_event("health.alert.resolved", resolved, source=self.name)
@@ -337,62 +328,10 @@ class AiFallback(BaseService):
 
     async def _auth_alert(self, model: Model, detail: str) -> None:
         """Raise a health alert: the model is disabled until its configuration changes."""
-        alert = AlertRaised(
-            fingerprint=_auth_fingerprint(model),
-            rule="ai_provider_auth_failed",
-            severity="critical",
-            labels={"model": model.name, "provider": model.spec.provider},
-            summary=(
-                f"{model.name} refused our credentials ({detail[:200]}); disabled until its "
-                "configuration changes"
-            ),
-            entity_kind="ai_model",
-            entity_id=model.name,
-            started_at=datetime.now(UTC),
-        )
+        alert = auth_alert(model, detail)
         try:
             await self.ctx.publisher.publish(
                 new_event("health.alert.raised", alert, source=self.name)
             )
         except Exception as error:  # noqa: BLE001 - the disable stands; the alert is best effort
             _log.error("ai.auth_alert_failed", model=model.name, error=repr(error))
-
-
-def _auth_fingerprint(model: Model) -> str:
-    return f"ai_fallback:auth:{model.name}"[:128]
-
-
-def _from_cache(request_id: str, hit: CachedAnswer) -> CompletionSucceeded:
-    return CompletionSucceeded(
-        request_id=request_id,
-        model=hit.model,
-        content=hit.content,
-        finish_reason=hit.finish_reason,
-        input_tokens=hit.input_tokens,
-        output_tokens=hit.output_tokens,
-        cost_usd=0.0,
-        cached=True,
-        attempts=[Attempt(model=hit.model, outcome="cache_hit", latency_ms=0.0)],
-    )
-
-
-def _response(request_id: str, walk: Walk) -> CompletionSucceeded | CompletionFailed:
-    attempts = walk.attempts[-50:]
-    if walk.reply is None or walk.model is None:
-        return CompletionFailed(
-            request_id=request_id,
-            reason=walk.failure,
-            detail=(walk.detail or "no model in the chain could be tried")[:2000],
-            attempts=attempts,
-        )
-    return CompletionSucceeded(
-        request_id=request_id,
-        model=walk.model.name,
-        content=walk.reply.content,
-        finish_reason=walk.reply.finish_reason,
-        input_tokens=walk.input_tokens,
-        output_tokens=walk.output_tokens,
-        cost_usd=walk.cost_usd,
-        fallback_used=walk.fallback_used,
-        attempts=attempts,
-    )

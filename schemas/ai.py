@@ -49,9 +49,9 @@ class Attempt(Payload):
     """One model considered while answering a request.
 
     ``outcome``: ``ok``; a failure kind (``server``, ``timeout``, ``connection``, ``malformed``,
-    ``rate_limited``, ``auth``, ``context_length``, ``content_policy``, ``bad_request``,
-    ``unavailable``); a skip (``skipped_quarantined``, ``skipped_disabled``,
-    ``skipped_cooldown``, ``skipped_breaker_open``, ``skipped_window``, ``skipped_budget``,
+    ``rate_limited``, ``auth``, ``context_length``, ``content_policy``, ``bad_request``); a skip
+    (``skipped_quarantined``, ``skipped_disabled``, ``skipped_cooldown``,
+    ``skipped_breaker_open``, ``skipped_busy``, ``skipped_window``, ``skipped_budget``,
     ``skipped_deadline``); or ``cache_hit``.
     """
 

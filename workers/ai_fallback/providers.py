@@ -46,7 +46,6 @@ ErrorKind = Literal[
     "context_length",
     "content_policy",
     "bad_request",
-    "unavailable",
 ]
 _MAX_BODY = 8 * 1024 * 1024
 _ANTHROPIC_VERSION = "2023-06-01"

@@ -72,3 +72,17 @@ async def test_entity_error_rates_for_the_heartbeat(sim: ProviderSimulator) -> N
         rates = s.entity_error_rates()
     assert rates["ai_model:a"] > 0
     assert rates["ai_model:b"] == 0
+
+
+async def test_admin_models_page_describes_the_chain(sim: ProviderSimulator) -> None:
+    """GET /admin/ai/models lists each model's state and health, never its key."""
+    sim.set_default("a", Step("auth"))
+    async with fleet(ai_settings([model(sim, "a"), model(sim, "b", priority=200)])) as (h, s):
+        await answer(h, ask())
+        rows = {row["name"]: row for row in s.describe()}
+        routes = [(r.method, r.path, r.min_role) for r in s.admin_routes()]
+    assert rows["a"]["state"] == "disabled"
+    assert rows["b"]["state"] == "healthy"
+    assert rows["b"]["latency_ms"] is not None
+    assert "test-kkkk" not in str(rows)
+    assert routes == [("GET", "ai/models", "operator")]

@@ -20,6 +20,7 @@ from common.errors import ConfigError
 __all__ = [
     "AiFallbackSettings",
     "AiModelSettings",
+    "HealthMonitorSettings",
     "QuarantineSettings",
     "RuntimeSettings",
     "SecuritySettings",
@@ -146,6 +147,23 @@ class SecuritySettings(_Section):
     any_type_producers: frozenset[str] = frozenset()
 
 
+class HealthMonitorSettings(_Section):
+    """The health monitor: evaluation cadence, rules, collectors and alert delivery."""
+
+    interval_s: float = Field(default=15.0, gt=0)
+    rules_file: str | None = None  # YAML; the shipped defaults when unset
+    collector_timeout_s: float = Field(default=5.0, gt=0)
+    sink_timeout_s: float = Field(default=5.0, gt=0)
+    repeat_interval_s: float = Field(default=4 * 3600.0, gt=0)
+    stale_heartbeat_s: float = Field(default=60.0, gt=0)
+    rabbitmq_api_url: str | None = None  # e.g. http://rabbitmq:15672
+    rabbitmq_api_user: str = "guest"
+    rabbitmq_api_password: SecretStr | None = None
+    collect_redis: bool = True
+    ready_targets: dict[str, str] = {}  # name -> URL of a /readyz (or any health URL)
+    webhook_url: str | None = None  # an Alertmanager-compatible receiver
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -171,6 +189,7 @@ class Settings(BaseSettings):
     ai_fallback: AiFallbackSettings = AiFallbackSettings()
     quarantine: QuarantineSettings = QuarantineSettings()
     security: SecuritySettings = SecuritySettings()
+    health_monitor: HealthMonitorSettings = HealthMonitorSettings()
 
 
 _MIN_HMAC_KEY_BYTES = 32

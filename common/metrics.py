@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 
 __all__ = [
     "AiFallbackMetrics",
+    "HealthMonitorMetrics",
     "Metrics",
     "QuarantineMetrics",
     "ReliabilityMetrics",
@@ -295,6 +296,36 @@ class QuarantineMetrics:
         )
 
 
+class HealthMonitorMetrics:
+    """The health monitor: alerts, rule evaluation, collectors, deliveries."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.alerts_active = Gauge(
+            "eventguard_alerts_active",
+            "Firing alerts by severity (silenced and inhibited ones included).",
+            ["severity"],
+            registry=registry,
+        )
+        self.rule_evaluation = Histogram(
+            "eventguard_rule_evaluation_seconds",
+            "Time to evaluate every rule once.",
+            buckets=(0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1),
+            registry=registry,
+        )
+        self.collector_failures = Counter(
+            "eventguard_collector_failures_total",
+            "Collections that failed or returned garbage, by collector.",
+            ["collector"],
+            registry=registry,
+        )
+        self.notifications = Counter(
+            "eventguard_alert_notifications_total",
+            "Alert notifications by sink and outcome (sent, failed, silenced, inhibited).",
+            ["sink", "outcome"],
+            registry=registry,
+        )
+
+
 class Metrics:
     """All sections over one registry; pass ``registry`` in tests."""
 
@@ -303,5 +334,6 @@ class Metrics:
         self.runtime = RuntimeMetrics(self.registry)
         self.reliability = ReliabilityMetrics(self.registry)
         self.security = SecurityMetrics(self.registry)
+        self.health_monitor = HealthMonitorMetrics(self.registry)
         self.ai_fallback = AiFallbackMetrics(self.registry)
         self.quarantine = QuarantineMetrics(self.registry)

@@ -22,6 +22,7 @@ from common.testing import Harness, fast_runtime_settings, run_workers
 from common.worker import install_signal_handlers
 from schemas.envelope import Envelope
 from workers.ai_fallback import demo as ai_demo
+from workers.health_monitor import demo as health_demo
 from workers.quarantine import demo as quarantine_demo
 from workers.registry import WORKERS
 
@@ -38,6 +39,7 @@ class _Story(Protocol):
 
 STORIES: dict[str, _Story] = {
     "quarantine": quarantine_demo,
+    "health_monitor": health_demo,
     "ai_fallback": ai_demo,
 }
 # Every process of the demo publishes as this user; the producer policy lets it (and the

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from common.service import ServiceFactory
-from workers import ai_fallback, quarantine
+from workers import ai_fallback, health_monitor, quarantine
 
 __all__ = ["WORKERS"]
 
 WORKERS: dict[str, ServiceFactory] = {
+    "health_monitor": health_monitor.create,
     "quarantine": quarantine.create,
     "ai_fallback": ai_fallback.create,
 }

@@ -1,0 +1,265 @@
+"""The health monitor worker: collect, evaluate rules, raise and resolve alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from common.bus.router import Emit
+from common.logging import get_logger
+from common.service import AdminRoute, BaseService, WorkerContext
+from schemas.envelope import Envelope, new_event
+from schemas.health import AlertRaised, AlertResolved, Heartbeat
+from workers.health_monitor import admin
+from workers.health_monitor.alerts import AlertBook, Notification, Sink, deliver, due
+from workers.health_monitor.collectors import (
+    Collector,
+    HeartbeatBook,
+    collect_all,
+    http_target_collector,
+    rabbitmq_collector,
+    redis_collector,
+)
+from workers.health_monitor.evaluator import Evaluator
+from workers.health_monitor.rules import Rule, load_rules
+
+__all__ = ["HealthMonitor"]
+
+_log = get_logger("eventguard.health_monitor")
+
+
+def _when(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class HealthMonitor(BaseService):
+    """Turns heartbeats and collected stats into alerts."""
+
+    name = "health_monitor"
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        *,
+        clock: Callable[[], float] = time.time,
+        rules: list[Rule] | None = None,
+        collectors: dict[str, Collector] | None = None,
+        sinks: dict[str, Sink] | None = None,
+    ) -> None:
+        super().__init__(ctx)
+        self.settings = ctx.settings.health_monitor
+        self.clock = clock
+        self.rules = rules if rules is not None else load_rules(self.settings.rules_file)
+        self.rules_by_name = {rule.name: rule for rule in self.rules}
+        self.evaluator = Evaluator(
+            self.rules,
+            interval_s=self.settings.interval_s,
+            absent_after_s=self.settings.stale_heartbeat_s,
+        )
+        self.book = AlertBook(ctx.store)
+        self.heartbeats = HeartbeatBook()
+        self._extra_collectors = collectors
+        self.collectors: dict[str, Collector] = {}
+        self.sinks: dict[str, Sink] = {"events": self._publish, **(sinks or {})}
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.router.add("health.heartbeat", self.on_heartbeat)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore saved state, build the collectors, start evaluating."""
+        alerts, _ = await self.book.load()
+        self.evaluator.restore(alerts)
+        self.collectors = self._build_collectors()
+        self._task = asyncio.create_task(self._loop(), name="health_monitor.tick")
+
+    async def stop(self) -> None:
+        """Stop evaluating and close HTTP sessions."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def _build_collectors(self) -> dict[str, Collector]:
+        if self._extra_collectors is not None:
+            return dict(self._extra_collectors)
+        s = self.settings
+        collectors: dict[str, Collector] = {}
+        if s.collect_redis:
+            collectors["redis"] = redis_collector(self.ctx.store)
+        needs_http = s.rabbitmq_api_url or s.ready_targets or s.webhook_url
+        if needs_http:
+            # aiohttp never retries on its own: the guard is the only retry layer.
+            self._session = aiohttp.ClientSession(raise_for_status=False)
+        if s.rabbitmq_api_url and self._session is not None:
+            collectors["rabbitmq"] = rabbitmq_collector(s, self.ctx.guards, self._session)
+        for name, url in s.ready_targets.items():
+            if self._session is not None:
+                collectors[name] = http_target_collector(name, url, self.ctx.guards, self._session)
+        if s.webhook_url and self._session is not None:
+            self.sinks["webhook"] = self._webhook(s.webhook_url, self._session)
+        return collectors
+
+    async def _loop(self) -> None:
+        # The first round waits one interval, so heartbeats have arrived by then.
+        while True:
+            await asyncio.sleep(self.settings.interval_s)
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
+                _log.exception("health.tick_failed")
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    async def on_heartbeat(self, event: Envelope[Heartbeat]) -> Emit:
+        """Remember the worker's latest vital signs."""
+        self.heartbeats.record(event.data, self.clock())
+        return []
+
+    # -- one round ----------------------------------------------------------------------------
+
+    async def tick(self) -> list[Notification]:
+        """Collect, evaluate every rule, deliver, save. Returns what was sent."""
+        async with self._lock:
+            now = self.clock()
+            samples = self.heartbeats.samples(now)
+            samples += await collect_all(
+                self.collectors,
+                timeout_s=self.settings.collector_timeout_s,
+                metrics=self.ctx.metrics,
+            )
+            started = time.perf_counter()
+            changes = self.evaluator.evaluate(samples, now)
+            self.ctx.metrics.health_monitor.rule_evaluation.observe(time.perf_counter() - started)
+            await self.book.refresh(now)
+            alerts = self.evaluator.alerts
+            notes = due(
+                changes,
+                alerts,
+                self.rules_by_name,
+                now=now,
+                repeat_interval_s=self.settings.repeat_interval_s,
+            )
+            firing = [
+                (a, self.rules_by_name[a.rule])
+                for a in alerts.values()
+                if a.phase == "firing" and a.rule in self.rules_by_name
+            ]
+            sent = await deliver(
+                notes,
+                self.sinks,
+                book=self.book,
+                firing=firing,
+                now=now,
+                timeout_s=self.settings.sink_timeout_s,
+                metrics=self.ctx.metrics,
+            )
+            await self.book.save(alerts)
+            self._gauges(alerts.values())
+            return sent
+
+    def _gauges(self, alerts: Any) -> None:
+        counts = {"warning": 0, "critical": 0}
+        for alert in alerts:
+            if alert.phase == "firing" and alert.severity in counts:
+                counts[alert.severity] += 1
+        for severity, count in counts.items():
+            self.ctx.metrics.health_monitor.alerts_active.labels(severity).set(count)
+
+    # -- sinks ---------------------------------------------------------------------------------
+
+    async def _publish(self, notes: Sequence[Notification]) -> None:
+        for note in notes:
+            await self.ctx.publisher.publish(self.event_for(note))
+
+    def event_for(self, note: Notification) -> Envelope[Any]:
+        """The health.alert.* event of a notification."""
+        alert, rule = note.alert, note.rule
+        labels = {k: v[:200] for k, v in list(alert.labels.items())[:50]}
+        common: dict[str, Any] = {
+            "fingerprint": alert.fingerprint,
+            "rule": rule.name,
+            "severity": alert.severity or "warning",
+            "labels": {**labels, **rule.severity_labels},
+            "summary": rule.summary,
+            "entity_kind": labels.get("entity_kind"),
+            "entity_id": labels.get("entity_id"),
+            "quarantine": rule.quarantine and alert.severity == "critical",
+        }
+        if note.kind == "raised":
+            data: AlertRaised | AlertResolved = AlertRaised(
+                **common,
+                value=alert.value,
+                started_at=_when(alert.since),
+                runbook_url=rule.runbook_url,
+            )
+            return new_event("health.alert.raised", data, source=self.name)
+        return new_event(
+            "health.alert.resolved",
+            AlertResolved(**common, resolved_at=_when(self.clock())),
+            source=self.name,
+        )
+
+    def _webhook(self, url: str, session: aiohttp.ClientSession) -> Sink:
+        guard = self.ctx.guards.guard("http:alertmanager-webhook")
+
+        async def send(notes: Sequence[Notification]) -> None:
+            groups: dict[str, list[Notification]] = {}
+            for note in notes:
+                groups.setdefault(note.rule.name, []).append(note)
+            for rule_name, group in groups.items():
+                body = _alertmanager_payload(rule_name, group, self.clock())
+
+                async def post(body: Mapping[str, Any] = body) -> None:
+                    async with session.post(url, json=body) as response:
+                        response.raise_for_status()
+
+                await guard.call(post)
+
+        return send
+
+    # -- admin ---------------------------------------------------------------------------------
+
+    def admin_routes(self) -> list[AdminRoute]:
+        """Alerts, silences and rules under /admin/health/."""
+        return admin.routes(self)
+
+
+def _alertmanager_payload(rule: str, notes: Sequence[Notification], now: float) -> dict[str, Any]:
+    resolved = all(n.kind == "resolved" for n in notes)
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{rule}"}}',
+        "status": "resolved" if resolved else "firing",
+        "receiver": "eventguard",
+        "groupLabels": {"alertname": rule},
+        "commonLabels": {"alertname": rule},
+        "alerts": [
+            {
+                "status": "resolved" if n.kind == "resolved" else "firing",
+                "labels": {
+                    **n.alert.labels,
+                    "alertname": rule,
+                    "severity": n.alert.severity or "warning",
+                },
+                "annotations": {
+                    "summary": n.rule.summary,
+                    **({"runbook_url": n.rule.runbook_url} if n.rule.runbook_url else {}),
+                },
+                "startsAt": _when(n.alert.since).isoformat(),
+                "endsAt": _when(now).isoformat() if n.kind == "resolved" else "",
+                "fingerprint": n.alert.fingerprint,
+            }
+            for n in notes
+        ],
+    }

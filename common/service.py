@@ -68,6 +68,11 @@ class Service(Protocol):
         """Dependencies whose open breaker pauses this worker's consumer."""
         ...
 
+    def entity_error_rates(self) -> Mapping[str, float]:
+        """Error rates of the entities this worker calls (``"ai_model:<name>"`` -> 0..1), carried
+        by its heartbeat so health_monitor can alert on them."""
+        ...
+
     async def start(self) -> None:
         """Start background tasks (timers, collectors)."""
         ...
@@ -100,6 +105,10 @@ class BaseService:
     def critical_dependencies(self) -> Sequence[str]:
         """None by default."""
         return ()
+
+    def entity_error_rates(self) -> Mapping[str, float]:
+        """None by default."""
+        return {}
 
     async def start(self) -> None:
         """Nothing to start by default."""

@@ -277,6 +277,9 @@ class Runtime:
                     _log.warning("heartbeat.failed", worker=name, error=repr(error))
             await asyncio.sleep(interval)
 
+    def _breaker_states(self) -> dict[str, str]:
+        return {name[:200]: b.state.value for name, b in self.guards.breakers().items()}
+
     async def _heartbeat(
         self, name: str, running: RunningWorker, last: dict[str, tuple[float, int, int]]
     ) -> None:
@@ -301,6 +304,8 @@ class Runtime:
             in_flight=running.pipeline.in_flight,
             consumers=sum(self.broker.active_consumers(q) for q in running.queues),
             paused=running.paused,
+            breakers=dict(list(self._breaker_states().items())[:200]),
+            entity_error_rates=dict(list(running.service.entity_error_rates().items())[:500]),
         )
         await running.publisher.publish(new_event("health.heartbeat", beat, source=name))
         self.metrics.runtime.heartbeats.labels(name).inc()

@@ -87,3 +87,22 @@ async def test_stop_gives_up_after_the_drain_deadline() -> None:
         await fleet.publish("quarantine.requested", _request())
         await service.started.wait()
     assert service.finished == 0
+
+
+class Rated(Slow):
+    """Reports one entity's error rate."""
+
+    name = "rated"
+
+    def entity_error_rates(self) -> dict[str, float]:
+        return {"ai_model:m1": 0.75}
+
+
+async def test_heartbeat_carries_breakers_and_entity_error_rates() -> None:
+    """The heartbeat names each breaker's state and the worker's entity error rates."""
+    settings = Settings(runtime=fast_runtime_settings(heartbeat_interval_s=0.01))
+    async with run_workers([("rated", Rated)], settings=settings) as fleet:
+        fleet.runtime.guards.guard("http:thing").breaker.force_open()
+        beat = await fleet.wait_for("health.heartbeat", lambda e: "http:thing" in e.data.breakers)
+        assert beat.data.breakers["http:thing"] == "forced_open"
+        assert beat.data.entity_error_rates == {"ai_model:m1": 0.75}

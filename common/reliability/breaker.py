@@ -95,41 +95,48 @@ class BreakerConfig:
 
 
 class _CountWindow:
-    __slots__ = ("calls", "failures", "ring", "size", "slow")
+    """The last ``size`` outcomes in a ring; ``clean`` is true while it holds no bad outcome,
+    which lets the closed-state fast path skip it entirely for a success."""
+
+    __slots__ = ("calls", "clean", "failures", "pos", "ring", "size", "slow")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.ring: deque[int] = deque()
+        self.ring = [0] * size
+        self.pos = 0
         self.calls = self.failures = self.slow = 0
+        self.clean = False  # not full yet: successes must still be counted
 
     def add(self, failed: bool, slow: bool, _now: float) -> None:
         code = (1 if failed else 0) | (2 if slow else 0)
-        ring = self.ring
-        ring.append(code)
-        self.calls += 1
-        if failed:
-            self.failures += 1
-        if slow:
-            self.slow += 1
-        if len(ring) > self.size:
-            old = ring.popleft()
-            self.calls -= 1
+        old = self.ring[self.pos]
+        self.ring[self.pos] = code
+        self.pos = (self.pos + 1) % self.size
+        if self.calls < self.size:
+            self.calls += 1
+        else:
             self.failures -= old & 1
             self.slow -= (old >> 1) & 1
+        self.failures += code & 1
+        self.slow += (code >> 1) & 1
+        self.clean = self.calls == self.size and self.failures == 0 and self.slow == 0
 
     def totals(self, _now: float) -> tuple[int, int, int]:
         return self.calls, self.failures, self.slow
 
     def clear(self) -> None:
-        self.ring.clear()
+        self.ring = [0] * self.size
+        self.pos = 0
         self.calls = self.failures = self.slow = 0
+        self.clean = False
 
 
 class _TimeWindow:
-    __slots__ = ("buckets", "seconds")
+    __slots__ = ("buckets", "clean", "seconds")
 
     def __init__(self, seconds: int) -> None:
         self.seconds = seconds
+        self.clean = False  # every success lands in a bucket
         self.buckets: deque[list[float]] = deque()  # [second, calls, failures, slow]
 
     def _evict(self, now: float) -> None:
@@ -250,9 +257,9 @@ class CircuitBreaker:
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn(*args, **kwargs)`` through the breaker."""
-        state = self._state
-        if state is State.CLOSED:
-            start = self._now()
+        if self._state is State.CLOSED:
+            now = self._now
+            start = now()
             try:
                 result = await fn(*args, **kwargs)
             except asyncio.CancelledError:
@@ -260,6 +267,15 @@ class CircuitBreaker:
             except BaseException as error:
                 self._record_error(error, start, probe=False)
                 raise
+            # Fast path: a quick success into a window with nothing bad in it changes nothing
+            # but the success count.
+            if (
+                self._window.clean
+                and now() - start < self._slow_s
+                and self._is_failure_result is None
+            ):
+                self.counts.success += 1
+                return result
             self._record_result(result, start, probe=False)
             return result
         probe = self._acquire()

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security unit integration e2e soak bench services clean
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -21,7 +21,7 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/eventguard demo
 
-test: $(STAMP) lint typecheck security services
+test: $(STAMP) lint typecheck security deploy-check services
 	$(BIN)/python -m pytest -q -m "not e2e or smoke" --durations=15
 
 lint: $(STAMP)
@@ -33,6 +33,23 @@ typecheck: $(STAMP)
 security: $(STAMP)
 	$(BIN)/bandit -q -c pyproject.toml -r common schemas workers
 	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
+
+# Container, compose, Kubernetes, RabbitMQ and Prometheus files, checked with the real tools.
+deploy-check: $(STAMP)
+	@bash scripts/deploy-tools.sh; rc=$$?; if [ $$rc = 3 ]; then echo "deploy-check: SKIPPED (tools missing)"; exit 0; elif [ $$rc != 0 ]; then exit $$rc; fi; \
+	set -e; \
+	$(BIN)/yamllint -s deploy .yamllint.yaml; \
+	$(BIN)/hadolint deploy/docker/Dockerfile; \
+	$(BIN)/check-jsonschema -q --builtin-schema vendor.compose-spec deploy/compose.yaml; \
+	promtool check config deploy/prometheus/prometheus.yml >/dev/null; \
+	promtool check rules deploy/prometheus/rules/*.yml; \
+	(cd deploy/prometheus/tests && promtool test rules *.yml); \
+	rendered=$$(mktemp); \
+	kubectl kustomize deploy/k8s/base >/dev/null; \
+	kubectl kustomize deploy/k8s/overlays/production > $$rendered; \
+	$(BIN)/kubernetes-validate --strict --quiet $$rendered; \
+	rm -f $$rendered; \
+	echo "deploy-check: ok"
 
 services:
 	bash scripts/services.sh

@@ -38,6 +38,7 @@ from schemas.registry import CATALOGUE, payload_model
 from workers import demo as demo_module
 from workers.ai_fallback import cli as ai_cli
 from workers.consumes import consumed_types
+from workers.definitions import rabbitmq_definitions
 from workers.health_monitor import cli as health_cli
 from workers.quarantine import cli as quarantine_cli
 from workers.registry import WORKERS
@@ -72,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     topology_sub = topology.add_subparsers(dest="topology_command", required=True)
     apply = topology_sub.add_parser("apply", help="declare every worker's exchanges and queues")
     apply.set_defaults(func=_topology_apply)
+    definitions = topology_sub.add_parser(
+        "definitions", help="print RabbitMQ definitions (JSON) for the whole fleet"
+    )
+    definitions.set_defaults(func=_topology_definitions)
 
     schema = sub.add_parser("schema", help="event schemas")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
@@ -193,6 +198,11 @@ async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
             print(f"declared eventguard.{name} ({len(types)} bindings)")
     finally:
         await broker.close()
+    return 0
+
+
+async def _topology_definitions(_args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(rabbitmq_definitions(settings), indent=2))
     return 0
 
 

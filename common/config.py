@@ -21,6 +21,7 @@ __all__ = [
     "AiFallbackSettings",
     "AiModelSettings",
     "HealthMonitorSettings",
+    "OpportunitySettings",
     "QuarantineSettings",
     "RuntimeSettings",
     "SecuritySettings",
@@ -164,6 +165,31 @@ class HealthMonitorSettings(_Section):
     webhook_url: str | None = None  # an Alertmanager-compatible receiver
 
 
+class OpportunitySettings(_Section):
+    """The opportunity discovery worker: venues, concurrency, budgets, caches, fees."""
+
+    venues: tuple[str, ...] = ("alpha", "beta", "gamma")
+    quote: str = "USDT"
+    concurrency: int = Field(default=15, ge=1, le=1000)
+    default_budget_s: float = Field(default=10.0, gt=0, le=300)
+    market_cache_ttl_s: float = Field(default=2.0, ge=0)
+    result_cache_ttl_s: int = Field(default=30, ge=1)
+    empty_result_ttl_s: int = Field(default=5, ge=1)
+    max_symbols: int = Field(default=500, ge=1)
+    trade_size_usd: float = Field(default=1_000.0, gt=0)
+    taker_fee: dict[str, float] = {}  # venue -> fee rate; default_taker_fee otherwise
+    default_taker_fee: float = Field(default=0.001, ge=0, lt=0.05)
+    min_edge_bps: float = Field(default=1.0, ge=0)
+    max_staleness_s: float = Field(default=30.0, gt=0)
+    # Where market data comes from. Only the simulator is built so far (see the README);
+    # "ccxt" refuses to start rather than pretend.
+    market_source: Literal["simulator", "ccxt"] = "ccxt"
+    # Market simulator knobs (the demo and tests use the simulator; nothing else does).
+    simulator_latency_s: float = Field(default=0.0, ge=0)
+    simulator_failing: tuple[str, ...] = ()
+    simulator_seed: int = 7
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -190,6 +216,7 @@ class Settings(BaseSettings):
     quarantine: QuarantineSettings = QuarantineSettings()
     security: SecuritySettings = SecuritySettings()
     health_monitor: HealthMonitorSettings = HealthMonitorSettings()
+    opportunity_discovery: OpportunitySettings = OpportunitySettings()
 
 
 _MIN_HMAC_KEY_BYTES = 32

@@ -20,6 +20,7 @@ __all__ = [
     "AiFallbackMetrics",
     "HealthMonitorMetrics",
     "Metrics",
+    "OpportunityMetrics",
     "QuarantineMetrics",
     "ReliabilityMetrics",
     "RuntimeMetrics",
@@ -326,6 +327,48 @@ class HealthMonitorMetrics:
         )
 
 
+class OpportunityMetrics:
+    """The opportunity discovery worker."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.scans = Counter(
+            "eventguard_opportunity_scans_total",
+            "Scans by outcome (completed, partial, refused, failed).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.scan_time = Histogram(
+            "eventguard_opportunity_scan_seconds",
+            "Scan duration.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=registry,
+        )
+        self.found = Counter(
+            "eventguard_opportunities_found_total",
+            "Opportunities found, by strategy.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.data_calls = Counter(
+            "eventguard_market_data_calls_total",
+            "Market data calls by exchange and outcome (ok, error, breaker_open, timeout).",
+            ["exchange", "outcome"],
+            registry=registry,
+        )
+        self.discarded = Counter(
+            "eventguard_market_data_discarded_total",
+            "Market data discarded as invalid (NaN, negative, crossed), by exchange.",
+            ["exchange"],
+            registry=registry,
+        )
+        self.cache = Counter(
+            "eventguard_opportunity_cache_total",
+            "Cache lookups by cache (market, results) and result (hit, miss).",
+            ["cache", "result"],
+            registry=registry,
+        )
+
+
 class Metrics:
     """All sections over one registry; pass ``registry`` in tests."""
 
@@ -335,5 +378,6 @@ class Metrics:
         self.reliability = ReliabilityMetrics(self.registry)
         self.security = SecurityMetrics(self.registry)
         self.health_monitor = HealthMonitorMetrics(self.registry)
+        self.opportunity = OpportunityMetrics(self.registry)
         self.ai_fallback = AiFallbackMetrics(self.registry)
         self.quarantine = QuarantineMetrics(self.registry)

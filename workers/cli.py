@@ -40,6 +40,7 @@ from workers.ai_fallback import cli as ai_cli
 from workers.consumes import consumed_types
 from workers.definitions import rabbitmq_definitions
 from workers.health_monitor import cli as health_cli
+from workers.opportunity_discovery import cli as opportunity_cli
 from workers.quarantine import cli as quarantine_cli
 from workers.registry import WORKERS
 
@@ -87,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     workers = sub.add_parser("workers", help="list the workers and what they consume")
     workers.set_defaults(func=_workers)
 
-    for module in (security_cli, quarantine_cli, health_cli, ai_cli):
+    for module in (security_cli, quarantine_cli, health_cli, ai_cli, opportunity_cli):
         module.add_commands(sub)
     return parser
 

@@ -23,6 +23,7 @@ from common.worker import install_signal_handlers
 from schemas.envelope import Envelope
 from workers.ai_fallback import demo as ai_demo
 from workers.health_monitor import demo as health_demo
+from workers.opportunity_discovery import demo as opportunity_demo
 from workers.quarantine import demo as quarantine_demo
 from workers.registry import WORKERS
 
@@ -41,6 +42,7 @@ STORIES: dict[str, _Story] = {
     "quarantine": quarantine_demo,
     "health_monitor": health_demo,
     "ai_fallback": ai_demo,
+    "opportunity_discovery": opportunity_demo,
 }
 # Every process of the demo publishes as this user; the producer policy lets it (and the
 # stories' sample producer) publish every type, which only a demo may do.
@@ -101,4 +103,3 @@ async def run_demo(base: Settings, *, forever: bool, port: int) -> int:
                     _say("demo: running until Ctrl-C")
                     await stop.wait()
     return 0
-

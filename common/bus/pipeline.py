@@ -305,7 +305,7 @@ class Pipeline:
     async def _emit(self, message: IncomingMessage, route: Route, output: Emit) -> None:
         for out in output:
             await self.publisher.publish(out)
-            if route.reply and message.reply_to:
+            if message.reply_to and route.replies_with(out.type):
                 try:
                     await self.publisher.reply(
                         out, reply_to=message.reply_to, correlation_id=message.correlation_id

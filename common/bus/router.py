@@ -31,8 +31,15 @@ class Route:
     event_type: str
     handler: Handler
     timeout_s: float | None = None
-    # Send the output events to the request's reply_to as well (request/reply).
-    reply: bool = False
+    # Send the output events to the request's reply_to as well (request/reply): all of them
+    # (True) or only these types (e.g. the one summary of a stream of results).
+    reply: bool | frozenset[str] = False
+
+    def replies_with(self, event_type: str) -> bool:
+        """Whether an output of ``event_type`` also goes to the requester's reply_to."""
+        return self.reply is True or (
+            isinstance(self.reply, frozenset) and event_type in self.reply
+        )
 
 
 class Router:
@@ -47,7 +54,7 @@ class Router:
         handler: Handler,
         *,
         timeout_s: float | None = None,
-        reply: bool = False,
+        reply: bool | frozenset[str] = False,
     ) -> None:
         """Register ``handler`` for ``event_type`` (a catalogue type, once)."""
         if not is_known(event_type):
@@ -57,7 +64,11 @@ class Router:
         self.routes[event_type] = Route(event_type, handler, timeout_s, reply)
 
     def on(
-        self, event_type: str, *, timeout_s: float | None = None, reply: bool = False
+        self,
+        event_type: str,
+        *,
+        timeout_s: float | None = None,
+        reply: bool | frozenset[str] = False,
     ) -> Callable[[H], H]:
         """Decorator form of :meth:`add`."""
 

@@ -1,0 +1,40 @@
+"""``eventguard opportunity status SCAN_ID``: a scan's progress, from Redis."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from common.config import Settings
+from common.errors import ConfigError
+from common.store import Store, connect_redis
+
+__all__ = ["add_commands"]
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``eventguard opportunity ...``."""
+    group = subparsers.add_parser("opportunity", help="opportunity scans")
+    sub = group.add_subparsers(dest="opportunity_command", required=True)
+    status = sub.add_parser("status", help="a scan's progress")
+    status.add_argument("scan_id")
+    status.set_defaults(func=_status)
+
+
+async def _status(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.redis_url is None:
+        raise ConfigError("EVENTGUARD_REDIS_URL is missing")
+    store = Store(
+        connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
+    )
+    key = store.key("opp", "scan", args.scan_id)
+    try:
+        raw: Any = await store.execute(lambda r: r.hgetall(key))
+    finally:
+        await store.close()
+    if not raw:
+        print(f"no scan {args.scan_id}")
+        return 1
+    print(json.dumps({k.decode(): v.decode() for k, v in raw.items()}))
+    return 0

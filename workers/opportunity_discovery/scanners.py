@@ -1,0 +1,337 @@
+"""Scanners: pure functions from market data to opportunities of one shape.
+
+Edges are in basis points after taker fees on every leg and after slippage (order books are
+walked for the intended size). Confidence is on one 0-1 scale for every strategy, so ranking
+by expected value (edge x capital x confidence) compares like with like. Risk follows the
+position's real exposure: a hedged pair is low, a single directional leg is never low.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from workers.opportunity_discovery.market import Candle, Funding, OrderBook, Ticker
+
+__all__ = [
+    "STRATEGIES",
+    "Candidate",
+    "breakout",
+    "cross_exchange_arbitrage",
+    "fill_price",
+    "funding_arbitrage",
+    "mean_reversion",
+    "momentum",
+    "triangular_arbitrage",
+]
+
+STRATEGIES = (
+    "spot_arbitrage",
+    "funding_arbitrage",
+    "triangular_arbitrage",
+    "momentum",
+    "mean_reversion",
+    "breakout",
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An opportunity before it is tied to a scan."""
+
+    strategy: str
+    symbol: str
+    venues: tuple[str, ...]
+    sides: tuple[str, ...]
+    entry: float
+    edge_bps: float
+    required_capital: float
+    confidence: float
+    risk: str
+    data_time: float
+    exit: float | None = None
+    target: float | None = None
+    stop: float | None = None
+
+    @property
+    def expected_value(self) -> float:
+        """Edge x capital x confidence, in quote currency."""
+        return self.edge_bps / 10_000 * self.required_capital * self.confidence
+
+
+def fill_price(levels: Sequence[tuple[float, float]], quantity: float) -> float | None:
+    """The average price of filling ``quantity`` against ``levels``; None if too thin."""
+    left, cost = quantity, 0.0
+    for price, size in levels:
+        take = min(left, size)
+        cost += take * price
+        left -= take
+        if left <= 1e-12:
+            return cost / quantity
+    return None
+
+
+def _clamp(value: float) -> float:
+    return max(0.0, min(1.0, value))
+
+
+def cross_exchange_arbitrage(
+    symbol: str,
+    books: Mapping[str, OrderBook],
+    fees: Mapping[str, float],
+    *,
+    size_usd: float,
+    min_edge_bps: float,
+) -> list[Candidate]:
+    """Buy on one venue, sell on another, both legs at once: hedged, so low risk."""
+    out: list[Candidate] = []
+    for buy_venue, buy_book in books.items():
+        quantity = size_usd / buy_book.asks[0][0]
+        buy = fill_price(buy_book.asks, quantity)
+        if buy is None:
+            continue
+        for sell_venue, sell_book in books.items():
+            if sell_venue == buy_venue:
+                continue
+            sell = fill_price(sell_book.bids, quantity)
+            if sell is None:
+                continue
+            cost = buy * (1 + fees[buy_venue])
+            proceeds = sell * (1 - fees[sell_venue])
+            edge = (proceeds - cost) / cost * 10_000
+            if edge < min_edge_bps:
+                continue
+            depth = min(sum(s for _, s in buy_book.asks), sum(s for _, s in sell_book.bids))
+            out.append(
+                Candidate(
+                    strategy="spot_arbitrage",
+                    symbol=symbol,
+                    venues=(buy_venue, sell_venue),
+                    sides=("buy", "sell"),
+                    entry=buy,
+                    exit=sell,
+                    edge_bps=round(edge, 4),
+                    required_capital=round(quantity * buy * (1 + fees[buy_venue]), 6),
+                    confidence=_clamp(0.5 + 0.5 * min(1.0, depth / (4 * quantity))),
+                    risk="low",
+                    data_time=min(buy_book.time, sell_book.time),
+                )
+            )
+    return out
+
+
+def normalised_8h(funding: Funding) -> float:
+    """The funding rate per 8 hours, whatever the venue's interval."""
+    return funding.rate * 8.0 / funding.interval_h
+
+
+def funding_arbitrage(
+    symbol: str,
+    fundings: Mapping[str, Funding],
+    fees: Mapping[str, float],
+    *,
+    size_usd: float,
+    min_edge_bps: float,
+) -> list[Candidate]:
+    """Short the perpetual paying the most funding, long the one paying the least: hedged.
+
+    Rates are normalised to 8 hours; the edge is one 8-hour period of the spread minus taker
+    fees to open and close both legs (four fills).
+    """
+    if len(fundings) < 2:
+        return []
+    ranked = sorted(fundings.items(), key=lambda item: normalised_8h(item[1]))
+    (long_venue, low), (short_venue, high) = ranked[0], ranked[-1]
+    spread = normalised_8h(high) - normalised_8h(low)
+    fee_cost = 2 * fees[long_venue] + 2 * fees[short_venue]
+    edge = (spread - fee_cost) * 10_000
+    if edge < min_edge_bps:
+        return []
+    return [
+        Candidate(
+            strategy="funding_arbitrage",
+            symbol=symbol,
+            venues=(long_venue, short_venue),
+            sides=("long", "short"),
+            entry=(low.mark + high.mark) / 2,
+            edge_bps=round(edge, 4),
+            required_capital=round(2 * size_usd, 6),
+            confidence=_clamp(0.4 + spread * 1_000),
+            risk="low",
+            data_time=min(low.time, high.time),
+        )
+    ]
+
+
+def triangular_arbitrage(
+    venue: str,
+    tickers: Mapping[str, Ticker],
+    fee: float,
+    *,
+    base: str,
+    middle: str,
+    quote: str,
+    size_usd: float,
+    min_edge_bps: float,
+) -> list[Candidate]:
+    """quote -> base -> middle -> quote (and the reverse) on one venue, three taker fills."""
+    ab, mb, mq = f"{base}/{quote}", f"{middle}/{base}", f"{middle}/{quote}"
+    if not all(k in tickers for k in (ab, mb, mq)):
+        return []
+    keep = 1 - fee
+    forward = (1 / tickers[ab].ask) * keep * (1 / tickers[mb].ask) * keep * tickers[mq].bid * keep
+    backward = (1 / tickers[mq].ask) * keep * tickers[mb].bid * keep * tickers[ab].bid * keep
+    out = []
+    for direction, gross, sides in (
+        (f"{quote}>{base}>{middle}", forward, ("buy", "buy", "sell")),
+        (f"{quote}>{middle}>{base}", backward, ("buy", "sell", "sell")),
+    ):
+        edge = (gross - 1) * 10_000
+        if edge >= min_edge_bps:
+            out.append(
+                Candidate(
+                    strategy="triangular_arbitrage",
+                    symbol=direction,
+                    venues=(venue,),
+                    sides=sides,
+                    entry=tickers[ab].ask,
+                    edge_bps=round(edge, 4),
+                    required_capital=size_usd,
+                    confidence=0.6,
+                    risk="medium",  # three sequential fills on one venue: legging risk
+                    data_time=min(t.time for t in tickers.values()),
+                )
+            )
+    return out
+
+
+def _closes(candles: Sequence[Candle]) -> list[float]:
+    return [c.close for c in candles]
+
+
+def momentum(
+    venue: str,
+    symbol: str,
+    candles: Sequence[Candle],
+    fee: float,
+    *,
+    size_usd: float,
+    lookback: int = 20,
+    threshold: float = 0.02,
+) -> list[Candidate]:
+    """A strong move over ``lookback`` bars, ridden in its direction: one unhedged leg."""
+    if len(candles) <= lookback:
+        return []
+    closes = _closes(candles)
+    change = closes[-1] / closes[-1 - lookback] - 1
+    if abs(change) < threshold:
+        return []
+    expected = abs(change) / 2  # assume half the move continues
+    edge = (expected - 2 * fee) * 10_000
+    if edge <= 0:
+        return []
+    last = closes[-1]
+    up = change > 0
+    return [
+        Candidate(
+            strategy="momentum",
+            symbol=symbol,
+            venues=(venue,),
+            sides=("long",) if up else ("short",),
+            entry=last,
+            target=last * (1 + expected if up else 1 - expected),
+            stop=last * (1 - expected / 2 if up else 1 + expected / 2),
+            edge_bps=round(edge, 4),
+            required_capital=size_usd,
+            confidence=_clamp(abs(change) / (4 * threshold)),
+            risk="high",
+            data_time=candles[-1].time,
+        )
+    ]
+
+
+def mean_reversion(
+    venue: str,
+    symbol: str,
+    candles: Sequence[Candle],
+    fee: float,
+    *,
+    size_usd: float,
+    window: int = 20,
+    z_entry: float = 2.0,
+) -> list[Candidate]:
+    """A close far from its moving average, traded back toward it: one unhedged leg."""
+    if len(candles) < window:
+        return []
+    closes = _closes(candles)[-window:]
+    mean = statistics.fmean(closes)
+    spread = statistics.pstdev(closes)
+    if spread == 0:
+        return []
+    z = (closes[-1] - mean) / spread
+    if abs(z) < z_entry:
+        return []
+    last = closes[-1]
+    expected = abs(last - mean) / last
+    edge = (expected - 2 * fee) * 10_000
+    if edge <= 0:
+        return []
+    return [
+        Candidate(
+            strategy="mean_reversion",
+            symbol=symbol,
+            venues=(venue,),
+            sides=("short",) if z > 0 else ("long",),
+            entry=last,
+            target=mean,
+            stop=last + (last - mean) / 2,
+            edge_bps=round(edge, 4),
+            required_capital=size_usd,
+            confidence=_clamp((abs(z) - z_entry) / 2 + 0.3),
+            risk="medium",
+            data_time=candles[-1].time,
+        )
+    ]
+
+
+def breakout(
+    venue: str,
+    symbol: str,
+    candles: Sequence[Candle],
+    fee: float,
+    *,
+    size_usd: float,
+    lookback: int = 20,
+) -> list[Candidate]:
+    """A close above the highest high of the previous ``lookback`` bars: long, stop below."""
+    if len(candles) <= lookback:
+        return []
+    prior = candles[-1 - lookback : -1]
+    ceiling = max(c.high for c in prior)
+    floor = min(c.low for c in prior)
+    last = candles[-1].close
+    if last <= ceiling:
+        return []
+    height = ceiling - floor
+    expected = height / last
+    edge = (expected - 2 * fee) * 10_000
+    if edge <= 0 or not math.isfinite(edge):
+        return []
+    return [
+        Candidate(
+            strategy="breakout",
+            symbol=symbol,
+            venues=(venue,),
+            sides=("long",),
+            entry=last,
+            target=last + height,
+            stop=ceiling,
+            edge_bps=round(edge, 4),
+            required_capital=size_usd,
+            confidence=_clamp(0.3 + (last - ceiling) / max(height, 1e-12)),
+            risk="high",
+            data_time=candles[-1].time,
+        )
+    ]

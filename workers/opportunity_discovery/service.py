@@ -54,12 +54,15 @@ class OpportunityDiscovery(BaseService):
         super().__init__(ctx)
         self.settings = ctx.settings.opportunity_discovery
         self.clock = clock
+        self._unavailable: str | None = None
+        if source is None and self.settings.market_source != "simulator":
+            # Routes are still registered (topology and schema export read them); start()
+            # refuses to run without a real market source rather than pretend.
+            self._unavailable = (
+                "EVENTGUARD_OPPORTUNITY_DISCOVERY__MARKET_SOURCE: only 'simulator' is built so "
+                "far; the ccxt adapter is not"
+            )
         if source is None:
-            if self.settings.market_source != "simulator":
-                raise ConfigError(
-                    "EVENTGUARD_OPPORTUNITY_DISCOVERY__MARKET_SOURCE: only 'simulator' is "
-                    "built so far; the ccxt adapter is not"
-                )
             source = MarketSimulator(
                 seed=self.settings.simulator_seed,
                 latency_s=self.settings.simulator_latency_s,
@@ -80,6 +83,11 @@ class OpportunityDiscovery(BaseService):
         )
         self.router.add("marketplace.strategy.purchased", self.on_purchased)
         self.router.add("marketplace.strategy.revoked", self.on_revoked)
+
+    async def start(self) -> None:
+        """Refuse to start without a usable market source."""
+        if self._unavailable is not None:
+            raise ConfigError(self._unavailable)
 
     def key(self, *parts: str) -> str:
         """A key of this worker."""

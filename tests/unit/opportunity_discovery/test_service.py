@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from common.config import OpportunitySettings, Settings
+from common.errors import ConfigError
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Envelope
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
+from workers.opportunity_discovery import create
 from workers.opportunity_discovery.service import OpportunityDiscovery
 from workers.opportunity_discovery.simulator import MarketSimulator
 
@@ -60,8 +62,6 @@ async def _scan(fleet: Harness, **fields: Any) -> Envelope[Any]:
     return await fleet.wait_for(
         "opportunity.scan.completed", lambda e: e.causation_id == request.id, within=20
     )
-
-
 
 
 async def test_scan_runs_only_owned_strategies_and_reports_the_rest() -> None:
@@ -214,3 +214,12 @@ async def test_hundred_symbols_on_three_venues() -> None:
         assert status is not None
         assert status["status"] == "completed"
         assert status["done"] == "100"
+
+
+async def test_without_a_real_market_source_start_up_is_refused() -> None:
+    """The default source (ccxt) is not built: the worker refuses to start, never simulates."""
+    with pytest.raises(ConfigError, match="MARKET_SOURCE"):
+        async with run_workers(
+            [("opp", create)], settings=Settings(runtime=fast_runtime_settings())
+        ):
+            pass

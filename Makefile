@@ -61,7 +61,7 @@ integration: $(STAMP) services
 	$(BIN)/python -m pytest -q tests/integration
 
 e2e: $(STAMP) services
-	$(BIN)/python -m pytest -q tests/e2e -m e2e
+	$(BIN)/python -m pytest -q tests/e2e -m "e2e and not soak"
 
 soak: $(STAMP) services
 	EVENTGUARD_SOAK_SECONDS=1800 $(BIN)/python -m pytest -q tests/e2e -m soak -s

@@ -36,6 +36,7 @@ from schemas.envelope import new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model
 from workers import demo as demo_module
+from workers import load as load_cli
 from workers.ai_fallback import cli as ai_cli
 from workers.consumes import consumed_types
 from workers.definitions import rabbitmq_definitions
@@ -88,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     workers = sub.add_parser("workers", help="list the workers and what they consume")
     workers.set_defaults(func=_workers)
 
-    for module in (security_cli, quarantine_cli, health_cli, ai_cli, opportunity_cli):
+    for module in (security_cli, quarantine_cli, health_cli, ai_cli, opportunity_cli, load_cli):
         module.add_commands(sub)
     return parser
 

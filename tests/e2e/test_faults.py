@@ -11,7 +11,9 @@ import signal
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.bus.amqp import AmqpBroker
 from tests.e2e.conftest import WorkerProcess
@@ -39,6 +41,25 @@ async def _rabbitmqctl(*args: str) -> None:
         tool, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     assert await process.wait() == 0
+
+
+async def _acked(port: int, event_type: str) -> float:
+    """How many ``event_type`` messages the worker on ``port`` acked (from its /metrics)."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if (
+                sample.name == "eventguard_messages_consumed_total"
+                and labels.get("type") == event_type
+                and labels.get("outcome") == "ack"
+            ):
+                return float(sample.value)
+    return 0.0
 
 
 def _assert_clean(report: Report) -> None:
@@ -119,3 +140,70 @@ async def test_rabbitmq_restart_mid_stream_recovers_within_ten_seconds(
     report = await load.wait(90)
     _assert_clean(report)
     assert recovery < 10, f"recovery took {recovery:.1f}s"
+
+
+async def test_two_replicas_share_the_queue_and_nothing_runs_twice(
+    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+) -> None:
+    """Two replicas are competing consumers: both take work, each request has one effect."""
+    first = await _start("quarantine", fleet_env, tmp_path, workers)
+    second = await _start("quarantine", fleet_env, tmp_path, workers)
+    load = LoadGenerator(producer, user_id="guest", poison_share=0.0, seed=5)
+    await load.start_observing()
+    await load.publish(400)
+    report = await load.wait(60)
+    _assert_clean(report)
+    handled = [await _acked(p.port, "quarantine.requested") for p in (first, second)]
+    assert all(count > 0 for count in handled), handled
+    assert sum(handled) == report.handled
+
+
+async def test_redis_restart_mid_stream_loses_nothing(
+    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+) -> None:
+    """A Redis with AOF restarted mid-stream: calls fail, retry, then recover; nothing lost."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed")
+    port = WorkerProcess("x", {}, tmp_path / "x").port
+    args = [
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(tmp_path),
+        "--save",
+        "",
+    ]
+
+    async def start_redis() -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.5)
+        return process
+
+    redis = await start_redis()
+    env = {**fleet_env, "EVENTGUARD_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    try:
+        await _start("quarantine", env, tmp_path, workers)
+        load = LoadGenerator(producer, user_id="guest", poison_share=0.2, seed=6)
+        await load.start_observing()
+        publishing = asyncio.create_task(load.publish(300, rate=100))
+        await asyncio.sleep(1.0)
+        redis.terminate()
+        await redis.wait()
+        await asyncio.sleep(1.0)
+        redis = await start_redis()
+        await publishing
+        report = await load.wait(120)
+        _assert_clean(report)
+    finally:
+        redis.terminate()
+        await redis.wait()

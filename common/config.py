@@ -168,7 +168,9 @@ class HealthMonitorSettings(_Section):
 class OpportunitySettings(_Section):
     """The opportunity discovery worker: venues, concurrency, budgets, caches, fees."""
 
-    venues: tuple[str, ...] = ("alpha", "beta", "gamma")
+    # The venues scanned; with market_source "ccxt" each is a ccxt exchange id unless
+    # ``exchanges`` maps it to one (the simulator accepts any name).
+    venues: tuple[str, ...] = ("bybit", "okx", "binance")
     quote: str = "USDT"
     concurrency: int = Field(default=15, ge=1, le=1000)
     default_budget_s: float = Field(default=10.0, gt=0, le=300)
@@ -181,9 +183,11 @@ class OpportunitySettings(_Section):
     default_taker_fee: float = Field(default=0.001, ge=0, lt=0.05)
     min_edge_bps: float = Field(default=1.0, ge=0)
     max_staleness_s: float = Field(default=30.0, gt=0)
-    # Where market data comes from. Only the simulator is built so far (see the README);
-    # "ccxt" refuses to start rather than pretend.
+    # Where market data comes from: the venues' public APIs through ccxt, or the simulator.
     market_source: Literal["simulator", "ccxt"] = "ccxt"
+    exchanges: dict[str, str] = {}  # venue -> ccxt exchange id (default: the venue's name)
+    exchange_urls: dict[str, str] = {}  # venue -> base URL replacing its API URLs (proxy, tests)
+    exchange_timeout_s: float = Field(default=5.0, gt=0, le=60)
     # Market simulator knobs (the demo and tests use the simulator; nothing else does).
     simulator_latency_s: float = Field(default=0.0, ge=0)
     simulator_failing: tuple[str, ...] = ()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from common.config import Settings
 from common.errors import ConfigError
 from common.store import Store, connect_redis
+from workers.opportunity_discovery.results import read_status
 
 __all__ = ["add_commands"]
 
@@ -28,13 +28,12 @@ async def _status(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(
         connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
     )
-    key = store.key("opp", "scan", args.scan_id)
     try:
-        raw: Any = await store.execute(lambda r: r.hgetall(key))
+        status = await read_status(store, args.scan_id)
     finally:
         await store.close()
-    if not raw:
+    if status is None:
         print(f"no scan {args.scan_id}")
         return 1
-    print(json.dumps({k.decode(): v.decode() for k, v in raw.items()}))
+    print(json.dumps(status, sort_keys=True))
     return 0

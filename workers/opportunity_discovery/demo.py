@@ -20,6 +20,7 @@ async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
     return {
         "opportunity_discovery": {
             "market_source": "simulator",
+            "venues": ["alpha", "beta", "gamma"],
             "simulator_failing": ["gamma"],
             "simulator_latency_s": 0.01,
         }

@@ -18,6 +18,7 @@ __all__ = [
     "MarketSource",
     "OrderBook",
     "Ticker",
+    "UnknownMarket",
     "check_book",
     "check_candles",
     "check_funding",
@@ -27,6 +28,10 @@ __all__ = [
 
 class BadMarketData(ValueError):
     """Market data that must not be used (NaN, negative, crossed)."""
+
+
+class UnknownMarket(ValueError):
+    """The venue does not list the symbol (the request's problem, not the venue's health)."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,14 @@ class MarketSource(Protocol):
 
     async def ohlcv(self, venue: str, symbol: str, limit: int) -> list[Candle]:
         """The last ``limit`` bars, oldest first."""
+        ...
+
+    async def taker_fee(self, venue: str, symbol: str) -> float:
+        """The taker fee rate for ``symbol`` on ``venue`` (0.001 = 10 bps)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
         ...
 
 

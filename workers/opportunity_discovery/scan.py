@@ -9,6 +9,7 @@ data, error).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from workers.opportunity_discovery import scanners as sc
 from workers.opportunity_discovery.market import (
     BadMarketData,
     MarketSource,
+    UnknownMarket,
     check_book,
     check_candles,
     check_funding,
@@ -53,11 +55,24 @@ class ScanResult:
     done: int = 0
 
 
+def _check_fee(fee: float) -> float:
+    if not math.isfinite(fee) or not 0 <= fee < 0.05:
+        raise BadMarketData(f"implausible taker fee {fee!r}")
+    return fee
+
+
+def _perpetual(symbol: str) -> str:
+    base, _, quote = symbol.partition("/")
+    return f"{base}/{quote}:{quote}"
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, CircuitOpen):
         return "breaker open"
     if isinstance(error, TimeoutError):
         return "timeout"
+    if isinstance(error, UnknownMarket):
+        return "not listed on this venue"
     if isinstance(error, BadMarketData):
         return f"invalid data: {error}"[:200]
     return f"error: {type(error).__name__}"
@@ -84,9 +99,15 @@ class ScanEngine:
             ttl_s=settings.market_cache_ttl_s, max_entries=20_000
         )
 
-    def fee(self, venue: str) -> float:
-        """The taker fee on ``venue``."""
-        return self.settings.taker_fee.get(venue, self.settings.default_taker_fee)
+    async def fee(self, venue: str, symbol: str) -> float:
+        """The taker fee for ``symbol`` on ``venue``: configured, else the venue's own."""
+        configured = self.settings.taker_fee.get(venue)
+        if configured is not None:
+            return configured
+        fee: float = await self._data(
+            ("fee", venue, symbol), venue, lambda: self.source.taker_fee(venue, symbol), _check_fee
+        )
+        return fee
 
     async def _data(
         self,
@@ -244,16 +265,31 @@ class _Run:
                 found[venue] = outcome
         return found
 
+    async def fees(self, strategy: str, symbol: str, venues: dict[str, Any]) -> dict[str, float]:
+        """Taker fees of the venues that answered; a venue without a fee drops out (named)."""
+        outcomes = await asyncio.gather(
+            *(self.engine.fee(v, symbol) for v in venues), return_exceptions=True
+        )
+        fees: dict[str, float] = {}
+        for venue, outcome in zip(list(venues), outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self.result.missing.append(Missing(strategy, venue, symbol, _reason(outcome)))
+                venues.pop(venue)
+            else:
+                fees[venue] = outcome
+        return fees
+
     async def unit(self, strategy: str, symbol: str, venue: str | None) -> list[sc.Candidate]:
         engine, s = self.engine, self.engine.settings
-        fees = {v: engine.fee(v) for v in self.venues}
         if strategy == "spot_arbitrage":
             books = await self.across(strategy, symbol, engine.book)
+            fees = await self.fees(strategy, symbol, books)
             return sc.cross_exchange_arbitrage(
                 symbol, books, fees, size_usd=s.trade_size_usd, min_edge_bps=s.min_edge_bps
             )
         if strategy == "funding_arbitrage":
             fundings = await self.across(strategy, symbol, engine.funding)
+            fees = await self.fees(strategy, _perpetual(symbol), fundings)
             return sc.funding_arbitrage(
                 symbol, fundings, fees, size_usd=s.trade_size_usd, min_edge_bps=s.min_edge_bps
             )
@@ -267,7 +303,7 @@ class _Run:
             return sc.triangular_arbitrage(
                 venue,
                 dict(zip(pairs, tickers, strict=True)),
-                engine.fee(venue),
+                await engine.fee(venue, symbol),
                 base=pivot,
                 middle=base,
                 quote=quote,
@@ -275,6 +311,5 @@ class _Run:
                 min_edge_bps=s.min_edge_bps,
             )
         bars = await self.bounded(engine.bars, venue, symbol)
-        return _BAR_SCANNERS[strategy](
-            venue, symbol, bars, engine.fee(venue), size_usd=s.trade_size_usd
-        )
+        fee = await engine.fee(venue, symbol)
+        return _BAR_SCANNERS[strategy](venue, symbol, bars, fee, size_usd=s.trade_size_usd)

@@ -1,16 +1,17 @@
 """The opportunity discovery worker: market scans for the strategies a user owns.
 
-Redis keys (``<prefix>opp:``): ``ent:<user>`` hash strategy -> expiry (epoch s, 0 = none);
-``filter:<user>`` the user's asset filter (JSON list); ``scan:<id>`` a scan's progress (hash,
-one day); ``result:<hash>`` cached results per user, strategy set and filter.
+Entitlements come from the marketplace's purchase and revocation events; a scan runs only the
+strategies the user owns, over the assets their filter allows, and answers with one
+``opportunity.found`` per ranked opportunity and one ``opportunity.scan.completed`` summary
+(also sent to the requester's reply_to). Redis keys: see :mod:`.keys`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,25 +19,39 @@ from common.bus.router import Emit
 from common.errors import ConfigError
 from common.logging import get_logger
 from common.service import AdminRoute, BaseService, WorkerContext
+from common.store import Store
 from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
-from workers.opportunity_discovery import admin
+from workers.opportunity_discovery import admin, keys
 from workers.opportunity_discovery.market import MarketSource
-from workers.opportunity_discovery.scan import Missing, ScanEngine, ScanResult
+from workers.opportunity_discovery.results import Progress, ResultCache, cache_key, read_status
+from workers.opportunity_discovery.scan import Missing, ScanEngine
 from workers.opportunity_discovery.scanners import STRATEGIES, Candidate
 from workers.opportunity_discovery.simulator import MarketSimulator
+from workers.opportunity_discovery.sources import build_source
 
 __all__ = ["OpportunityDiscovery"]
 
 _log = get_logger("eventguard.opportunity_discovery")
-_PROGRESS_TTL_S = 24 * 3600
-_RESULT_VERSION = "1"
 _TOP_IN_SUMMARY = 20
+_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
 
 
 def _when(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
+
+
+def _missing_note(missing: list[Missing]) -> str:
+    """``"3 part(s) missing: 2 x breaker open on gamma; 1 x not owned"``, bounded."""
+    if not missing:
+        return ""
+    counts: dict[str, int] = {}
+    for part in missing:
+        label = part.reason + (f" on {part.venue}" if part.venue else "")
+        counts[label] = counts.get(label, 0) + 1
+    listed = "; ".join(f"{n} x {label}" for label, n in sorted(counts.items()))
+    return f"{len(missing)} part(s) missing: {listed}"[:500]
 
 
 class OpportunityDiscovery(BaseService):
@@ -54,26 +69,21 @@ class OpportunityDiscovery(BaseService):
         super().__init__(ctx)
         self.settings = ctx.settings.opportunity_discovery
         self.clock = clock
-        self._unavailable: str | None = None
-        if source is None and self.settings.market_source != "simulator":
-            # Routes are still registered (topology and schema export read them); start()
-            # refuses to run without a real market source rather than pretend.
-            self._unavailable = (
-                "EVENTGUARD_OPPORTUNITY_DISCOVERY__MARKET_SOURCE: only 'simulator' is built so "
-                "far; the ccxt adapter is not"
-            )
+        self._unavailable: ConfigError | None = None
         if source is None:
-            source = MarketSimulator(
-                seed=self.settings.simulator_seed,
-                latency_s=self.settings.simulator_latency_s,
-                failing=set(self.settings.simulator_failing),
-                clock=clock,
-            )
+            try:
+                source = build_source(self.settings, clock=clock)
+            except ConfigError as error:
+                # Routes are still registered (topology and schema export read them); start()
+                # refuses to run with a source that cannot work.
+                self._unavailable = error
+                source = MarketSimulator(failing=set(self.settings.venues))
         self.source = source
         self.engine = ScanEngine(
             source, self.settings, guards=ctx.guards, metrics=ctx.metrics, clock=clock
         )
         self._m = ctx.metrics.opportunity
+        self.results = ResultCache(ctx.store, self.settings, self._m)
         budget = self.settings.default_budget_s
         self.router.add(
             "opportunity.scan.requested",
@@ -87,11 +97,16 @@ class OpportunityDiscovery(BaseService):
     async def start(self) -> None:
         """Refuse to start without a usable market source."""
         if self._unavailable is not None:
-            raise ConfigError(self._unavailable)
+            raise self._unavailable
 
-    def key(self, *parts: str) -> str:
-        """A key of this worker."""
-        return self.ctx.store.key("opp", *parts)
+    async def stop(self) -> None:
+        """Close the market source's connections."""
+        await self.source.close()
+
+    @property
+    def store(self) -> Store:
+        """The worker's Redis store."""
+        return self.ctx.store
 
     # -- entitlements --------------------------------------------------------------------------
 
@@ -99,7 +114,10 @@ class OpportunityDiscovery(BaseService):
         """Record that the user owns the strategy (until its expiry)."""
         data = event.data
         expires = data.expires_at.timestamp() if data.expires_at else 0.0
-        ent, flt = self.key("ent", data.user_id), self.key("filter", data.user_id)
+        ent, flt = (
+            keys.entitlements(self.store, data.user_id),
+            keys.asset_filter(self.store, data.user_id),
+        )
         value = json.dumps(data.asset_filter) if data.asset_filter is not None else None
 
         async def write(r: Any) -> Any:
@@ -109,21 +127,43 @@ class OpportunityDiscovery(BaseService):
                     pipe.set(flt, value)
                 return await pipe.execute()
 
-        await self.ctx.store.execute(write)
+        await self.store.execute(write)
+        await self._expire_with_last(data.user_id)
         _log.info("entitlement.granted", user=data.user_id, strategy=data.strategy)
         return []
 
     async def on_revoked(self, event: Envelope[StrategyRevoked]) -> Emit:
         """Forget the strategy for the user."""
-        key = self.key("ent", event.data.user_id)
-        await self.ctx.store.execute(lambda r: r.hdel(key, event.data.strategy))
+        key = keys.entitlements(self.store, event.data.user_id)
+        await self.store.execute(lambda r: r.hdel(key, event.data.strategy))
+        await self._expire_with_last(event.data.user_id)
+        _log.info("entitlement.revoked", user=event.data.user_id, strategy=event.data.strategy)
         return []
+
+    async def _expire_with_last(self, user_id: str) -> None:
+        """Let Redis drop a user's entitlements when the last one expires (never, if one is
+        permanent); reads still check each strategy's own expiry against the clock."""
+        ent, flt = keys.entitlements(self.store, user_id), keys.asset_filter(self.store, user_id)
+        raw: Any = await self.store.execute(lambda r: r.hgetall(ent))
+        expiries = [float(v) for v in raw.values()]
+        last = int(max(expiries)) + 1 if expiries and all(e > 0 for e in expiries) else None
+
+        async def write(r: Any) -> Any:
+            async with r.pipeline(transaction=True) as pipe:
+                for key in (ent, flt):
+                    if last is None:
+                        pipe.persist(key)
+                    else:
+                        pipe.expireat(key, last)
+                return await pipe.execute()
+
+        await self.store.execute(write)
 
     async def owned(self, user_id: str) -> tuple[dict[str, float], list[str] | None, bool]:
         """(strategy -> expiry of what the user owns now, the asset filter, user known)."""
-        ent, flt = self.key("ent", user_id), self.key("filter", user_id)
-        raw: Any = await self.ctx.store.execute(lambda r: r.hgetall(ent))
-        raw_filter: Any = await self.ctx.store.execute(lambda r: r.get(flt))
+        ent, flt = keys.entitlements(self.store, user_id), keys.asset_filter(self.store, user_id)
+        raw: Any = await self.store.execute(lambda r: r.hgetall(ent))
+        raw_filter: Any = await self.store.execute(lambda r: r.get(flt))
         now = self.clock()
         owned = {}
         for strategy, expiry in raw.items():
@@ -137,12 +177,14 @@ class OpportunityDiscovery(BaseService):
 
     async def on_scan(self, event: Envelope[ScanRequested]) -> Emit:
         """Scan for the user's strategies; answer with opportunities and one summary."""
-        started = self.clock()
+        started = time.perf_counter()
         request = event.data
         scan_id = event.id
         owned, assets, known = await self.owned(request.user_id)
-        refused = self._refusal(request, owned, assets, known)
         missing: list[Missing] = []
+        symbols = self._symbols(request, assets, missing)
+        venues = self._venues(request, missing)
+        refused = self._refusal(request, owned, symbols, venues, known)
         if refused is not None:
             return [self._summary(event, "refused", refused, [], missing, started)]
         wanted = request.strategies or sorted(owned)
@@ -152,17 +194,16 @@ class OpportunityDiscovery(BaseService):
             elif strategy not in owned:
                 missing.append(Missing(strategy, None, None, "not owned"))
         strategies = [s for s in wanted if s in owned and s in STRATEGIES]
-        symbols = self._symbols(request, assets)
-        venues = list(request.venues or self.settings.venues)
         if not strategies:
-            return [
-                self._summary(event, "refused", "no owned strategy to run", [], missing, started)
-            ]
-        await self._progress(scan_id, status="running", total=0, done=0, found=0)
-        cache_key = self._cache_key(
-            request.user_id, strategies, symbols, venues, request.max_results
+            reasons = sorted({m.reason for m in missing if m.strategy})
+            reason = "no owned strategy to run" + (f" ({', '.join(reasons)})" if reasons else "")
+            return [self._summary(event, "refused", reason, [], missing, started)]
+        progress = Progress(self.store, scan_id, self.clock)
+        await progress.write("running", total=0, done=0, found=0)
+        digest = cache_key(
+            request.user_id, sorted(owned), strategies, symbols, venues, request.max_results
         )
-        cached = await self._cached(cache_key)
+        cached = await self.results.get(digest)
         if cached is not None:
             result = cached
         else:
@@ -171,116 +212,69 @@ class OpportunityDiscovery(BaseService):
                 symbols,
                 venues,
                 budget_s=min(request.budget_s, self.settings.default_budget_s * 6),
-                progress=lambda r: self._progress(
-                    scan_id, status="running", total=r.total, done=r.done, found=len(r.candidates)
-                ),
+                progress=progress.running,
             )
-            await self._store_result(cache_key, result)
+            await self.results.put(digest, result)
         top = result.candidates[: request.max_results]
         missing += result.missing
         status = "partial" if missing else "completed"
-        reason = f"{len(missing)} part(s) missing" if missing else ""
+        reason = _missing_note(missing)
         found = [self._found(event, c) for c in top]
         for candidate in top:
             self._m.found.labels(candidate.strategy).inc()
         summary = self._summary(event, status, reason, top, missing, started)
-        await self._progress(
-            scan_id, status=status, total=result.total, done=result.done, found=len(top)
-        )
+        await progress.write(status, total=result.total, done=result.done, found=len(top))
         return [*found, summary]
 
     def _refusal(
-        self, request: ScanRequested, owned: dict[str, float], assets: list[str] | None, known: bool
+        self,
+        request: ScanRequested,
+        owned: dict[str, float],
+        symbols: list[str],
+        venues: list[str],
+        known: bool,
     ) -> str | None:
         if not known:
             return f"unknown user {request.user_id!r}: owns no strategy"
         if request.symbols is not None and not request.symbols:
             return "empty asset filter"
-        symbols = self._symbols(request, assets)
         if not symbols:
             return "the asset filter leaves no asset to scan"
         if len(symbols) > self.settings.max_symbols:
             return f"asset filter too large: {len(symbols)} > {self.settings.max_symbols}"
         if request.venues is not None and not request.venues:
             return "empty venue list"
+        if not venues:
+            return "no configured venue in the request"
         if not owned:
             return "every strategy of this user has expired"
         return None
 
-    def _symbols(self, request: ScanRequested, assets: list[str] | None) -> list[str]:
+    def _symbols(
+        self, request: ScanRequested, assets: list[str] | None, missing: list[Missing]
+    ) -> list[str]:
         symbols = list(dict.fromkeys(request.symbols or assets or []))
         if assets is not None:
             symbols = [s for s in symbols if s in assets]
-        return symbols
+        usable = []
+        for symbol in symbols:
+            if _SYMBOL.match(symbol):
+                usable.append(symbol)
+            else:
+                missing.append(Missing(None, None, symbol[:64], "malformed symbol (BASE/QUOTE)"))
+        return usable
 
-    # -- caching and progress ------------------------------------------------------------------
-
-    @staticmethod
-    def _cache_key(
-        user: str,
-        strategies: Sequence[str],
-        symbols: Sequence[str],
-        venues: Sequence[str],
-        limit: int,
-    ) -> str:
-        canonical = json.dumps(
-            [_RESULT_VERSION, user, sorted(strategies), sorted(symbols), sorted(venues), limit]
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-    async def _cached(self, cache_key: str) -> ScanResult | None:
-        key = self.key("result", cache_key)
-        raw: Any = await self.ctx.store.execute(lambda r: r.get(key))
-        self._m.cache.labels("results", "hit" if raw else "miss").inc()
-        if not raw:
-            return None
-        data = json.loads(raw)
-        return ScanResult(
-            candidates=[
-                Candidate(**{**c, "venues": tuple(c["venues"]), "sides": tuple(c["sides"])})
-                for c in data["candidates"]
-            ],
-            missing=[Missing(**m) for m in data["missing"]],
-            total=data["total"],
-            done=data["done"],
-        )
-
-    async def _store_result(self, cache_key: str, result: ScanResult) -> None:
-        if result.missing:
-            return  # a partial result is not worth repeating
-        ttl = (
-            self.settings.result_cache_ttl_s
-            if result.candidates
-            else self.settings.empty_result_ttl_s
-        )
-        value = json.dumps(
-            {
-                "candidates": [vars(c) for c in result.candidates],
-                "missing": [],
-                "total": result.total,
-                "done": result.done,
-            }
-        )
-        key = self.key("result", cache_key)
-        await self.ctx.store.execute(lambda r: r.set(key, value, ex=ttl))
-
-    async def _progress(self, scan_id: str, **fields: Any) -> None:
-        key = self.key("scan", scan_id)
-        mapping = {k: str(v) for k, v in fields.items()} | {"updated_at": str(self.clock())}
-
-        async def write(r: Any) -> Any:
-            async with r.pipeline(transaction=False) as pipe:
-                pipe.hset(key, mapping=mapping)
-                pipe.expire(key, _PROGRESS_TTL_S)
-                return await pipe.execute()
-
-        await self.ctx.store.execute(write)
+    def _venues(self, request: ScanRequested, missing: list[Missing]) -> list[str]:
+        configured = self.settings.venues
+        venues = list(dict.fromkeys(request.venues or configured))
+        for venue in venues:
+            if venue not in configured:
+                missing.append(Missing(None, venue, None, "venue not configured"))
+        return [v for v in venues if v in configured]
 
     async def status(self, scan_id: str) -> dict[str, str] | None:
         """A scan's progress, if known."""
-        key = self.key("scan", scan_id)
-        raw: Any = await self.ctx.store.execute(lambda r: r.hgetall(key))
-        return {k.decode(): v.decode() for k, v in raw.items()} or None
+        return await read_status(self.store, scan_id)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -320,7 +314,7 @@ class OpportunityDiscovery(BaseService):
         missing: list[Missing],
         started: float,
     ) -> Envelope[Any]:
-        duration = max(0.0, self.clock() - started)
+        duration = max(0.0, time.perf_counter() - started)
         self._m.scans.labels(status).inc()
         self._m.scan_time.observe(duration)
         data = ScanCompleted(
@@ -334,7 +328,7 @@ class OpportunityDiscovery(BaseService):
                 MissingPart(strategy=m.strategy, venue=m.venue, symbol=m.symbol, reason=m.reason)
                 for m in missing[:10_000]
             ],
-            partial=bool(missing),
+            partial=status == "partial",
             duration_s=duration,
         )
         return new_event("opportunity.scan.completed", data, source=self.name, causation=event)

@@ -87,6 +87,16 @@ class MarketSimulator:
             rate=rate, interval_h=interval, mark=self._mid(venue, symbol), time=self._now()
         )
 
+    async def taker_fee(self, venue: str, symbol: str) -> float:
+        """A fee tier per venue: 10, 7.5 or 6 bps (no latency: ccxt reads it from its markets)."""
+        if venue in self.failing:
+            raise VenueDown(f"{venue} is down")
+        rng = random.Random(_seed(self.seed, "fee", venue))  # noqa: S311 - a simulation
+        return rng.choice((0.001, 0.00075, 0.0006))
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
     async def ohlcv(self, venue: str, symbol: str, limit: int) -> list[Candle]:
         """Bars of a walk whose trend depends on the symbol."""
         await self._call(venue)

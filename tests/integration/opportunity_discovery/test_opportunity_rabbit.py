@@ -1,0 +1,93 @@
+"""The opportunity worker on the real RabbitMQ and Redis, over the market simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import SecretStr
+
+from common.bus.rpc import request
+from common.config import OpportunitySettings, Settings
+from common.service import WorkerContext
+from common.store import Store, connect_redis
+from schemas.envelope import new_event
+from schemas.marketplace import StrategyPurchased
+from schemas.opportunity import ScanRequested
+from tests.integration.bus.conftest import Rig
+from workers.opportunity_discovery import OpportunityDiscovery, cli
+from workers.opportunity_discovery.simulator import MarketSimulator
+
+
+@pytest.fixture
+async def rig(
+    request: pytest.FixtureRequest, rabbit_url: str, redis_url: str
+) -> AsyncIterator[Rig]:
+    """A per-test rig on the real servers; everything it declared is deleted afterwards."""
+    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30]
+    client = connect_redis(redis_url)
+    rig = Rig(worker=f"it-opp-{test}-{uuid.uuid4().hex[:6]}", rabbit_url=rabbit_url, redis=client)
+    try:
+        yield rig
+    finally:
+        try:
+            await rig.cleanup()
+        finally:
+            await client.aclose()
+
+
+def _settings() -> Settings:
+    return Settings(
+        opportunity_discovery=OpportunitySettings(
+            market_source="simulator", venues=("alpha", "beta", "gamma")
+        )
+    )
+
+
+async def test_buy_then_scan_by_request_reply_with_a_failing_venue(
+    rig: Rig, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Over RabbitMQ: a purchase is recorded in Redis, a scan answers its requester with a
+    partial summary naming the failing venue, and the CLI reads its progress from Redis."""
+    broker = await rig.broker("opp")
+    store = Store(rig.redis, prefix=rig.prefix)
+    ctx = WorkerContext(rig.worker, _settings(), store, broker, rig.publisher(broker), rig.metrics)
+    service = OpportunityDiscovery(ctx, source=MarketSimulator(failing={"gamma"}))
+    await service.start()
+    await rig.pipeline(broker, service.router)
+    requester = rig.publisher(await rig.broker("requester"))
+    try:
+        bought = new_event(
+            "marketplace.strategy.purchased",
+            StrategyPurchased(
+                user_id="alice", strategy="spot_arbitrage", asset_filter=["BTC/USDT", "ETH/USDT"]
+            ),
+            source="it",
+        )
+        await requester.publish(bought)
+        scan = new_event("opportunity.scan.requested", ScanRequested(user_id="alice"), source="it")
+        reply = None
+        for _ in range(50):  # the purchase is consumed first, but give it a moment
+            reply = await request(requester, scan, timeout_s=10)
+            if reply.data.status != "refused":
+                break
+            scan = new_event(
+                "opportunity.scan.requested", ScanRequested(user_id="alice"), source="it"
+            )
+    finally:
+        await service.stop()
+    assert reply is not None
+    assert reply.type == "opportunity.scan.completed"
+    assert reply.data.status == "partial"
+    assert {m.venue for m in reply.data.missing} == {"gamma"}
+    assert all("gamma" not in o.venues for o in reply.data.top)
+    settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=rig.prefix)
+    code = await cli._status(argparse.Namespace(scan_id=reply.data.scan_id), settings)
+    assert code == 0
+    progress = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # after log lines
+    assert progress["status"] == "partial"
+    assert progress["done"] == progress["total"] == "2"

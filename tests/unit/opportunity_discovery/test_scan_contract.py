@@ -1,0 +1,246 @@
+"""The scan's contract: request/reply, breaker-open parts, cache keys, entitlement expiry in
+Redis, bad input named in the summary, bad market data counted, progress via the admin API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import fakeredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from common.bus.rpc import request
+from common.config import OpportunitySettings, Settings
+from common.service import ServiceFactory, WorkerContext
+from common.testing import Harness, fast_runtime_settings, run_workers
+from schemas.envelope import Envelope, new_event
+from schemas.marketplace import StrategyPurchased
+from schemas.opportunity import ScanRequested
+from workers.opportunity_discovery import keys
+from workers.opportunity_discovery.market import OrderBook
+from workers.opportunity_discovery.results import cache_key
+from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.simulator import MarketSimulator
+
+SYMBOLS = ["BTC/USDT", "ETH/USDT"]
+
+
+class Clock:
+    """A settable clock starting now."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(
+        runtime=fast_runtime_settings(handler_timeout_s=60),
+        opportunity_discovery=OpportunitySettings(
+            market_source="simulator", venues=("alpha", "beta", "gamma"), **overrides
+        ),
+    )
+
+
+def _factory(clock: Clock, source: MarketSimulator, holder: dict[str, Any]) -> ServiceFactory:
+    def create(ctx: WorkerContext) -> OpportunityDiscovery:
+        service = OpportunityDiscovery(ctx, source=source, clock=clock)
+        holder["service"] = service
+        return service
+
+    return create
+
+
+async def _buy(fleet: Harness, strategy: str, **fields: Any) -> None:
+    data = StrategyPurchased(
+        **{"user_id": "alice", "strategy": strategy, "asset_filter": SYMBOLS, **fields}
+    )
+    await fleet.publish("marketplace.strategy.purchased", data)
+    await fleet.settle()
+
+
+async def _scan(fleet: Harness, **fields: Any) -> Envelope[Any]:
+    sent = await fleet.publish(
+        "opportunity.scan.requested", ScanRequested(**{"user_id": "alice", **fields})
+    )
+    return await fleet.wait_for(
+        "opportunity.scan.completed", lambda e: e.causation_id == sent.id, within=20
+    )
+
+
+async def test_request_reply_returns_the_summary_only() -> None:
+    """A requester with reply_to gets the one summary back (not every opportunity)."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), MarketSimulator(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        event = new_event(
+            "opportunity.scan.requested", ScanRequested(user_id="alice"), source="test"
+        )
+        reply = await request(fleet.producer, event, timeout_s=10)
+    assert reply.type == "opportunity.scan.completed"
+    assert reply.data.scan_id == event.id
+    assert reply.data.status == "completed"
+
+
+async def test_an_open_breaker_names_the_venue_and_the_rest_is_served() -> None:
+    """With gamma's breaker open before the scan, gamma is missing for 'breaker open' and
+    opportunities come from alpha and beta only."""
+    holder: dict[str, Any] = {}
+    source = MarketSimulator()
+    async with run_workers(
+        [("opp", _factory(Clock(), source, holder))], settings=_settings()
+    ) as fleet:
+        fleet.runtime.guards.guard("exchange:gamma").breaker.force_open()
+        await _buy(fleet, "spot_arbitrage")
+        await _buy(fleet, "momentum")
+        summary = await _scan(fleet)
+    data = summary.data
+    assert data.status == "partial"
+    assert data.partial
+    assert {(m.venue, m.reason) for m in data.missing} == {("gamma", "breaker open")}
+    assert "breaker open on gamma" in data.reason
+    assert data.top
+    assert all("gamma" not in o.venues for o in data.top)
+
+
+def test_cache_keys_cover_every_input_and_ignore_order() -> None:
+    """User, owned set, strategies run, symbols, venues and limit each change the key."""
+    base = ("u", ["a", "b"], ["a"], ["X", "Y"], ["v", "w"], 5)
+    variants = [
+        ("w", ["a", "b"], ["a"], ["X", "Y"], ["v", "w"], 5),
+        ("u", ["a"], ["a"], ["X", "Y"], ["v", "w"], 5),
+        ("u", ["a", "b"], ["a", "b"], ["X", "Y"], ["v", "w"], 5),
+        ("u", ["a", "b"], ["a"], ["X"], ["v", "w"], 5),
+        ("u", ["a", "b"], ["a"], ["X", "Y"], ["v"], 5),
+        ("u", ["a", "b"], ["a"], ["X", "Y"], ["v", "w"], 6),
+    ]
+    keys_ = {cache_key(*base)} | {cache_key(*v) for v in variants}
+    assert len(keys_) == 1 + len(variants)
+    assert cache_key("u", ["b", "a"], ["a"], ["Y", "X"], ["w", "v"], 5) == cache_key(*base)
+
+
+async def test_empty_results_are_cached_shorter() -> None:
+    """A scan that finds nothing is cached with the short TTL, one with results the long one."""
+    holder: dict[str, Any] = {}
+    redis = fakeredis.FakeAsyncRedis()
+    settings = _settings(min_edge_bps=1e6, result_cache_ttl_s=60, empty_result_ttl_s=3)
+    async with run_workers(
+        [("opp", _factory(Clock(), MarketSimulator(), holder))], settings=settings, redis=redis
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        summary = await _scan(fleet)
+        assert summary.data.found == 0
+        [key] = await redis.keys(keys.result(fleet.store, "*"))
+        assert 0 < await redis.ttl(key) <= 3
+
+
+async def test_entitlements_expire_in_redis_and_by_the_clock() -> None:
+    """A monthly entitlement stops running after its expiry (injected clock) and its keys
+    carry a TTL; a permanent one makes them persistent again."""
+    holder: dict[str, Any] = {}
+    clock = Clock()
+    redis = fakeredis.FakeAsyncRedis()
+    until = datetime.fromtimestamp(clock.now, UTC) + timedelta(days=30)
+    async with run_workers(
+        [("opp", _factory(clock, MarketSimulator(), holder))], settings=_settings(), redis=redis
+    ) as fleet:
+        await _buy(fleet, "momentum", expires_at=until)
+        ent = keys.entitlements(fleet.store, "alice")
+        assert 29 * 86400 < await redis.ttl(ent) <= 30 * 86400 + 1
+        clock.now += 31 * 86400
+        summary = await _scan(fleet, strategies=["momentum"])
+        assert summary.data.status == "refused"
+        assert "expired" in summary.data.reason
+        await _buy(fleet, "breakout")
+        assert await redis.ttl(ent) == -1
+
+
+async def test_unknown_and_unowned_strategies_and_bad_symbols_are_named() -> None:
+    """Each refused part of a request is in the summary with its reason; the rest runs."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), MarketSimulator(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "momentum", asset_filter=None)
+        summary = await _scan(
+            fleet,
+            strategies=["momentum", "breakout", "moonshot"],
+            symbols=["BTC/USDT", "btc usdt; DROP", "ETH/USDT"],
+            venues=["alpha", "nowhere"],
+        )
+    parts = {(m.strategy, m.venue, m.symbol, m.reason) for m in summary.data.missing}
+    assert parts == {
+        ("breakout", None, None, "not owned"),
+        ("moonshot", None, None, "unknown strategy"),
+        (None, None, "btc usdt; DROP", "malformed symbol (BASE/QUOTE)"),
+        (None, "nowhere", None, "venue not configured"),
+    }
+    assert summary.data.status == "partial"
+
+
+async def test_only_unknown_strategies_is_refused_with_the_reason() -> None:
+    """A request naming no strategy the worker knows is refused and says why."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), MarketSimulator(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "momentum")
+        summary = await _scan(fleet, strategies=["moonshot"])
+    assert summary.data.status == "refused"
+    assert "unknown strategy" in summary.data.reason
+
+
+class _CrossedBooks(MarketSimulator):
+    """A simulator whose beta books are crossed (bid above ask)."""
+
+    async def order_book(self, venue: str, symbol: str, depth: int) -> OrderBook:
+        book = await super().order_book(venue, symbol, depth)
+        if venue != "beta":
+            return book
+        return OrderBook(bids=book.asks, asks=book.bids, time=book.time)
+
+
+async def test_crossed_books_are_discarded_and_counted() -> None:
+    """Crossed data never becomes an opportunity; it is counted per exchange and named."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), _CrossedBooks(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        summary = await _scan(fleet)
+        discarded = fleet.metrics.registry.get_sample_value(
+            "eventguard_market_data_discarded_total", {"exchange": "beta"}
+        )
+    assert discarded == len(SYMBOLS)
+    assert all("beta" not in o.venues for o in summary.data.top)
+    assert {m.venue for m in summary.data.missing} == {"beta"}
+    assert all(m.reason.startswith("invalid data: crossed") for m in summary.data.missing)
+
+
+async def test_progress_is_served_by_the_admin_route() -> None:
+    """A finished scan's progress is readable at /admin/opportunity/scans/ID; 404 otherwise."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), MarketSimulator(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        summary = await _scan(fleet)
+        service: OpportunityDiscovery = holder["service"]
+        app = web.Application()
+        for route in service.admin_routes():
+            app.router.add_route(route.method, "/admin/" + route.path, route.handler)
+        async with TestClient(TestServer(app)) as client:
+            found = await client.get(f"/admin/opportunity/scans/{summary.data.scan_id}")
+            body = await found.json()
+            missing = await client.get("/admin/opportunity/scans/nope")
+        assert found.status == 200
+        assert body["status"] == "completed"
+        assert body["done"] == body["total"] == str(len(SYMBOLS))
+        assert missing.status == 404
+        status = await service.status(summary.data.scan_id)
+    assert status == body

@@ -17,6 +17,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +29,18 @@ from common.bus.topology import EVENTS_EXCHANGE, QueueSpec, Topology, base_excha
 from common.config import Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
-from schemas.envelope import new_event
+from schemas.ai import CompletionRequested, Message
+from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineRequested
 
-__all__ = ["Ledger", "LoadGenerator", "Report", "add_commands"]
+__all__ = [
+    "Ledger",
+    "LoadGenerator",
+    "Report",
+    "add_commands",
+    "completion_request",
+    "quarantine_request",
+]
 
 POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type")
 
@@ -73,6 +82,7 @@ class Ledger:
     sent_at: dict[str, float] = field(default_factory=dict)
     kind: dict[str, str] = field(default_factory=dict)  # id -> "request" | poison kind
     results: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    result_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     result_at: dict[str, float] = field(default_factory=dict)
     quarantined: set[str] = field(default_factory=set)
 
@@ -94,6 +104,7 @@ class Ledger:
         cause = event.get("causation_id")
         if cause in self.kind and self.kind[cause] == "request":
             self.results[cause].add(str(event.get("id")))
+            self.result_types[cause].add(str(event.get("type")))
             self.result_at.setdefault(cause, time.monotonic())
 
     def done(self) -> bool:
@@ -126,10 +137,39 @@ class Ledger:
         )
 
 
-class LoadGenerator:
-    """Publishes quarantine requests (a handler that answers each with one event) and poison."""
+def quarantine_request() -> Envelope[Any]:
+    """A request the quarantine worker answers with exactly one event."""
+    data = QuarantineRequested(
+        kind="producer",
+        entity_id=f"load-{uuid.uuid4().hex}",
+        reason="load",
+        requested_by="load",
+        ttl_s=60,
+    )
+    return new_event("quarantine.requested", data, source="load")
 
-    def __init__(self, broker: Broker, *, user_id: str | None, poison_share: float, seed: int = 1):
+
+def completion_request() -> Envelope[Any]:
+    """A request the AI fallback worker answers with succeeded or failed."""
+    data = CompletionRequested(
+        messages=[Message(role="user", content=f"load {uuid.uuid4().hex}")], max_tokens=16
+    )
+    return new_event("ai.completion.requested", data, source="load")
+
+
+class LoadGenerator:
+    """Publishes requests (each answered by exactly one event) and a share of poison."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        user_id: str | None,
+        poison_share: float,
+        seed: int = 1,
+        make: Callable[[], Envelope[Any]] = quarantine_request,
+    ):
+        self.make = make
         self.broker = broker
         self.user_id = user_id
         self.poison_share = poison_share
@@ -153,15 +193,7 @@ class LoadGenerator:
         await self.broker.consume(self.observer, see, prefetch=500)
 
     def _message(self) -> tuple[str, str, OutgoingMessage]:
-        entity = uuid.uuid4().hex
-        data = QuarantineRequested(
-            kind="producer",
-            entity_id=f"load-{entity}",
-            reason="load",
-            requested_by="load",
-            ttl_s=60,
-        )
-        event = new_event("quarantine.requested", data, source="load")
+        event = self.make()
         if self.rng.random() >= self.poison_share:
             return event.id, "request", to_message(event, user_id=self.user_id)
         kind = self.rng.choice(POISON_KINDS)
@@ -169,15 +201,15 @@ class LoadGenerator:
         if kind == "invalid_json":
             raw = body[: len(body) // 2].encode()
         elif kind == "schema_violation":
-            raw = body.replace('"producer"', '"volcano"').encode()
+            raw = body.replace('"data":{', '"data":{"surplus":1,').encode()
         else:
-            raw = body.replace("quarantine.requested", "load.unknown_type").encode()
+            raw = body.replace(event.type, "load.unknown_type").encode()
         message = OutgoingMessage(
             body=raw,
-            routing_key="quarantine.requested",
+            routing_key=event.type,
             exchange=EVENTS_EXCHANGE,
             message_id=event.id,
-            type="quarantine.requested" if kind != "unknown_type" else "load.unknown_type",
+            type=event.type if kind != "unknown_type" else "load.unknown_type",
             user_id=self.user_id,
         )
         return event.id, kind, message

@@ -6,6 +6,8 @@ Smoke scenarios (marked ``smoke``) run in ``make test``; the rest in ``make e2e`
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import shutil
 import signal
 import time
@@ -17,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common.bus.amqp import AmqpBroker
 from tests.e2e.conftest import WorkerProcess
-from workers.load import LoadGenerator, Report
+from workers.ai_fallback.simulator import ProviderSimulator, Step
+from workers.load import LoadGenerator, Report, completion_request
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -207,3 +210,53 @@ async def test_redis_restart_mid_stream_loses_nothing(
     finally:
         redis.terminate()
         await redis.wait()
+
+
+async def test_llm_provider_failing_for_a_while_then_recovering(
+    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+) -> None:
+    """The provider fails for a while: requests are answered (failed), the breaker opens, and
+    once the provider recovers answers succeed again; nothing lost, nothing answered twice."""
+    simulator = ProviderSimulator()
+    url = await simulator.start()
+    simulator.set_default("m1", Step("ok"))
+    model = {
+        "name": "m1",
+        "provider": "openai",
+        "endpoint": url,
+        "key_ref": "sim",
+        "context_window": 8000,
+        "max_output": 256,
+        "timeout_s": 1,
+    }
+    env = {
+        **fleet_env,
+        "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
+        "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
+        "EVENTGUARD_AI_FALLBACK__BREAKER_OPEN_S": "1",
+        "EVENTGUARD_AI_FALLBACK__BREAKER_MINIMUM_CALLS": "3",
+    }
+    try:
+        await _start("ai_fallback", env, tmp_path, workers)
+        load = LoadGenerator(producer, user_id="guest", poison_share=0.0, make=completion_request)
+        await load.start_observing()
+        publishing = asyncio.create_task(load.publish(120, rate=30))
+        await asyncio.sleep(1.0)
+        simulator.set_default("m1", Step("error", status=503))
+        await asyncio.sleep(1.5)
+        simulator.set_default("m1", Step("ok"))
+        await publishing
+        report = await load.wait(60)
+        _assert_clean(report)
+        outcomes = list(load.ledger.result_types.values())
+        assert {"ai.completion.failed"} in outcomes  # the outage was real
+        await asyncio.sleep(4.5)  # the breaker's (grown) open period passes; half-open next
+        before = set(load.ledger.kind)
+        await load.publish(10, rate=5)
+        report = await load.wait(60)
+        _assert_clean(report)
+        after = [i for i in load.ledger.kind if i not in before]
+        succeeded = [i for i in after if load.ledger.result_types[i] == {"ai.completion.succeeded"}]
+        assert len(succeeded) >= 9, [load.ledger.result_types[i] for i in after]  # closed again
+    finally:
+        await simulator.close()

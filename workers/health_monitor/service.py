@@ -91,23 +91,22 @@ class HealthMonitor(BaseService):
             await self._session.close()
 
     def _build_collectors(self) -> dict[str, Collector]:
+        s = self.settings
+        if s.rabbitmq_api_url or s.ready_targets or s.webhook_url:
+            # aiohttp never retries on its own: the guard is the only retry layer.
+            self._session = aiohttp.ClientSession(raise_for_status=False)
+        if s.webhook_url and self._session is not None:
+            self.sinks["webhook"] = self._webhook(s.webhook_url, self._session)
         if self._extra_collectors is not None:
             return dict(self._extra_collectors)
-        s = self.settings
         collectors: dict[str, Collector] = {}
         if s.collect_redis:
             collectors["redis"] = redis_collector(self.ctx.store)
-        needs_http = s.rabbitmq_api_url or s.ready_targets or s.webhook_url
-        if needs_http:
-            # aiohttp never retries on its own: the guard is the only retry layer.
-            self._session = aiohttp.ClientSession(raise_for_status=False)
-        if s.rabbitmq_api_url and self._session is not None:
-            collectors["rabbitmq"] = rabbitmq_collector(s, self.ctx.guards, self._session)
-        for name, url in s.ready_targets.items():
-            if self._session is not None:
+        if self._session is not None:
+            if s.rabbitmq_api_url:
+                collectors["rabbitmq"] = rabbitmq_collector(s, self.ctx.guards, self._session)
+            for name, url in s.ready_targets.items():
                 collectors[name] = http_target_collector(name, url, self.ctx.guards, self._session)
-        if s.webhook_url and self._session is not None:
-            self.sinks["webhook"] = self._webhook(s.webhook_url, self._session)
         return collectors
 
     async def _loop(self) -> None:

@@ -38,7 +38,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
     """Exponential backoff with equal jitter: half the step fixed, half random."""
     step = min(cap_s, base_s * 2.0 ** min(attempt, 30))
-    return step / 2 + random.uniform(0, step / 2)  # noqa: S311  # nosec B311 - jitter, not cryptography
+    return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not cryptography
 
 
 class Link:

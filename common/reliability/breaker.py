@@ -194,7 +194,7 @@ class CircuitBreaker:
         self.config = config or BreakerConfig()
         self._clock = clock
         self._now = clock.monotonic
-        self._rng = rng or random.Random()  # noqa: S311  # nosec B311 - jitter, not cryptography
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         cfg = self.config
         self._window: _CountWindow | _TimeWindow = (
             _CountWindow(cfg.window_size) if cfg.window == "count" else _TimeWindow(cfg.window_size)

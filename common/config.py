@@ -182,6 +182,10 @@ class OpportunitySettings(_Section):
     taker_fee: dict[str, float] = {}  # venue -> fee rate; default_taker_fee otherwise
     default_taker_fee: float = Field(default=0.001, ge=0, lt=0.05)
     min_edge_bps: float = Field(default=1.0, ge=0)
+    # Per-fill slippage allowance where no order book is walked (all but spot arbitrage).
+    assumed_slippage_bps: float = Field(default=2.0, ge=0, le=100)
+    funding_horizon_h: float = Field(default=24.0, gt=0, le=720)  # funding arbitrage held
+    max_edge_bps: float = Field(default=1_000.0, gt=0)  # above this the data is wrong
     max_staleness_s: float = Field(default=30.0, gt=0)
     # Where market data comes from: the venues' public APIs through ccxt, or the simulator.
     market_source: Literal["simulator", "ccxt"] = "ccxt"

@@ -50,7 +50,7 @@ async def scenario(env: Harness, say: Callable[[str], None]) -> None:
                 "breakout",
                 "triangular_arbitrage",
             ],
-            max_results=5,
+            max_results=8,
         ),
     )
     summary = await env.wait_for(

@@ -222,10 +222,29 @@ class ScanEngine:
             result.missing.append(Missing(strategy, venue, symbol, "budget exhausted"))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        now = self.clock()
-        fresh = [c for c in result.candidates if now - c.data_time <= self.settings.max_staleness_s]
+        fresh = self._screen(result)
         result.candidates = sorted(fresh, key=lambda c: c.expected_value, reverse=True)
         return result
+
+    def _screen(self, result: ScanResult) -> list[sc.Candidate]:
+        """The candidates fit to offer; stale or implausible ones are named as missing."""
+        now = self.clock()
+        fresh = []
+        for candidate in result.candidates:
+            age = now - candidate.data_time
+            venue = "/".join(candidate.venues)[:64]
+            if age > self.settings.max_staleness_s:
+                reason = f"stale data ({age:.0f} s old)"
+            elif candidate.edge_bps > self.settings.max_edge_bps:
+                # No real market pays this after fees: the data is wrong somewhere.
+                for each in candidate.venues:
+                    self.metrics.discarded.labels(each).inc()
+                reason = f"implausible edge ({candidate.edge_bps:.0f} bps)"
+            else:
+                fresh.append(candidate)
+                continue
+            result.missing.append(Missing(candidate.strategy, venue, candidate.symbol, reason))
+        return fresh
 
 
 Bars = Callable[..., list[sc.Candidate]]
@@ -291,7 +310,13 @@ class _Run:
             fundings = await self.across(strategy, symbol, engine.funding)
             fees = await self.fees(strategy, _perpetual(symbol), fundings)
             return sc.funding_arbitrage(
-                symbol, fundings, fees, size_usd=s.trade_size_usd, min_edge_bps=s.min_edge_bps
+                symbol,
+                fundings,
+                fees,
+                size_usd=s.trade_size_usd,
+                min_edge_bps=s.min_edge_bps,
+                slippage_bps=s.assumed_slippage_bps,
+                horizon_h=s.funding_horizon_h,
             )
         if venue is None:
             raise ValueError(f"{strategy} runs per venue")
@@ -309,7 +334,15 @@ class _Run:
                 quote=quote,
                 size_usd=s.trade_size_usd,
                 min_edge_bps=s.min_edge_bps,
+                slippage_bps=s.assumed_slippage_bps,
             )
         bars = await self.bounded(engine.bars, venue, symbol)
         fee = await engine.fee(venue, symbol)
-        return _BAR_SCANNERS[strategy](venue, symbol, bars, fee, size_usd=s.trade_size_usd)
+        return _BAR_SCANNERS[strategy](
+            venue,
+            symbol,
+            bars,
+            fee,
+            size_usd=s.trade_size_usd,
+            slippage_bps=s.assumed_slippage_bps,
+        )

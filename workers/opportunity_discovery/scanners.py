@@ -1,9 +1,11 @@
 """Scanners: pure functions from market data to opportunities of one shape.
 
-Edges are in basis points after taker fees on every leg and after slippage (order books are
-walked for the intended size). Confidence is on one 0-1 scale for every strategy, so ranking
-by expected value (edge x capital x confidence) compares like with like. Risk follows the
-position's real exposure: a hedged pair is low, a single directional leg is never low.
+Edges are in basis points after taker fees on every fill and after slippage: order books are
+walked for the intended size where the strategy trades a book (cross-exchange arbitrage);
+elsewhere each fill pays an assumed ``slippage_bps``. Confidence is on one 0-1 scale for every
+strategy (the chance the stated edge is captured; directional forecasts never rate above 0.6),
+so ranking by expected value (edge x capital x confidence) compares like with like. Risk
+follows the position's real exposure: a hedged pair is low, a single directional leg never is.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def fill_price(levels: Sequence[tuple[float, float]], quantity: float) -> float 
     return None
 
 
+# The one confidence scale: the estimated chance that the stated edge is actually captured.
+# A hedged arbitrage is limited by execution (book depth, legging); a directional signal is a
+# forecast, so however strong it never rates above this.
+_DIRECTIONAL_MAX = 0.6
+
+
 def _clamp(value: float) -> float:
     return max(0.0, min(1.0, value))
 
@@ -134,11 +142,13 @@ def funding_arbitrage(
     *,
     size_usd: float,
     min_edge_bps: float,
+    slippage_bps: float = 0.0,
+    horizon_h: float = 8.0,
 ) -> list[Candidate]:
     """Short the perpetual paying the most funding, long the one paying the least: hedged.
 
-    Rates are normalised to 8 hours; the edge is one 8-hour period of the spread minus taker
-    fees to open and close both legs (four fills).
+    Rates are normalised to 8 hours; the edge is the spread collected over ``horizon_h`` hours
+    minus taker fees and ``slippage_bps`` on each of the four fills (open and close both legs).
     """
     if len(fundings) < 2:
         return []
@@ -146,7 +156,7 @@ def funding_arbitrage(
     (long_venue, low), (short_venue, high) = ranked[0], ranked[-1]
     spread = normalised_8h(high) - normalised_8h(low)
     fee_cost = 2 * fees[long_venue] + 2 * fees[short_venue]
-    edge = (spread - fee_cost) * 10_000
+    edge = (spread * horizon_h / 8.0 - fee_cost) * 10_000 - 4 * slippage_bps
     if edge < min_edge_bps:
         return []
     return [
@@ -175,12 +185,14 @@ def triangular_arbitrage(
     quote: str,
     size_usd: float,
     min_edge_bps: float,
+    slippage_bps: float = 0.0,
 ) -> list[Candidate]:
-    """quote -> base -> middle -> quote (and the reverse) on one venue, three taker fills."""
+    """quote -> base -> middle -> quote (and the reverse) on one venue: three taker fills at
+    the touch, each paying the fee and ``slippage_bps``."""
     ab, mb, mq = f"{base}/{quote}", f"{middle}/{base}", f"{middle}/{quote}"
     if not all(k in tickers for k in (ab, mb, mq)):
         return []
-    keep = 1 - fee
+    keep = (1 - fee) * (1 - slippage_bps / 10_000)
     forward = (1 / tickers[ab].ask) * keep * (1 / tickers[mb].ask) * keep * tickers[mq].bid * keep
     backward = (1 / tickers[mq].ask) * keep * tickers[mb].bid * keep * tickers[ab].bid * keep
     out = []
@@ -207,6 +219,14 @@ def triangular_arbitrage(
     return out
 
 
+def _bar_close(candles: Sequence[Candle]) -> float:
+    """When the last bar's close was observed: its open time plus one bar (bars carry their
+    open time, as venues report them)."""
+    last = candles[-1].time
+    step = last - candles[-2].time if len(candles) > 1 else 0.0
+    return last + max(step, 0.0)
+
+
 def _closes(candles: Sequence[Candle]) -> list[float]:
     return [c.close for c in candles]
 
@@ -220,6 +240,7 @@ def momentum(
     size_usd: float,
     lookback: int = 20,
     threshold: float = 0.02,
+    slippage_bps: float = 0.0,
 ) -> list[Candidate]:
     """A strong move over ``lookback`` bars, ridden in its direction: one unhedged leg."""
     if len(candles) <= lookback:
@@ -229,7 +250,7 @@ def momentum(
     if abs(change) < threshold:
         return []
     expected = abs(change) / 2  # assume half the move continues
-    edge = (expected - 2 * fee) * 10_000
+    edge = (expected - 2 * fee) * 10_000 - 2 * slippage_bps  # in and out
     if edge <= 0:
         return []
     last = closes[-1]
@@ -245,9 +266,9 @@ def momentum(
             stop=last * (1 - expected / 2 if up else 1 + expected / 2),
             edge_bps=round(edge, 4),
             required_capital=size_usd,
-            confidence=_clamp(abs(change) / (4 * threshold)),
+            confidence=_DIRECTIONAL_MAX * _clamp(abs(change) / (4 * threshold)),
             risk="high",
-            data_time=candles[-1].time,
+            data_time=_bar_close(candles),
         )
     ]
 
@@ -261,6 +282,7 @@ def mean_reversion(
     size_usd: float,
     window: int = 20,
     z_entry: float = 2.0,
+    slippage_bps: float = 0.0,
 ) -> list[Candidate]:
     """A close far from its moving average, traded back toward it: one unhedged leg."""
     if len(candles) < window:
@@ -275,7 +297,7 @@ def mean_reversion(
         return []
     last = closes[-1]
     expected = abs(last - mean) / last
-    edge = (expected - 2 * fee) * 10_000
+    edge = (expected - 2 * fee) * 10_000 - 2 * slippage_bps  # in and out
     if edge <= 0:
         return []
     return [
@@ -289,9 +311,9 @@ def mean_reversion(
             stop=last + (last - mean) / 2,
             edge_bps=round(edge, 4),
             required_capital=size_usd,
-            confidence=_clamp((abs(z) - z_entry) / 2 + 0.3),
+            confidence=_DIRECTIONAL_MAX * _clamp((abs(z) - z_entry) / 2 + 0.3),
             risk="medium",
-            data_time=candles[-1].time,
+            data_time=_bar_close(candles),
         )
     ]
 
@@ -304,6 +326,7 @@ def breakout(
     *,
     size_usd: float,
     lookback: int = 20,
+    slippage_bps: float = 0.0,
 ) -> list[Candidate]:
     """A close above the highest high of the previous ``lookback`` bars: long, stop below."""
     if len(candles) <= lookback:
@@ -316,7 +339,7 @@ def breakout(
         return []
     height = ceiling - floor
     expected = height / last
-    edge = (expected - 2 * fee) * 10_000
+    edge = (expected - 2 * fee) * 10_000 - 2 * slippage_bps  # in and out
     if edge <= 0 or not math.isfinite(edge):
         return []
     return [
@@ -330,8 +353,8 @@ def breakout(
             stop=ceiling,
             edge_bps=round(edge, 4),
             required_capital=size_usd,
-            confidence=_clamp(0.3 + (last - ceiling) / max(height, 1e-12)),
+            confidence=_DIRECTIONAL_MAX * _clamp(0.3 + (last - ceiling) / max(height, 1e-12)),
             risk="high",
-            data_time=candles[-1].time,
+            data_time=_bar_close(candles),
         )
     ]

@@ -296,7 +296,7 @@ class OpportunityDiscovery(BaseService):
             confidence=c.confidence,
             risk=c.risk,
             expected_value=round(c.expected_value, 6),
-            data_time=_when(c.data_time),
+            data_time=_when(min(c.data_time, now)),  # a bar still forming closes "now"
             staleness_s=max(0.0, now - c.data_time),
         )
 

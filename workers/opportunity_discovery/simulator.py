@@ -19,6 +19,9 @@ from workers.opportunity_discovery.market import Candle, Funding, OrderBook, Tic
 __all__ = ["MarketSimulator", "VenueDown"]
 
 
+_QUOTES = frozenset({"USDT", "USDC", "USD"})
+
+
 class VenueDown(ConnectionError):
     """The simulated venue does not answer."""
 
@@ -55,12 +58,19 @@ class MarketSimulator:
             raise VenueDown(f"{venue} is down")
 
     def _mid(self, venue: str, symbol: str, step: int = 0) -> float:
+        base, _, quote = symbol.partition("/")
+        if quote not in _QUOTES:
+            # A cross pair follows its two legs (so triangles close), give or take a small
+            # venue-specific dislocation that a triangular scan may catch.
+            rng = random.Random(_seed(self.seed, "cross", venue, symbol))  # noqa: S311
+            legs = self._mid(venue, f"{base}/USDT", step) / self._mid(venue, f"{quote}/USDT", step)
+            return legs * (1 + rng.uniform(-0.003, 0.003))
         base_rng = random.Random(_seed(self.seed, symbol))  # noqa: S311 - a simulation
-        base = 10 ** base_rng.uniform(0, 4.5)
+        level = 10 ** base_rng.uniform(0, 4.5)
         venue_rng = random.Random(_seed(self.seed, venue, symbol))  # noqa: S311
         offset = venue_rng.uniform(-0.004, 0.004)
         drift = math.sin((self._now() + step * 60) / 600 + venue_rng.uniform(0, 6)) * 0.003
-        return base * (1 + offset + drift)
+        return level * (1 + offset + drift)
 
     async def ticker(self, venue: str, symbol: str) -> Ticker:
         """Best bid/ask around the venue's mid."""
@@ -101,7 +111,7 @@ class MarketSimulator:
         """Bars of a walk whose trend depends on the symbol."""
         await self._call(venue)
         rng = random.Random(_seed(self.seed, "bars", venue, symbol))  # noqa: S311
-        trend = rng.uniform(-0.004, 0.004)
+        trend = rng.uniform(-0.0015, 0.0015)
         price = self._mid(venue, symbol) / (1 + trend) ** limit
         now = self._now()
         bars = []

@@ -3,6 +3,7 @@ Redis, bad input named in the summary, bad market data counted, progress via the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -69,6 +70,13 @@ async def _scan(fleet: Harness, **fields: Any) -> Envelope[Any]:
     return await fleet.wait_for(
         "opportunity.scan.completed", lambda e: e.causation_id == sent.id, within=20
     )
+
+
+def _answering(request_id: str) -> Callable[[Envelope[Any]], bool]:
+    def check(event: Envelope[Any]) -> bool:
+        return event.causation_id == request_id
+
+    return check
 
 
 async def test_request_reply_returns_the_summary_only() -> None:
@@ -244,3 +252,70 @@ async def test_progress_is_served_by_the_admin_route() -> None:
         assert missing.status == 404
         status = await service.status(summary.data.scan_id)
     assert status == body
+
+
+async def test_concurrent_scans_share_market_data_calls() -> None:
+    """Two users scanning the same markets at once cause one call per (venue, symbol)."""
+    holder: dict[str, Any] = {}
+    source = MarketSimulator(latency_s=0.01)
+    async with run_workers(
+        [("opp", _factory(Clock(), source, holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        await _buy(fleet, "spot_arbitrage", user_id="bob")
+        first = await fleet.publish("opportunity.scan.requested", ScanRequested(user_id="alice"))
+        second = await fleet.publish("opportunity.scan.requested", ScanRequested(user_id="bob"))
+        for sent in (first, second):
+            summary = await fleet.wait_for(
+                "opportunity.scan.completed", _answering(sent.id), within=20
+            )
+            assert summary.data.status == "completed"
+        hits = fleet.metrics.registry.get_sample_value(
+            "eventguard_opportunity_cache_total", {"cache": "market", "result": "hit"}
+        )
+    assert source.calls == len(SYMBOLS) * 3
+    assert hits is not None
+    assert hits >= len(SYMBOLS) * 3
+
+
+async def test_stale_data_is_named_not_offered() -> None:
+    """Data older than max_staleness_s never becomes an opportunity; the part says why."""
+    holder: dict[str, Any] = {}
+    clock = Clock()
+    stale_source = MarketSimulator(clock=lambda: clock.now - 120)
+    async with run_workers(
+        [("opp", _factory(clock, stale_source, holder))],
+        settings=_settings(max_staleness_s=30, min_edge_bps=0),
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        summary = await _scan(fleet)
+    assert summary.data.top == []
+    assert summary.data.missing
+    assert all(m.reason.startswith("stale data (120 s") for m in summary.data.missing)
+
+
+class _Dislocated(MarketSimulator):
+    """A simulator whose beta prices are ten times too high (a decimal slip at the venue)."""
+
+    async def order_book(self, venue: str, symbol: str, depth: int) -> OrderBook:
+        book = await super().order_book(venue, symbol, depth)
+        if venue != "beta":
+            return book
+        return OrderBook(
+            bids=tuple((p * 10, s) for p, s in book.bids),
+            asks=tuple((p * 10, s) for p, s in book.asks),
+            time=book.time,
+        )
+
+
+async def test_an_implausible_edge_is_discarded_and_named() -> None:
+    """A spread no market pays after fees is treated as bad data, never offered."""
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), _Dislocated(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        summary = await _scan(fleet, venues=["alpha", "beta"])
+    assert summary.data.top == []
+    assert len(summary.data.missing) == len(SYMBOLS)
+    assert all(m.reason.startswith("implausible edge") for m in summary.data.missing)

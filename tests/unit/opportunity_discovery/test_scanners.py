@@ -146,3 +146,76 @@ def test_one_confidence_scale_ranks_by_expected_value() -> None:
     """Every candidate's confidence is in [0, 1] and expected value is edge x capital x conf."""
     c = sc.Candidate("momentum", "X", ("v",), ("long",), 1.0, 50.0, 1_000.0, 0.5, "high", T)
     assert c.expected_value == pytest.approx(50 / 10_000 * 1_000 * 0.5)
+
+
+def test_slippage_is_paid_on_every_fill_where_no_book_is_walked() -> None:
+    """Funding pays slippage on 4 fills, triangular on 3, a directional trade on 2."""
+    fundings = {
+        "hourly": Funding(rate=0.0001, interval_h=1, mark=100, time=T),
+        "eight": Funding(rate=0.0001, interval_h=8, mark=100, time=T),
+    }
+    fees = {"hourly": 0.0001, "eight": 0.0001}
+    (funding,) = sc.funding_arbitrage(
+        "X", fundings, fees, size_usd=1_000, min_edge_bps=0, slippage_bps=0.5
+    )
+    assert funding.edge_bps == pytest.approx((0.0008 - 0.0001 - 4 * 0.0001) * 10_000 - 4 * 0.5)
+    tickers = {
+        "BTC/USDT": Ticker(bid=49_990, ask=50_000, time=T),
+        "ETH/BTC": Ticker(bid=0.0499, ask=0.05, time=T),
+        "ETH/USDT": Ticker(bid=2_530, ask=2_531, time=T),
+    }
+    (tri,) = sc.triangular_arbitrage(
+        "v",
+        tickers,
+        0.001,
+        base="BTC",
+        middle="ETH",
+        quote="USDT",
+        size_usd=1_000,
+        min_edge_bps=1,
+        slippage_bps=2,
+    )
+    keep = 0.999 * 0.9998
+    forward = (1 / 50_000) * keep * (1 / 0.05) * keep * 2_530 * keep
+    assert tri.edge_bps == pytest.approx(round((forward - 1) * 10_000, 4))
+    closes = [100.0] * 5 + [100 + i * 0.5 for i in range(21)]
+    (plain,) = sc.momentum("v", "X", _bars(closes), 0.001, size_usd=1_000)
+    (slipped,) = sc.momentum("v", "X", _bars(closes), 0.001, size_usd=1_000, slippage_bps=2)
+    assert slipped.edge_bps == pytest.approx(plain.edge_bps - 4)
+
+
+def test_an_unhedged_leg_is_never_low_risk_and_hedged_pairs_are() -> None:
+    """Risk follows exposure: directional strategies are medium or high, hedged pairs low."""
+    up = [100.0] * 5 + [100 + i * 0.5 for i in range(21)]
+    directional = [
+        *sc.momentum("v", "X", _bars(up), 0.0, size_usd=1_000),
+        *sc.breakout("v", "X", _bars([100.0] * 21 + [110.0]), 0.0, size_usd=1_000),
+        *sc.mean_reversion("v", "X", _bars([100.0, 101.0] * 10 + [120.0]), 0.0, size_usd=1_000),
+    ]
+    assert {c.strategy for c in directional} == {"momentum", "breakout", "mean_reversion"}
+    assert all(len(c.sides) == 1 and c.risk != "low" for c in directional)
+    books = {"a": _book(99.9, 100.0), "b": _book(101.0, 101.1)}
+    (hedged,) = sc.cross_exchange_arbitrage(
+        "X", books, {"a": 0.001, "b": 0.001}, size_usd=500, min_edge_bps=0
+    )
+    assert hedged.sides == ("buy", "sell")
+    assert hedged.risk == "low"
+
+
+def test_a_directional_forecast_never_outranks_execution_certainty() -> None:
+    """However strong the move, a directional confidence stays at or below 0.6."""
+    rocket = [100.0] * 5 + [100 * 1.01**i for i in range(21)]
+    (found,) = sc.momentum("v", "X", _bars(rocket), 0.0, size_usd=1_000)
+    assert found.confidence == pytest.approx(0.6)
+    assert found.data_time == T + 25 + 1  # the last bar opened at T+25 and closes a bar later
+
+
+def test_funding_edge_scales_with_the_holding_horizon() -> None:
+    """Held 24 h, a 0.07%/8h spread earns three periods before the same four fees."""
+    fundings = {
+        "hourly": Funding(rate=0.0001, interval_h=1, mark=100, time=T),
+        "eight": Funding(rate=0.0001, interval_h=8, mark=100, time=T),
+    }
+    fees = {"hourly": 0.0001, "eight": 0.0001}
+    (day,) = sc.funding_arbitrage("X", fundings, fees, size_usd=1_000, min_edge_bps=0, horizon_h=24)
+    assert day.edge_bps == pytest.approx((3 * 0.0007 - 4 * 0.0001) * 10_000)

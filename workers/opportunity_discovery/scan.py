@@ -66,6 +66,15 @@ def _perpetual(symbol: str) -> str:
     return f"{base}/{quote}:{quote}"
 
 
+def _triangle(symbol: str) -> tuple[str, str, str]:
+    """(pivot, middle, quote) of the triangle through ``symbol`` using pairs venues list:
+    X/USDT goes through BTC (BTC/USDT, X/BTC, X/USDT); BTC/USDT itself through ETH/BTC."""
+    asset, _, quote = symbol.partition("/")
+    if asset == "BTC":
+        return "BTC", "ETH", quote
+    return "BTC", asset, quote
+
+
 def _reason(error: BaseException) -> str:
     if isinstance(error, CircuitOpen):
         return "breaker open"
@@ -321,16 +330,15 @@ class _Run:
         if venue is None:
             raise ValueError(f"{strategy} runs per venue")
         if strategy == "triangular_arbitrage":
-            base, _, quote = symbol.partition("/")
-            pivot = "BTC" if base != "BTC" else "ETH"
-            pairs = [f"{pivot}/{quote}", f"{base}/{pivot}", symbol]
+            pivot, middle, quote = _triangle(symbol)
+            pairs = [f"{pivot}/{quote}", f"{middle}/{pivot}", f"{middle}/{quote}"]
             tickers = await asyncio.gather(*(self.bounded(engine.ticker, venue, p) for p in pairs))
             return sc.triangular_arbitrage(
                 venue,
                 dict(zip(pairs, tickers, strict=True)),
                 await engine.fee(venue, symbol),
                 base=pivot,
-                middle=base,
+                middle=middle,
                 quote=quote,
                 size_usd=s.trade_size_usd,
                 min_edge_bps=s.min_edge_bps,

@@ -319,3 +319,22 @@ async def test_an_implausible_edge_is_discarded_and_named() -> None:
     assert summary.data.top == []
     assert len(summary.data.missing) == len(SYMBOLS)
     assert all(m.reason.startswith("implausible edge") for m in summary.data.missing)
+
+
+async def test_triangles_use_pairs_that_venues_list() -> None:
+    """BTC/USDT runs through ETH/BTC (never BTC/ETH); SOL/USDT through SOL/BTC."""
+    asked: list[str] = []
+
+    class Recording(MarketSimulator):
+        async def ticker(self, venue: str, symbol: str) -> Any:
+            asked.append(symbol)
+            return await super().ticker(venue, symbol)
+
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), Recording(), holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "triangular_arbitrage", asset_filter=["BTC/USDT", "SOL/USDT"])
+        summary = await _scan(fleet, venues=["alpha"])
+    assert summary.data.status == "completed"
+    assert set(asked) == {"BTC/USDT", "ETH/BTC", "ETH/USDT", "SOL/BTC", "SOL/USDT"}

@@ -3,6 +3,8 @@
 - ``ent:<user>``: hash strategy -> expiry (epoch seconds, ``0`` = no expiry); the key itself
   expires with the user's last expiring entitlement when every entitlement has an expiry.
 - ``filter:<user>``: the user's asset filter (JSON list), same lifetime as ``ent:<user>``.
+- ``rev:<user>``: hash strategy -> time of its latest revocation (so an older purchase
+  arriving late cannot re-grant it), 90 days.
 - ``scan:<scan id>``: a scan's progress (hash: status, total, done, found, updated_at), one day.
 - ``result:<sha256>``: a cached scan result; the digest covers the user, the strategies they
   own, the strategies run, the symbols, the venues and the result limit.
@@ -26,6 +28,11 @@ def entitlements(store: Store, user_id: str) -> str:
 def asset_filter(store: Store, user_id: str) -> str:
     """The user's asset filter."""
     return store.key(_NS, "filter", user_id)
+
+
+def revocations(store: Store, user_id: str) -> str:
+    """When each of the user's strategies was last revoked."""
+    return store.key(_NS, "rev", user_id)
 
 
 def scan(store: Store, scan_id: str) -> str:

@@ -8,7 +8,6 @@ strategies the user owns, over the assets their filter allows, and answers with 
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from common.store import Store
 from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
-from workers.opportunity_discovery import admin, keys
+from workers.opportunity_discovery import admin
+from workers.opportunity_discovery.entitlements import Entitlements
 from workers.opportunity_discovery.market import MarketSource
 from workers.opportunity_discovery.results import Progress, ResultCache, cache_key, read_status
 from workers.opportunity_discovery.scan import Missing, ScanEngine
@@ -84,6 +84,7 @@ class OpportunityDiscovery(BaseService):
         )
         self._m = ctx.metrics.opportunity
         self.results = ResultCache(ctx.store, self.settings, self._m)
+        self.entitlements = Entitlements(ctx.store, clock=clock)
         budget = self.settings.default_budget_s
         self.router.add(
             "opportunity.scan.requested",
@@ -113,65 +114,23 @@ class OpportunityDiscovery(BaseService):
     async def on_purchased(self, event: Envelope[StrategyPurchased]) -> Emit:
         """Record that the user owns the strategy (until its expiry)."""
         data = event.data
-        expires = data.expires_at.timestamp() if data.expires_at else 0.0
-        ent, flt = (
-            keys.entitlements(self.store, data.user_id),
-            keys.asset_filter(self.store, data.user_id),
+        granted = await self.entitlements.grant(
+            data.user_id,
+            data.strategy,
+            expires_at=data.expires_at.timestamp() if data.expires_at else None,
+            at=event.time.timestamp(),
+            assets=data.asset_filter,
         )
-        value = json.dumps(data.asset_filter) if data.asset_filter is not None else None
-
-        async def write(r: Any) -> Any:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.hset(ent, data.strategy, str(expires))
-                if value is not None:
-                    pipe.set(flt, value)
-                return await pipe.execute()
-
-        await self.store.execute(write)
-        await self._expire_with_last(data.user_id)
-        _log.info("entitlement.granted", user=data.user_id, strategy=data.strategy)
+        outcome = "entitlement.granted" if granted else "entitlement.superseded"
+        _log.info(outcome, user=data.user_id, strategy=data.strategy)
         return []
 
     async def on_revoked(self, event: Envelope[StrategyRevoked]) -> Emit:
-        """Forget the strategy for the user."""
-        key = keys.entitlements(self.store, event.data.user_id)
-        await self.store.execute(lambda r: r.hdel(key, event.data.strategy))
-        await self._expire_with_last(event.data.user_id)
-        _log.info("entitlement.revoked", user=event.data.user_id, strategy=event.data.strategy)
+        """Forget the strategy for the user (and ignore older purchases arriving later)."""
+        data = event.data
+        await self.entitlements.revoke(data.user_id, data.strategy, at=event.time.timestamp())
+        _log.info("entitlement.revoked", user=data.user_id, strategy=data.strategy)
         return []
-
-    async def _expire_with_last(self, user_id: str) -> None:
-        """Let Redis drop a user's entitlements when the last one expires (never, if one is
-        permanent); reads still check each strategy's own expiry against the clock."""
-        ent, flt = keys.entitlements(self.store, user_id), keys.asset_filter(self.store, user_id)
-        raw: Any = await self.store.execute(lambda r: r.hgetall(ent))
-        expiries = [float(v) for v in raw.values()]
-        last = int(max(expiries)) + 1 if expiries and all(e > 0 for e in expiries) else None
-
-        async def write(r: Any) -> Any:
-            async with r.pipeline(transaction=True) as pipe:
-                for key in (ent, flt):
-                    if last is None:
-                        pipe.persist(key)
-                    else:
-                        pipe.expireat(key, last)
-                return await pipe.execute()
-
-        await self.store.execute(write)
-
-    async def owned(self, user_id: str) -> tuple[dict[str, float], list[str] | None, bool]:
-        """(strategy -> expiry of what the user owns now, the asset filter, user known)."""
-        ent, flt = keys.entitlements(self.store, user_id), keys.asset_filter(self.store, user_id)
-        raw: Any = await self.store.execute(lambda r: r.hgetall(ent))
-        raw_filter: Any = await self.store.execute(lambda r: r.get(flt))
-        now = self.clock()
-        owned = {}
-        for strategy, expiry in raw.items():
-            until = float(expiry)
-            if until == 0 or until > now:
-                owned[strategy.decode()] = until
-        assets = json.loads(raw_filter) if raw_filter else None
-        return owned, assets, bool(raw)
 
     # -- the scan ------------------------------------------------------------------------------
 
@@ -180,11 +139,12 @@ class OpportunityDiscovery(BaseService):
         started = time.perf_counter()
         request = event.data
         scan_id = event.id
-        owned, assets, known = await self.owned(request.user_id)
+        holding = await self.entitlements.owned(request.user_id)
+        owned = holding.strategies
         missing: list[Missing] = []
-        symbols = self._symbols(request, assets, missing)
+        symbols = self._symbols(request, holding.assets, missing)
         venues = self._venues(request, missing)
-        refused = self._refusal(request, owned, symbols, venues, known)
+        refused = self._refusal(request, owned, symbols, venues, holding.known)
         if refused is not None:
             return [self._summary(event, "refused", refused, [], missing, started)]
         wanted = request.strategies or sorted(owned)

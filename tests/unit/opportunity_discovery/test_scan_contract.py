@@ -14,11 +14,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.bus.rpc import request
 from common.config import OpportunitySettings, Settings
 from common.service import ServiceFactory, WorkerContext
+from common.store import Store
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
 from workers.opportunity_discovery import keys
+from workers.opportunity_discovery.entitlements import Entitlements
 from workers.opportunity_discovery.market import OrderBook
 from workers.opportunity_discovery.results import cache_key
 from workers.opportunity_discovery.service import OpportunityDiscovery
@@ -338,3 +340,21 @@ async def test_triangles_use_pairs_that_venues_list() -> None:
         summary = await _scan(fleet, venues=["alpha"])
     assert summary.data.status == "completed"
     assert set(asked) == {"BTC/USDT", "ETH/BTC", "ETH/USDT", "SOL/BTC", "SOL/USDT"}
+
+
+async def test_a_late_older_purchase_cannot_undo_a_revocation() -> None:
+    """Revoked at t, a purchase made before t that arrives afterwards changes nothing; a
+    purchase made after t grants again."""
+    store_redis = fakeredis.FakeAsyncRedis()
+    clock = Clock()
+    store = Store(store_redis, prefix="t:")
+    rights = Entitlements(store, clock=clock)
+    now = clock.now
+    assert await rights.grant("u", "momentum", expires_at=None, at=now - 10, assets=None)
+    assert await rights.revoke("u", "momentum", at=now)
+    assert not await rights.grant("u", "momentum", expires_at=None, at=now - 5, assets=None)
+    assert (await rights.owned("u")).strategies == {}
+    assert await rights.grant("u", "momentum", expires_at=None, at=now + 1, assets=["A/B"])
+    owned = await rights.owned("u")
+    assert owned.strategies == {"momentum": 0.0}
+    assert owned.assets == ["A/B"]

@@ -9,6 +9,7 @@ from typing import Any
 from common.testing import Harness
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
+from workers.opportunity_discovery.results import read_status
 
 __all__ = ["prepare", "scenario"]
 
@@ -70,3 +71,5 @@ async def scenario(env: Harness, say: Callable[[str], None]) -> None:
         reasons[label] = reasons.get(label, 0) + 1
     for label, count in sorted(reasons.items()):
         say(f"  partial: {count} x {label}")
+    progress = await read_status(env.store, data.scan_id)
+    say(f"opportunity: eventguard opportunity status {data.scan_id[:8]}... -> {progress}")

@@ -142,6 +142,7 @@ async def test_rabbitmq_restart_mid_stream_recovers_within_ten_seconds(
     await publishing
     report = await load.wait(90)
     _assert_clean(report)
+    print(f"rabbitmq restart: worker ready again {recovery:.1f}s after start_app; {report.text()}")
     assert recovery < 10, f"recovery took {recovery:.1f}s"
 
 

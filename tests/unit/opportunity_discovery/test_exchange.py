@@ -194,3 +194,12 @@ async def test_a_down_venue_opens_its_breaker_and_the_scan_is_partial() -> None:
         "breaker open",
         "error: ExchangeUnavailable",
     }
+
+
+def test_clients_keep_ccxt_rate_limiter_on() -> None:
+    """Every venue client throttles to the venue's published request rate."""
+    client = build_client("bybit", timeout_s=2, base_url="http://127.0.0.1:9")
+    assert client.enableRateLimit is True
+    assert client.rateLimit > 0
+    assert client.timeout == 2000
+    assert set(client.urls["api"].values()) == {"http://127.0.0.1:9"}

@@ -358,3 +358,48 @@ async def test_a_late_older_purchase_cannot_undo_a_revocation() -> None:
     owned = await rights.owned("u")
     assert owned.strategies == {"momentum": 0.0}
     assert owned.assets == ["A/B"]
+
+
+async def test_simulated_funding_differs_by_venue_and_can_pay() -> None:
+    """The simulator's funding differs by venue and interval, so the funding scan can fire."""
+    source = MarketSimulator()
+    symbols = [f"S{i}/USDT" for i in range(20)]
+    rates = {
+        (v, s): await source.funding(v, s) for v in ("alpha", "beta", "gamma") for s in symbols
+    }
+    assert {f.interval_h for f in rates.values()} == {1.0, 8.0}
+    assert all(len({rates[v, s].rate for v in ("alpha", "beta", "gamma")}) == 3 for s in symbols)
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), source, holder))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "funding_arbitrage", asset_filter=symbols)
+        summary = await _scan(fleet)
+    assert summary.data.found > 0
+    assert all(o.risk == "low" and o.sides == ["long", "short"] for o in summary.data.top)
+
+
+async def test_concurrency_stays_within_the_setting() -> None:
+    """No more market-data calls are in flight at once than the configured concurrency."""
+    in_flight, peak = 0, 0
+
+    class Counting(MarketSimulator):
+        async def _call(self, venue: str) -> None:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await super()._call(venue)
+            finally:
+                in_flight -= 1
+
+    symbols = [f"S{i}/USDT" for i in range(30)]
+    holder: dict[str, Any] = {}
+    async with run_workers(
+        [("opp", _factory(Clock(), Counting(latency_s=0.002), holder))],
+        settings=_settings(concurrency=4),
+    ) as fleet:
+        await _buy(fleet, "momentum", asset_filter=symbols)
+        summary = await _scan(fleet)
+    assert summary.data.status == "completed"
+    assert peak == 4

@@ -23,6 +23,7 @@ __all__ = [
     "HealthMonitorSettings",
     "OpportunitySettings",
     "QuarantineSettings",
+    "ReliabilitySettings",
     "RuntimeSettings",
     "SecuritySettings",
     "Settings",
@@ -198,6 +199,19 @@ class OpportunitySettings(_Section):
     simulator_seed: int = 7
 
 
+class ReliabilitySettings(_Section):
+    """Per-dependency overrides of the guard defaults (common.reliability.guard).
+
+    Keys are dependency names (``redis``, ``llm:gpt-4o``) or kinds (``http``); values set
+    GuardConfig fields (``timeout_s``, ``max_attempts``, ``deadline_s``, ``max_hold_s``,
+    ``shared``...) or breaker fields prefixed ``breaker_`` (``breaker_open_s``), e.g.
+    ``EVENTGUARD_RELIABILITY__DEPENDENCIES='{"redis": {"timeout_s": 0.5}}'``. Unknown field
+    names stop start-up (``Guards(overrides=...)`` checks them).
+    """
+
+    dependencies: dict[str, dict[str, bool | int | float | str | None]] = {}
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -225,6 +239,7 @@ class Settings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     health_monitor: HealthMonitorSettings = HealthMonitorSettings()
     opportunity_discovery: OpportunitySettings = OpportunitySettings()
+    reliability: ReliabilitySettings = ReliabilitySettings()
 
 
 _MIN_HMAC_KEY_BYTES = 32

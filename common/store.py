@@ -1,21 +1,21 @@
 """The Redis client every worker uses for its state.
 
 Every command goes through :meth:`Store.execute`, which runs it behind the ``redis`` guard
-(timeout, retry with a budget, circuit breaker) when one is given: always in ``eventguard
-run`` and the demo; a bare timeout otherwise (unit tests of other parts). Keys are namespaced
-with the configured prefix so tests and tenants never collide. Responses are bytes
-(``decode_responses=False``) so stored message bodies stay byte for byte what arrived.
+(retry with a budget, circuit breaker, bulkhead, timeout). The runtime injects the guard from
+its registry (so its breaker is the one the metrics, heartbeats and ``/readyz`` see); a Store
+built without one gets a private ``redis`` guard with the kind's defaults, never a bare call.
+Keys are namespaced with the configured prefix so tests and tenants never collide. Responses
+are bytes (``decode_responses=False``) so stored message bodies stay byte for byte what arrived.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
-from common.reliability.guard import Guard
+from common.reliability.guard import Guard, Guards
 
 __all__ = ["Store", "connect_redis"]
 
@@ -45,12 +45,12 @@ class Store:
         *,
         prefix: str = "eg:",
         guard: Guard | None = None,
-        timeout_s: float = 2.0,
+        timeout_s: float | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
-        self.guard = guard
-        self._timeout_s = timeout_s
+        self.guard: Guard = guard if guard is not None else Guards().guard("redis")
+        self._timeout_s = timeout_s  # per-attempt timeout; None: the guard's own
 
     def key(self, *parts: str) -> str:
         """The namespaced key for ``parts`` (joined with ``:``)."""
@@ -58,11 +58,8 @@ class Store:
 
     async def execute(self, op: Callable[[Redis], Awaitable[T]]) -> T:
         """Run one Redis operation (a command or a pipeline) under the redis guard."""
-        if self.guard is not None:
-            client = self.client
-            return await self.guard.call(lambda: op(client))
-        async with asyncio.timeout(self._timeout_s):
-            return await op(self.client)
+        client = self.client
+        return await self.guard.call(lambda: op(client), timeout_s=self._timeout_s)
 
     async def ping(self) -> bool:
         """True when Redis answers within the timeout."""

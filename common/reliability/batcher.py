@@ -3,7 +3,9 @@
 A batch is flushed when it reaches ``max_size`` or when its oldest item has waited
 ``max_wait_s``. A processor that raises fails every caller of that batch; one that returns the
 wrong number of results fails every caller with :class:`BatchError` instead of leaving anyone
-waiting. ``shutdown()`` flushes what is pending and then refuses new items.
+waiting. ``shutdown()`` flushes what is pending, waits for running batches (up to an optional
+deadline, after which they are cancelled and their callers fail with :class:`BatchError`) and
+then refuses new items.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class DynamicBatcher(Generic[I, R]):
             self._timer = loop.call_later(self.max_wait_s, self._flush)
         return await future
 
+    def flush(self) -> None:
+        """Send what is pending now, without waiting for size or time."""
+        self._flush()
+
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -71,11 +77,14 @@ class DynamicBatcher(Generic[I, R]):
         try:
             results = await self._processor(items)
         except BaseException as error:
+            problem = (
+                error
+                if isinstance(error, Exception)
+                else BatchError(f"batch of {len(items)} stopped before finishing: {error!r}")
+            )
             for future in futures:
                 if not future.done():
-                    future.set_exception(
-                        error if isinstance(error, Exception) else BatchError(repr(error))
-                    )
+                    future.set_exception(problem)
             if not isinstance(error, Exception):
                 raise
             return
@@ -91,12 +100,25 @@ class DynamicBatcher(Generic[I, R]):
             if not future.done():
                 future.set_result(result)
 
-    async def shutdown(self) -> None:
-        """Flush what is pending, wait for running batches, refuse new items."""
+    async def shutdown(self, timeout_s: float | None = None) -> None:
+        """Flush what is pending, wait for running batches, refuse new items.
+
+        Batches still running after ``timeout_s`` are cancelled; their callers get
+        :class:`BatchError`. Safe to call twice."""
         self._closed = True
         self._flush()
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _done, late = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has begun."""
+        return self._closed
 
     @property
     def pending(self) -> int:

@@ -11,27 +11,44 @@ synchronously before the call is awaited, and the event loop runs one task at a 
 lock is needed and none is ever held across the awaited call. The rest fail fast with
 :class:`CircuitOpen`, which carries the time left.
 
+Three ways to call through it: ``await breaker.call(fn, *args)``, the decorator ``@breaker``,
+and ``async with breaker.protect():`` for code that is not one coroutine call.
+
 A breaker belongs to one event loop. Outcome counts are plain integers read at scrape time,
-so the closed-state fast path does no metric work.
+so the closed-state fast path does no metric work. Listeners run synchronously on every state
+change (the worker pauses its consumer from one); a listener that raises is logged and skipped,
+never allowed to break the call that caused the transition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
+import structlog
 from redis.exceptions import ResponseError
 
 from common.errors import Reject, RetryLater
+from common.reliability._windows import CountWindow, TimeWindow
 from common.reliability.clock import Clock, system_clock
 from common.reliability.errors import BulkheadFull, CircuitOpen
 
-__all__ = ["BreakerConfig", "CircuitBreaker", "Listener", "State", "default_is_failure"]
+__all__ = [
+    "BreakerConfig",
+    "BreakerStats",
+    "CircuitBreaker",
+    "Listener",
+    "State",
+    "default_is_failure",
+]
+
+_log = structlog.get_logger("eventguard.reliability")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -92,81 +109,40 @@ class BreakerConfig:
             raise ValueError("window_size, minimum_calls and half_open_permits must be >= 1")
         if not (0 < self.failure_rate <= 1 and 0 < self.slow_call_rate <= 1):
             raise ValueError("rates must be in (0, 1]")
+        if self.open_s <= 0 or self.max_open_s < self.open_s or self.open_multiplier < 1:
+            raise ValueError("need open_s > 0, max_open_s >= open_s and open_multiplier >= 1")
+        if not 0 <= self.jitter < 1 or self.slow_call_s <= 0:
+            raise ValueError("need 0 <= jitter < 1 and slow_call_s > 0")
+
+    @property
+    def effective_minimum_calls(self) -> int:
+        """``minimum_calls``, capped by a count window's size (which it could never exceed)."""
+        if self.window == "count":
+            return min(self.minimum_calls, self.window_size)
+        return self.minimum_calls
 
 
-class _CountWindow:
-    """The last ``size`` outcomes in a ring; ``clean`` is true while it holds no bad outcome,
-    which lets the closed-state fast path skip it entirely for a success."""
+@dataclass(frozen=True)
+class BreakerStats:
+    """A snapshot of one breaker, for admin routes, heartbeats and tests."""
 
-    __slots__ = ("calls", "clean", "failures", "pos", "ring", "size", "slow")
+    name: str
+    state: State
+    calls: int  # outcomes in the closed-state window now
+    failures: int
+    slow: int
+    remaining_open_s: float
+    reopens: int
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.ring = [0] * size
-        self.pos = 0
-        self.calls = self.failures = self.slow = 0
-        self.clean = False  # not full yet: successes must still be counted
+    @property
+    def failure_rate(self) -> float:
+        """Failures / calls in the window (0 when empty)."""
+        return self.failures / self.calls if self.calls else 0.0
 
-    def add(self, failed: bool, slow: bool, _now: float) -> None:
-        code = (1 if failed else 0) | (2 if slow else 0)
-        old = self.ring[self.pos]
-        self.ring[self.pos] = code
-        self.pos = (self.pos + 1) % self.size
-        if self.calls < self.size:
-            self.calls += 1
-        else:
-            self.failures -= old & 1
-            self.slow -= (old >> 1) & 1
-        self.failures += code & 1
-        self.slow += (code >> 1) & 1
-        self.clean = self.calls == self.size and self.failures == 0 and self.slow == 0
-
-    def totals(self, _now: float) -> tuple[int, int, int]:
-        return self.calls, self.failures, self.slow
-
-    def clear(self) -> None:
-        self.ring = [0] * self.size
-        self.pos = 0
-        self.calls = self.failures = self.slow = 0
-        self.clean = False
-
-
-class _TimeWindow:
-    __slots__ = ("buckets", "clean", "seconds")
-
-    def __init__(self, seconds: int) -> None:
-        self.seconds = seconds
-        self.clean = False  # every success lands in a bucket
-        self.buckets: deque[list[float]] = deque()  # [second, calls, failures, slow]
-
-    def _evict(self, now: float) -> None:
-        horizon = int(now) - self.seconds
-        buckets = self.buckets
-        while buckets and buckets[0][0] <= horizon:
-            buckets.popleft()
-
-    def add(self, failed: bool, slow: bool, now: float) -> None:
-        second = int(now)
-        buckets = self.buckets
-        if not buckets or buckets[-1][0] != second:
-            self._evict(now)
-            buckets.append([second, 0, 0, 0])
-        bucket = buckets[-1]
-        bucket[1] += 1
-        bucket[2] += failed
-        bucket[3] += slow
-
-    def totals(self, now: float) -> tuple[int, int, int]:
-        self._evict(now)
-        calls = failures = slow = 0
-        for _, c, f, s in self.buckets:
-            calls += int(c)
-            failures += int(f)
-            slow += int(s)
-        return calls, failures, slow
-
-    def clear(self) -> None:
-        self.buckets.clear()
+    @property
+    def slow_call_rate(self) -> float:
+        """Slow calls / calls in the window (0 when empty)."""
+        return self.slow / self.calls if self.calls else 0.0
 
 
 @dataclass
@@ -196,8 +172,8 @@ class CircuitBreaker:
         self._now = clock.monotonic
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         cfg = self.config
-        self._window: _CountWindow | _TimeWindow = (
-            _CountWindow(cfg.window_size) if cfg.window == "count" else _TimeWindow(cfg.window_size)
+        self._window: CountWindow | TimeWindow = (
+            CountWindow(cfg.window_size) if cfg.window == "count" else TimeWindow(cfg.window_size)
         )
         self._state = State.CLOSED
         self._open_until = 0.0
@@ -210,6 +186,7 @@ class CircuitBreaker:
         self.probe_gate: Callable[[], Awaitable[bool]] | None = None
         # Hot-path copies of the configuration.
         self._slow_s = cfg.slow_call_s
+        self._min_calls = cfg.effective_minimum_calls
         self._is_failure = cfg.is_failure
         self._is_failure_result = cfg.is_failure_result
 
@@ -228,9 +205,27 @@ class CircuitBreaker:
             return max(0.0, self._open_until - self._now())
         return float("inf") if self._state is State.FORCED_OPEN else 0.0
 
+    def stats(self) -> BreakerStats:
+        """The state and the closed-state window's counts now."""
+        state = self.state
+        calls, failures, slow = self._window.totals(self._now())
+        return BreakerStats(
+            self.name, state, calls, failures, slow, self.remaining_open_s(), self._reopens
+        )
+
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(breaker, old, new)`` on every state change."""
+        """Call ``listener(breaker, old, new)`` synchronously on every state change.
+
+        An OPEN -> HALF_OPEN change happens when the open period has ended *and* something
+        reads :attr:`state` or makes a call; code that stops calling while the breaker is open
+        (a paused consumer) should read :attr:`state` after :meth:`remaining_open_s`.
+        """
         self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (no error if it was not registered)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- manual control ---------------------------------------------------------------------
 
@@ -278,13 +273,9 @@ class CircuitBreaker:
                 return result
             self._record_result(result, start, probe=False)
             return result
-        probe = self._acquire()
+        probe = await self._permit()
         if probe is None:  # disabled
             return await fn(*args, **kwargs)
-        if probe and self.probe_gate is not None and not await self.probe_gate():
-            self._release_probe(probe)
-            self.counts.not_permitted += 1
-            raise CircuitOpen(self.name, 0.0, "half_open")
         start = self._now()
         try:
             result = await fn(*args, **kwargs)
@@ -296,6 +287,31 @@ class CircuitBreaker:
             raise
         self._record_result(result, start, probe=probe)
         return result
+
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Decorator form: ``@breaker`` over an ``async def``."""
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    def protect(self) -> _Protected:
+        """Context-manager form: ``async with breaker.protect() as attempt: ...``.
+
+        Raises :class:`CircuitOpen` on entry when refused; an exception leaving the block is
+        judged like one from :meth:`call`; ``attempt.mark_failure()`` records a bad result."""
+        return _Protected(self)
+
+    async def _permit(self) -> bool | None:
+        """:meth:`_acquire`, then the fleet-wide lease for a half-open probe (shared state)."""
+        probe = self._acquire()
+        if probe and self.probe_gate is not None and not await self.probe_gate():
+            self._release_probe(probe)
+            self.counts.not_permitted += 1
+            raise CircuitOpen(self.name, 0.0, "half_open")
+        return probe
 
     def _acquire(self) -> bool | None:
         """Permission for one call outside the closed fast path: True for a half-open probe,
@@ -354,7 +370,7 @@ class CircuitBreaker:
             return
         calls, failures, slow_calls = window.totals(now)
         cfg = self.config
-        if calls >= cfg.minimum_calls and (
+        if calls >= self._min_calls and (
             failures >= cfg.failure_rate * calls or slow_calls >= cfg.slow_call_rate * calls
         ):
             self._open(retry_after)
@@ -395,4 +411,46 @@ class CircuitBreaker:
         key = (old.value, new.value)
         self.counts.transitions[key] = self.counts.transitions.get(key, 0) + 1
         for listener in list(self._listeners):
-            listener(self, old, new)
+            try:
+                listener(self, old, new)
+            except Exception as error:  # noqa: BLE001 - a broken listener must not break calls
+                _log.exception("breaker.listener_failed", dependency=self.name, error=repr(error))
+
+
+class _Protected:
+    """One call through a breaker as an async context manager (see CircuitBreaker.protect)."""
+
+    __slots__ = ("_bad", "_breaker", "_probe", "_start")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._probe: bool | None = False
+        self._start = 0.0
+        self._bad = False
+
+    def mark_failure(self) -> None:
+        """Count this call as a failure even if the block ends without an exception."""
+        self._bad = True
+
+    async def __aenter__(self) -> _Protected:
+        breaker = self._breaker
+        self._probe = False if breaker._state is State.CLOSED else await breaker._permit()
+        self._start = breaker._now()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        probe = self._probe
+        if probe is None:  # disabled
+            return
+        breaker = self._breaker
+        if exc is None:
+            breaker._record(self._bad, self._start, probe, None)
+        elif isinstance(exc, asyncio.CancelledError):
+            breaker._release_probe(probe)
+        else:
+            breaker._record_error(exc, self._start, probe=probe)

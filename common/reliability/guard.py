@@ -4,29 +4,42 @@ retry( breaker( bulkhead( timeout( call )))) -- configured per dependency, with 
 kind, chosen by the name's first segment: ``redis``, ``http:<target>``, ``llm:<model>``,
 ``exchange:<venue>``. The retry layer lives only here: clients are created with their own
 retries off.
+
+Configuration, most specific last: the kind's defaults (or the ``config`` a caller passes for
+its dependency), then overrides for the kind, then overrides for the name. An override is a
+whole :class:`GuardConfig` or a mapping of fields (``{"timeout_s": 0.5, "breaker_open_s":
+10}``), as ``Settings.reliability.dependencies`` holds them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from common.logging import get_logger
 from common.metrics import Metrics
-from common.reliability.breaker import STATE_CODES, BreakerConfig, CircuitBreaker, State
+from common.reliability.breaker import BreakerConfig, CircuitBreaker
 from common.reliability.budget import RetryBudget
 from common.reliability.bulkhead import Bulkhead
 from common.reliability.clock import Clock, system_clock
 from common.reliability.errors import BulkheadFull
+from common.reliability.hooks import CallObserver, ReliabilityHooks
 from common.reliability.retry import RetryPolicy
+from common.reliability.shared import SharedBreakerState
+from common.reliability.timeouts import Timeout
+
+if TYPE_CHECKING:  # the store runs behind a guard itself: import for types only
+    from common.store import Store
 
 __all__ = ["KIND_DEFAULTS", "Guard", "GuardConfig", "Guards"]
 
+P = ParamSpec("P")
 T = TypeVar("T")
-_log = get_logger("eventguard.reliability")
+_BREAKER_PREFIX = "breaker_"
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,27 @@ class GuardConfig:
     max_waiting: int
     retry_budget_ratio: float = 0.2
     max_hold_s: float | None = None
+    max_wait_s: float | None = None  # a bulkhead waiter is refused after this long
+    max_retry_after_s: float = 30.0
+    shared: bool = False  # breaker state shared through Redis (needs Guards(store=...))
+
+    def with_overrides(self, values: Mapping[str, Any]) -> GuardConfig:
+        """A copy with ``values`` applied: GuardConfig fields by name, breaker fields prefixed
+        ``breaker_``. Unknown names raise ValueError (a typo must not pass silently)."""
+        own = {f.name for f in dataclasses.fields(self)} - {"breaker"}
+        theirs = {f.name for f in dataclasses.fields(BreakerConfig)}
+        mine: dict[str, Any] = {}
+        breaker: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in own:
+                mine[key] = value
+            elif key.startswith(_BREAKER_PREFIX) and key[len(_BREAKER_PREFIX) :] in theirs:
+                breaker[key[len(_BREAKER_PREFIX) :]] = value
+            else:
+                raise ValueError(f"unknown guard setting {key!r}")
+        if breaker:
+            mine["breaker"] = replace(self.breaker, **breaker)
+        return replace(self, **mine)
 
 
 KIND_DEFAULTS: Mapping[str, GuardConfig] = {
@@ -103,10 +137,14 @@ class Guard:
     breaker: CircuitBreaker
     retry: RetryPolicy
     bulkhead: Bulkhead
-    _observe: Callable[[str, float], None] = field(default=lambda _o, _s: None, repr=False)
+    _observe: CallObserver = field(default=lambda _o, _s: None, repr=False)
+    shared: SharedBreakerState | None = field(default=None, repr=False)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, timeout_s: float | None = None) -> T:
-        """Run ``fn()`` under retry, breaker, bulkhead and timeout; re-raises the last error."""
+        """Run ``fn()`` under retry, breaker, bulkhead and timeout; re-raises the last error.
+
+        ``timeout_s`` replaces the configured per-attempt timeout for this call; the retry
+        deadline caps it further."""
         per_attempt = timeout_s or self.config.timeout_s
 
         async def attempt(remaining: float | None) -> T:
@@ -115,11 +153,20 @@ class Guard:
 
         return await self.retry.run(attempt)
 
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        """Decorator form: ``@guards.guard("http:prices")`` over an ``async def``."""
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.call(lambda: fn(*args, **kwargs))
+
+        return wrapper
+
     async def _bounded(self, fn: Callable[[], Awaitable[T]], limit: float) -> T:
         started = time.perf_counter()
         outcome = "error"
         try:
-            async with self.bulkhead, asyncio.timeout(limit):
+            async with self.bulkhead, Timeout(limit, self.name):
                 result = await fn()
         except TimeoutError:
             outcome = "timeout"
@@ -135,67 +182,130 @@ class Guard:
 
 
 class Guards:
-    """The registry of guards (and so of breakers): one per dependency name."""
+    """The registry of guards (and so of breakers): one per dependency name.
+
+    ``overrides`` maps dependency names or kinds to a GuardConfig or a mapping of fields
+    (see :meth:`GuardConfig.with_overrides`). With a ``store``, guards whose config says
+    ``shared`` couple their breaker to Redis (see :class:`SharedBreakerState`); their
+    background sync starts with the first guard created under a running loop, or at
+    :meth:`start`, and stops at :meth:`stop`.
+    """
 
     def __init__(
         self,
         *,
         metrics: Metrics | None = None,
-        overrides: Mapping[str, GuardConfig] | None = None,
+        overrides: Mapping[str, GuardConfig | Mapping[str, Any]] | None = None,
         clock: Clock = system_clock,
+        store: Store | None = None,
+        hooks: ReliabilityHooks | None = None,
     ) -> None:
         self._metrics = metrics
         self._overrides = dict(overrides or {})
         self._clock = clock
+        self._store = store
+        self._hooks = hooks if hooks is not None else ReliabilityHooks(metrics)
         self._guards: dict[str, Guard] = {}
         self._budgets: dict[str, RetryBudget] = {}
-        if metrics is not None:
-            metrics.reliability.breaker_call_sources.append(self._call_counts)
+        self._instant = False
+        self._started = False
+        self._hooks.count_breaker_calls(self._call_counts)
+        for key, value in self._overrides.items():  # fail at start-up on a bad override
+            if not isinstance(value, GuardConfig):
+                KIND_DEFAULTS["http"].with_overrides(value)
+            elif not key:
+                raise ValueError("an override needs a dependency name or kind")
 
     def guard(self, name: str, *, config: GuardConfig | None = None) -> Guard:
-        """The guard of ``name`` (created on first use with its kind's defaults)."""
+        """The guard of ``name`` (created on first use with its kind's defaults).
+
+        ``config`` is used only when the guard is created; settings overrides apply on top."""
         existing = self._guards.get(name)
         if existing is not None:
             return existing
-        cfg = config or self._overrides.get(name) or self.defaults_for(name)
+        cfg = self.config_for(name, config)
         breaker = CircuitBreaker(name, cfg.breaker, clock=self._clock)
         budget = self._budgets.setdefault(
             name, RetryBudget(ratio=cfg.retry_budget_ratio, clock=self._clock)
         )
         retry = RetryPolicy(
             max_attempts=cfg.max_attempts,
-            base_s=cfg.base_backoff_s,
-            max_delay_s=cfg.max_backoff_s,
+            base_s=0.0 if self._instant else cfg.base_backoff_s,
+            max_delay_s=0.0 if self._instant else cfg.max_backoff_s,
             deadline_s=cfg.deadline_s,
+            max_retry_after_s=0.0 if self._instant else cfg.max_retry_after_s,
             max_hold_s=cfg.max_hold_s,
             budget=budget,
             clock=self._clock,
+        )
+        bulkhead = Bulkhead(
+            name,
+            max_concurrent=cfg.max_concurrent,
+            max_waiting=cfg.max_waiting,
+            max_wait_s=cfg.max_wait_s,
         )
         guard = Guard(
             name,
             cfg,
             breaker,
-            retry,
-            Bulkhead(name, max_concurrent=cfg.max_concurrent, max_waiting=cfg.max_waiting),
+            self._hooks.instrument_retry(retry, name),
+            bulkhead,
+            self._hooks.call_observer(name),
         )
-        self._instrument(guard)
+        self._hooks.attach_breaker(breaker)
+        if cfg.shared and self._store is not None:
+            guard.shared = SharedBreakerState(breaker, self._store, metrics=self._metrics)
+            if self._started or _loop_running():
+                guard.shared.start()
         self._guards[name] = guard
         return guard
 
-    def defaults_for(self, name: str) -> GuardConfig:
-        """The defaults of ``name``'s kind (``http`` for unknown kinds)."""
+    def config_for(self, name: str, config: GuardConfig | None = None) -> GuardConfig:
+        """The configuration ``name`` gets: base, then kind overrides, then name overrides."""
         kind = name.split(":", 1)[0]
-        return self._overrides.get(kind) or KIND_DEFAULTS.get(kind) or KIND_DEFAULTS["http"]
+        cfg = config or KIND_DEFAULTS.get(kind) or KIND_DEFAULTS["http"]
+        for key in (kind, name) if kind != name else (name,):
+            override = self._overrides.get(key)
+            if isinstance(override, GuardConfig):
+                if config is None or key == name:
+                    cfg = override
+            elif override is not None:
+                cfg = cfg.with_overrides(override)
+        return cfg
+
+    def defaults_for(self, name: str) -> GuardConfig:
+        """The defaults of ``name``'s kind (``http`` for unknown kinds), overrides applied."""
+        return self.config_for(name)
 
     def breakers(self) -> dict[str, CircuitBreaker]:
         """Every breaker, by dependency name."""
         return {name: guard.breaker for name, guard in self._guards.items()}
 
+    def breaker(self, name: str) -> CircuitBreaker:
+        """The breaker of ``name`` (creating its guard if needed): for listeners and admin."""
+        return self.guard(name).breaker
+
     def instant(self) -> None:
-        """Test switch: make every retry wait instant (the guards' clocks stop sleeping)."""
+        """Test switch: every retry wait of this registry's guards, now and later, is zero."""
+        self._instant = True
         for guard in self._guards.values():
             guard.retry.base_s = 0.0
             guard.retry.max_delay_s = 0.0
+            guard.retry.max_retry_after_s = 0.0
+
+    async def start(self) -> None:
+        """Start the background sync of every shared breaker."""
+        self._started = True
+        for guard in self._guards.values():
+            if guard.shared is not None:
+                guard.shared.start()
+
+    async def stop(self) -> None:
+        """Stop every shared breaker's background sync."""
+        self._started = False
+        for guard in self._guards.values():
+            if guard.shared is not None:
+                await guard.shared.stop()
 
     def _call_counts(self) -> Iterable[tuple[str, str, int]]:
         for name, guard in self._guards.items():
@@ -206,56 +316,10 @@ class Guards:
             yield name, "not_permitted", counts.not_permitted
             yield name, "ignored", counts.ignored
 
-    def _instrument(self, guard: Guard) -> None:
-        name = guard.name
-        metrics = self._metrics
 
-        def on_change(breaker: CircuitBreaker, old: State, new: State) -> None:
-            event = {
-                State.OPEN: "breaker.opened",
-                State.HALF_OPEN: "breaker.half_opened",
-                State.CLOSED: "breaker.closed",
-            }.get(new, "breaker.state_changed")
-            _log.warning(
-                event,
-                dependency=name,
-                from_state=old.value,
-                to_state=new.value,
-                open_s=round(breaker.remaining_open_s(), 3) if new is State.OPEN else None,
-            )
-            if metrics is not None:
-                r = metrics.reliability
-                r.breaker_state.labels(name).set(STATE_CODES[new])
-                r.breaker_transitions.labels(name, old.value, new.value).inc()
-
-        guard.breaker.add_listener(on_change)
-        if metrics is None:
-            return
-        r = metrics.reliability
-        r.breaker_state.labels(name).set(0)
-        histogram = r.external_call
-        retries = r.retries.labels(name)
-        exhausted = r.retry_budget_exhausted.labels(name)
-        rejected = r.bulkhead_rejected.labels(name)
-
-        def observe(outcome: str, seconds: float) -> None:
-            histogram.labels(name, outcome).observe(seconds)
-            if outcome == "rejected":
-                rejected.inc()
-
-        def on_retry(attempt: int, error: BaseException, delay: float) -> None:
-            retries.inc()
-            _log.info(
-                "retry.scheduled",
-                dependency=name,
-                attempt=attempt,
-                delay_s=round(delay, 3),
-                error=type(error).__name__,
-            )
-
-        def on_exhausted(error: BaseException) -> None:
-            exhausted.inc()
-            _log.warning("retry.budget_exhausted", dependency=name, error=type(error).__name__)
-
-        guard._observe = observe  # the registry wires its own guards
-        guard.retry = replace(guard.retry, on_retry=on_retry, on_budget_exhausted=on_exhausted)
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -172,7 +172,7 @@ class OpportunitySettings(_Section):
     # The venues scanned; with market_source "ccxt" each is a ccxt exchange id unless
     # ``exchanges`` maps it to one (the simulator accepts any name).
     venues: tuple[str, ...] = ("bybit", "okx", "binance")
-    quote: str = "USDT"
+    quote: str = Field(default="USDT", pattern="^[A-Z0-9]{1,20}$")  # for bare assets: BTC
     concurrency: int = Field(default=15, ge=1, le=1000)
     default_budget_s: float = Field(default=10.0, gt=0, le=300)
     market_cache_ttl_s: float = Field(default=2.0, ge=0)
@@ -180,8 +180,7 @@ class OpportunitySettings(_Section):
     empty_result_ttl_s: int = Field(default=5, ge=1)
     max_symbols: int = Field(default=500, ge=1)
     trade_size_usd: float = Field(default=1_000.0, gt=0)
-    taker_fee: dict[str, float] = {}  # venue -> fee rate; default_taker_fee otherwise
-    default_taker_fee: float = Field(default=0.001, ge=0, lt=0.05)
+    taker_fee: dict[str, float] = {}  # venue -> fee rate; the venue's published one otherwise
     min_edge_bps: float = Field(default=1.0, ge=0)
     # Per-fill slippage allowance where no order book is walked (all but spot arbitrage).
     assumed_slippage_bps: float = Field(default=2.0, ge=0, le=100)

@@ -101,14 +101,16 @@ class Progress:
         self.clock = clock
         self._last = -1e18
 
-    async def write(self, status: str, **fields: int) -> None:
-        """Record ``status`` and counters now."""
+    async def write(self, status: str, *, reason: str = "", **fields: int) -> None:
+        """Record ``status``, counters and (when a scan ends) its reason, now."""
         now = self.clock()
         self._last = now
         mapping = {k: str(v) for k, v in fields.items()} | {
             "status": status,
             "updated_at": str(now),
         }
+        if reason:
+            mapping["reason"] = reason
         key = self.key
 
         async def write(r: Any) -> Any:

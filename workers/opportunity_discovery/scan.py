@@ -125,9 +125,11 @@ class ScanEngine:
         load: Callable[[], Awaitable[Any]],
         check: Callable[[Any], Any],
     ) -> Any:
-        hits = self.cache.hits + self.cache.joined
+        led = False  # this call fetched (a miss); otherwise it was served or joined (a hit)
 
         async def fetch() -> Any:
+            nonlocal led
+            led = True
             try:
                 data = await self.guards.guard(f"exchange:{venue}").call(load)
             except CircuitOpen:
@@ -147,8 +149,7 @@ class ScanEngine:
                 raise
 
         result = await self.cache.run(key, fetch)
-        hit = self.cache.hits + self.cache.joined > hits
-        self.metrics.cache.labels("market", "hit" if hit else "miss").inc()
+        self.metrics.cache.labels("market", "miss" if led else "hit").inc()
         return result
 
     async def book(self, venue: str, symbol: str) -> Any:
@@ -231,12 +232,13 @@ class ScanEngine:
             result.missing.append(Missing(strategy, venue, symbol, "budget exhausted"))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        fresh = self._screen(result)
-        result.candidates = sorted(fresh, key=lambda c: c.expected_value, reverse=True)
+        self.screen(result)
         return result
 
-    def _screen(self, result: ScanResult) -> list[sc.Candidate]:
-        """The candidates fit to offer; stale or implausible ones are named as missing."""
+    def screen(self, result: ScanResult) -> None:
+        """Keep the candidates fit to offer now, ranked by expected value; stale or
+        implausible ones move to ``result.missing`` with their reason (a cached result is
+        screened again when served, so it never outlives ``max_staleness_s``)."""
         now = self.clock()
         fresh = []
         for candidate in result.candidates:
@@ -253,7 +255,7 @@ class ScanEngine:
                 fresh.append(candidate)
                 continue
             result.missing.append(Missing(candidate.strategy, venue, candidate.symbol, reason))
-        return fresh
+        result.candidates = sorted(fresh, key=lambda c: c.expected_value, reverse=True)
 
 
 Bars = Callable[..., list[sc.Candidate]]

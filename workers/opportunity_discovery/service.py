@@ -23,7 +23,7 @@ from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
 from workers.opportunity_discovery import admin
-from workers.opportunity_discovery.entitlements import Entitlements
+from workers.opportunity_discovery.entitlements import Entitlements, Owned
 from workers.opportunity_discovery.market import MarketSource
 from workers.opportunity_discovery.results import Progress, ResultCache, cache_key, read_status
 from workers.opportunity_discovery.scan import Missing, ScanEngine
@@ -36,6 +36,14 @@ __all__ = ["OpportunityDiscovery"]
 _log = get_logger("eventguard.opportunity_discovery")
 _TOP_IN_SUMMARY = 20
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,20}$")
+_ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+def _pair(name: str, quote: str) -> str:
+    """``"btc"`` -> ``"BTC/USDT"``, ``"eth/btc"`` -> ``"ETH/BTC"``: a filter may name assets
+    or pairs, in either case (anything else is returned for the symbol check to refuse)."""
+    upper = name.strip().upper()
+    return f"{upper}/{quote}" if _ASSET.match(upper) else upper
 
 
 def _when(epoch: float) -> datetime:
@@ -144,9 +152,10 @@ class OpportunityDiscovery(BaseService):
         missing: list[Missing] = []
         symbols = self._symbols(request, holding.assets, missing)
         venues = self._venues(request, missing)
-        refused = self._refusal(request, owned, symbols, venues, holding.known)
+        progress = Progress(self.store, scan_id, self.clock)
+        refused = self._refusal(request, holding, symbols, venues)
         if refused is not None:
-            return [self._summary(event, "refused", refused, [], missing, started)]
+            return await self._refuse(event, progress, refused, missing, started)
         wanted = request.strategies or sorted(owned)
         for strategy in wanted:
             if strategy not in STRATEGIES:
@@ -157,8 +166,7 @@ class OpportunityDiscovery(BaseService):
         if not strategies:
             reasons = sorted({m.reason for m in missing if m.strategy})
             reason = "no owned strategy to run" + (f" ({', '.join(reasons)})" if reasons else "")
-            return [self._summary(event, "refused", reason, [], missing, started)]
-        progress = Progress(self.store, scan_id, self.clock)
+            return await self._refuse(event, progress, reason, missing, started)
         await progress.write("running", total=0, done=0, found=0)
         digest = cache_key(
             request.user_id, sorted(owned), strategies, symbols, venues, request.max_results
@@ -166,6 +174,7 @@ class OpportunityDiscovery(BaseService):
         cached = await self.results.get(digest)
         if cached is not None:
             result = cached
+            self.engine.screen(result)  # what was fresh when cached may be stale by now
         else:
             result = await self.engine.scan(
                 strategies,
@@ -183,21 +192,32 @@ class OpportunityDiscovery(BaseService):
         for candidate in top:
             self._m.found.labels(candidate.strategy).inc()
         summary = self._summary(event, status, reason, top, missing, started)
-        await progress.write(status, total=result.total, done=result.done, found=len(top))
+        await progress.write(
+            status, reason=reason, total=result.total, done=result.done, found=len(top)
+        )
         return [*found, summary]
 
-    def _refusal(
+    async def _refuse(
         self,
-        request: ScanRequested,
-        owned: dict[str, float],
-        symbols: list[str],
-        venues: list[str],
-        known: bool,
+        event: Envelope[ScanRequested],
+        progress: Progress,
+        reason: str,
+        missing: list[Missing],
+        started: float,
+    ) -> Emit:
+        """A refused scan: its summary, and its progress record saying why."""
+        await progress.write("refused", reason=reason, total=0, done=0, found=0)
+        return [self._summary(event, "refused", reason, [], missing, started)]
+
+    def _refusal(
+        self, request: ScanRequested, holding: Owned, symbols: list[str], venues: list[str]
     ) -> str | None:
-        if not known:
+        if not holding.known:
             return f"unknown user {request.user_id!r}: owns no strategy"
         if request.symbols is not None and not request.symbols:
             return "empty asset filter"
+        if request.symbols is None and not holding.assets:
+            return "no assets to scan: the request names none and the user has no asset filter"
         if not symbols:
             return "the asset filter leaves no asset to scan"
         if len(symbols) > self.settings.max_symbols:
@@ -206,23 +226,25 @@ class OpportunityDiscovery(BaseService):
             return "empty venue list"
         if not venues:
             return "no configured venue in the request"
-        if not owned:
-            return "every strategy of this user has expired"
+        if not holding.strategies:
+            return "every strategy of this user has expired or been revoked"
         return None
 
     def _symbols(
         self, request: ScanRequested, assets: list[str] | None, missing: list[Missing]
     ) -> list[str]:
-        symbols = list(dict.fromkeys(request.symbols or assets or []))
-        if assets is not None:
-            symbols = [s for s in symbols if s in assets]
-        usable = []
-        for symbol in symbols:
+        quote = self.settings.quote
+        usable: list[str] = []
+        for name in dict.fromkeys(request.symbols or assets or []):
+            symbol = _pair(name, quote)
             if _SYMBOL.match(symbol):
                 usable.append(symbol)
             else:
-                missing.append(Missing(None, None, symbol[:64], "malformed symbol (BASE/QUOTE)"))
-        return usable
+                missing.append(Missing(None, None, name[:64], "malformed symbol (BASE/QUOTE)"))
+        if assets is not None:
+            allowed = {_pair(a, quote) for a in assets}
+            usable = [s for s in usable if s in allowed]
+        return list(dict.fromkeys(usable))
 
     def _venues(self, request: ScanRequested, missing: list[Missing]) -> list[str]:
         configured = self.settings.venues

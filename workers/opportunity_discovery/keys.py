@@ -5,7 +5,8 @@
 - ``filter:<user>``: the user's asset filter (JSON list), same lifetime as ``ent:<user>``.
 - ``rev:<user>``: hash strategy -> time of its latest revocation (so an older purchase
   arriving late cannot re-grant it), 90 days.
-- ``scan:<scan id>``: a scan's progress (hash: status, total, done, found, updated_at), one day.
+- ``scan:<scan id>``: a scan's progress (hash: status, total, done, found, updated_at, and
+  the reason once it ends partial or refused), one day.
 - ``result:<sha256>``: a cached scan result; the digest covers the user, the strategies they
   own, the strategies run, the symbols, the venues and the result limit.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from common.store import Store
 
-__all__ = ["PROGRESS_TTL_S", "asset_filter", "entitlements", "result", "scan"]
+__all__ = ["PROGRESS_TTL_S", "asset_filter", "entitlements", "result", "revocations", "scan"]
 
 PROGRESS_TTL_S = 24 * 3600
 _NS = "opp"

@@ -137,8 +137,10 @@ class RetryPolicy:
     """How to retry one dependency.
 
     ``on_retry(attempt, error, wait)`` runs before each wait; ``on_giveup(attempts, error,
-    reason)`` when a retryable failure is raised after all (reason: ``attempts``, ``deadline``
-    or ``budget``); ``on_budget_exhausted(error)`` when the budget refused a retry.
+    reason)`` when a retryable failure is raised after all (reason: ``attempts``, ``deadline``,
+    ``budget``, or ``refused`` when a retry met an open breaker or a full bulkhead, in which case
+    the earlier real error is raised with a note); ``on_budget_exhausted(error)`` when the
+    budget refused a retry.
     """
 
     max_attempts: int = 3
@@ -191,16 +193,15 @@ class RetryPolicy:
             except asyncio.CancelledError:
                 raise
             except BaseException as error:
+                if last is not None and isinstance(error, CircuitOpen | BulkheadFull):
+                    raise self._refused(attempt, last, error) from last.__cause__
                 delay = self._next_delay(attempt, error, started)
                 if delay is None:
                     raise
                 if self.on_retry is not None:
                     self.on_retry(attempt, error, delay)
                 last = error
-            if _instant:
-                await asyncio.sleep(0)
-            else:
-                await clock.sleep(delay)
+            await self._wait(delay)
 
     async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` under this policy (the attempt timeout is not passed on)."""
@@ -223,13 +224,15 @@ class RetryPolicy:
             self._gave_up(attempt, error, "attempts")
             return None
         delay = self._delay(attempt, error)
+        # Holding the message that long is the consumer's call, not this deadline's: hand it
+        # back for a delayed redelivery (a fresh deadline then).
+        if self.max_hold_s is not None and delay > self.max_hold_s:
+            raise RetryLater(f"retry in {delay:.1f}s: {error!r}", delay=delay) from error
         if self.deadline_s is not None:
             left = self.deadline_s - (self.clock.monotonic() - started)
             if delay >= left:
                 self._gave_up(attempt, error, "deadline")
                 return None
-        if self.max_hold_s is not None and delay > self.max_hold_s:
-            raise RetryLater(f"retry in {delay:.1f}s: {error!r}", delay=delay) from error
         if self.budget is not None and not self.budget.try_withdraw():
             if self.on_budget_exhausted is not None:
                 self.on_budget_exhausted(error)
@@ -242,6 +245,18 @@ class RetryPolicy:
         if hinted is not None:
             return min(hinted, self.max_retry_after_s)
         return self.backoff(attempt)
+
+    async def _wait(self, delay: float) -> None:
+        if _instant:
+            await asyncio.sleep(0)  # the test switch: still a scheduling point, no real wait
+        else:
+            await self.clock.sleep(delay)
+
+    def _refused(self, attempt: int, last: BaseException, refusal: BaseException) -> BaseException:
+        """Our own protection refused a retry: the dependency's last error is the news."""
+        last.add_note(f"retry refused: {refusal}")
+        self._gave_up(attempt - 1, last, "refused")
+        return last
 
     def _gave_up(self, attempts: int, error: BaseException, reason: str) -> None:
         if self.on_giveup is not None:

@@ -74,12 +74,14 @@ class SharedBreakerState:
         metrics: Metrics | None = None,
         sync_interval_s: float = 1.0,
         window_s: int = 30,
+        lease_timeout_s: float = 0.25,
         wall: Any = time.time,
     ) -> None:
         self.breaker = breaker
         self.store = store
         self.sync_interval_s = sync_interval_s
         self.window_s = window_s
+        self.lease_timeout_s = lease_timeout_s
         self._wall = wall
         self._prefix = store.key("breaker", "{" + breaker.name + "}", "")
         self._fallbacks = (
@@ -153,14 +155,16 @@ class SharedBreakerState:
         """A fleet-wide half-open probe permit (True also when Redis is unreachable).
 
         The first ``half_open_permits`` leases of a half-open period win; the lease key lives
-        ``open_s`` at most and is cleared whenever the breaker opens or closes."""
+        ``open_s`` at most and is cleared whenever the breaker opens or closes. The caller waits
+        ``lease_timeout_s`` at most: past that, Redis counts as unreachable."""
         key = self._prefix + "probe"
         permits = self.breaker.config.half_open_permits
         ttl_ms = max(1000, int(self.breaker.config.open_s * 1000))
         try:
-            granted: Any = await self.store.execute(
-                lambda r: r.eval(_LEASE, 1, key, permits, ttl_ms)
-            )
+            async with asyncio.timeout(self.lease_timeout_s):
+                granted: Any = await self.store.execute(
+                    lambda r: r.eval(_LEASE, 1, key, permits, ttl_ms)
+                )
         except _FAILURES as error:
             self._fell_back(error)
             return True

@@ -84,6 +84,9 @@ def _reason(error: BaseException) -> str:
         return "not listed on this venue"
     if isinstance(error, BadMarketData):
         return f"invalid data: {error}"[:200]
+    if isinstance(error, ConnectionError) or getattr(error, "retryable", False):
+        # Down, 5xx, rate limited: still failing after the guard's retries.
+        return f"venue unavailable ({type(error).__name__})"
     return f"error: {type(error).__name__}"
 
 

@@ -192,7 +192,7 @@ async def test_a_down_venue_opens_its_breaker_and_the_scan_is_partial() -> None:
     assert calls >= 1
     assert {m.reason for m in summary.data.missing} <= {
         "breaker open",
-        "error: ExchangeUnavailable",
+        "venue unavailable (ExchangeUnavailable)",
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from common.config import OpportunitySettings, Settings
 from common.errors import ConfigError
+from common.reliability import State
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Envelope
@@ -118,7 +119,8 @@ async def test_revoked_strategy_is_not_run() -> None:
 
 
 async def test_failing_venue_gives_partial_results_with_reasons() -> None:
-    """With one venue failing (its breaker opens), the scan completes with the others."""
+    """With one venue failing the scan completes with the others, names the venue as
+    unavailable (or its breaker open, for calls made after it opened), and the breaker opens."""
     clock = Clock()
     source = MarketSimulator(failing={"gamma"})
     async with run_workers([("opp", _factory(clock, source))], settings=_settings()) as fleet:
@@ -126,8 +128,12 @@ async def test_failing_venue_gives_partial_results_with_reasons() -> None:
         summary = await _scan(fleet, strategies=["spot_arbitrage"])
         assert summary.data.partial is True
         assert {m.venue for m in summary.data.missing} == {"gamma"}
-        assert {m.reason for m in summary.data.missing} <= {"breaker open", "error: VenueDown"}
-        assert "breaker open" in {m.reason for m in summary.data.missing}
+        assert {m.reason for m in summary.data.missing} <= {
+            "breaker open",
+            "venue unavailable (VenueDown)",
+        }
+        breaker = fleet.runtime.guards.guard("exchange:gamma").breaker
+        assert breaker.state is State.OPEN
         assert all("gamma" not in o.venues for o in summary.data.top)
 
 

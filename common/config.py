@@ -142,7 +142,11 @@ class SecuritySettings(_Section):
     access_ttl_s: int = Field(default=900, ge=10, le=24 * 3600)
     refresh_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
     leeway_s: int = Field(default=10, ge=0, le=300)
-    max_token_bytes: int = Field(default=8192, ge=512)
+    max_token_bytes: int = Field(default=4096, ge=512, le=65_536)  # ours are ~500 bytes
+    # API keys (stored in Redis as digests): lifetime of a new key unless the CLI says otherwise
+    # (None: until revoked).
+    api_key_ttl_s: int | None = Field(default=None, ge=60)
+    session_ttl_s: int = Field(default=8 * 3600, ge=60)
     # Event type -> AMQP users allowed to publish it, merged over the built-in table.
     producers: dict[str, frozenset[str]] = {}
     # Users allowed to publish every type: for local development and the demo only.
@@ -241,29 +245,33 @@ class Settings(BaseSettings):
     reliability: ReliabilitySettings = ReliabilitySettings()
 
 
-_MIN_HMAC_KEY_BYTES = 32
+_MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2
 
 
 def require_production(settings: Settings) -> None:
     """Refuse to run for real without connection settings and secrets; name every variable."""
-    problems = [
-        f"EVENTGUARD_{name.upper()} is missing"
-        for name in ("broker_url", "redis_url")
-        if getattr(settings, name) is None
-    ]
+    problems = []
+    if settings.broker_url is None:
+        problems.append("EVENTGUARD_BROKER_URL is missing")
+    if settings.redis_url is None:  # state, API keys, sessions and token revocation live there
+        problems.append("EVENTGUARD_REDIS_URL is missing (the API-key and revocation store)")
     if settings.broker_url is not None:
         parsed = urlsplit(settings.broker_url.get_secret_value())
         if not parsed.password:
             problems.append("EVENTGUARD_BROKER_URL has no password")
-    key = settings.security.jwt_signing_key
-    if key is None:
+    key, algorithm = settings.security.jwt_signing_key, settings.security.jwt_algorithm
+    if key is None or not key.get_secret_value().strip():
         problems.append("EVENTGUARD_SECURITY__JWT_SIGNING_KEY is missing")
-    elif (
-        settings.security.jwt_algorithm.startswith("HS")
-        and len(key.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES
-    ):
+    elif len(key.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES.get(algorithm, 0):
         problems.append(
-            f"EVENTGUARD_SECURITY__JWT_SIGNING_KEY is shorter than {_MIN_HMAC_KEY_BYTES} bytes"
+            f"EVENTGUARD_SECURITY__JWT_SIGNING_KEY is shorter than "
+            f"{_MIN_HMAC_KEY_BYTES[algorithm]} bytes ({algorithm})"
         )
+    for kid, entry in settings.security.jwt_verification_keys.items():
+        if len(entry.key.get_secret_value().encode()) < _MIN_HMAC_KEY_BYTES.get(entry.algorithm, 0):
+            problems.append(
+                f"EVENTGUARD_SECURITY__JWT_VERIFICATION_KEYS: key {kid!r} is shorter than "
+                f"{_MIN_HMAC_KEY_BYTES[entry.algorithm]} bytes ({entry.algorithm})"
+            )
     if problems:
         raise ConfigError("refusing to start: " + "; ".join(problems))

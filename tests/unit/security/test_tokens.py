@@ -2,63 +2,38 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import secrets
-import time
+from collections.abc import Callable
+from datetime import UTC
 from typing import Any
 
-import fakeredis
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from structlog.testing import capture_logs
 
-from common.config import SecuritySettings, VerificationKey
+from common.config import VerificationKey
+from common.errors import ConfigError
 from common.security.tokens import TokenError, TokenService
-from common.store import Store
-
-NOW = 1_800_000_000.0
+from tests.unit.security import _mint as m
 
 
-def _settings(**overrides: Any) -> SecuritySettings:
-    values: dict[str, Any] = {"jwt_signing_key": secrets.token_urlsafe(48), **overrides}
-    return SecuritySettings(**values)
-
-
-def _service(settings: SecuritySettings | None = None, now: float = NOW) -> TokenService:
-    store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
-    return TokenService(settings or _settings(), store=store, clock=lambda: now)
-
-
-def _forge(claims: dict[str, Any], key: bytes | str, alg: str = "HS256", kid: str = "k1") -> str:
-    return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
-
-
-def _claims(**overrides: Any) -> dict[str, Any]:
-    base = {
-        "sub": "alice",
-        "role": "operator",
-        "type": "access",
-        "iat": int(time.time()),
-        "nbf": int(time.time()),
-        "exp": int(time.time()) + 600,
-        "jti": "j1",
-        "aud": "eventguard",
-        "iss": "eventguard",
-    }
-    base.update(overrides)
-    return base
+async def _refused(service: TokenService, token: str, **kwargs: Any) -> str:
+    with pytest.raises(TokenError) as caught:
+        await service.verify(token, **kwargs)
+    assert not token or token not in str(caught.value)
+    return caught.value.reason
 
 
 async def test_issued_token_verifies_with_every_claim() -> None:
-    """A token the service issued verifies and carries subject, role and type."""
-    service = _service(now=time.time())
+    """A token the service issued verifies; subject, role, type and aware UTC times come back."""
+    service = m.service()
     claims = await service.verify(service.issue("alice", "operator"))
     assert (claims.sub, claims.role.value, claims.type) == ("alice", "operator", "access")
+    assert claims.issued_at.tzinfo is UTC
+    assert claims.expires_at.timestamp() == m.NOW + 900
+    payload = jwt.decode(service.issue("a", "user"), options={"verify_signature": False})
+    assert set(m.REQUIRED) <= set(payload)
 
 
 @pytest.mark.parametrize(
@@ -66,157 +41,253 @@ async def test_issued_token_verifies_with_every_claim() -> None:
     [
         ({"aud": "someone-else"}, "wrong_audience"),
         ({"iss": "mallory"}, "wrong_issuer"),
-        ({"exp": int(time.time()) - 3600}, "expired"),
-        ({"nbf": int(time.time()) + 3600}, "not_yet_valid"),
+        ({"exp": int(m.NOW) - 3600}, "expired"),
+        ({"nbf": int(m.NOW) + 3600}, "not_yet_valid"),
+        ({"iat": int(m.NOW) + 3600}, "issued_in_future"),
+        ({"exp": "tomorrow"}, "invalid_claim:exp"),
+        ({"exp": True}, "invalid_claim:exp"),
         ({"role": "superuser"}, "unknown_role"),
+        ({"role": "Admin"}, "unknown_role"),
         ({"type": "refresh"}, "wrong_token_type"),
+        ({"type": "id"}, "wrong_token_type"),
+        ({"sub": ""}, "invalid_claim:sub"),
+        ({"sub": "x" * 300}, "invalid_claim:sub"),
+        ({"sub": 42}, "invalid_token"),
     ],
 )
 async def test_bad_claims_are_refused(overrides: dict[str, Any], reason: str) -> None:
-    """Wrong audience or issuer, expired, not yet valid, unknown role, wrong type: refused."""
-    settings = _settings()
-    service = TokenService(settings, store=None)
-    key = settings.jwt_signing_key
+    """Wrong aud or iss, expired, not yet valid, odd times, unknown role, wrong type: refused."""
+    config = m.settings()
+    key = config.jwt_signing_key
     assert key is not None
-    token = _forge(_claims(**overrides), key.get_secret_value().encode())
-    with pytest.raises(TokenError) as refused:
-        await service.verify(token)
-    assert refused.value.reason == reason
+    token = m.forge(m.claims(**overrides), key.get_secret_value())
+    assert await _refused(m.service(config), token) == reason
 
 
-@pytest.mark.parametrize(
-    "missing", ["sub", "role", "type", "iat", "nbf", "exp", "jti", "aud", "iss"]
-)
+@pytest.mark.parametrize("missing", m.REQUIRED)
 async def test_each_required_claim_is_required(missing: str) -> None:
-    """A token lacking any one of the required claims is refused."""
-    settings = _settings()
-    service = TokenService(settings, store=None)
-    key = settings.jwt_signing_key
+    """A token without any one of the nine claims is refused, naming the claim."""
+    config = m.settings()
+    key = config.jwt_signing_key
     assert key is not None
-    claims = _claims()
-    del claims[missing]
-    with pytest.raises(TokenError):
-        await service.verify(_forge(claims, key.get_secret_value().encode()))
+    token = m.forge(m.claims(**{missing: None}), key.get_secret_value())
+    assert await _refused(m.service(config), token) == f"missing_claim:{missing}"
 
 
-async def test_alg_none_is_refused() -> None:
-    """An unsigned token (alg none) is refused."""
-    service = _service()
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": "k1"}).encode())
-    body = base64.urlsafe_b64encode(json.dumps(_claims()).encode())
-    token = f"{header.decode().rstrip('=')}.{body.decode().rstrip('=')}."
-    with pytest.raises(TokenError) as refused:
-        await service.verify(token)
-    assert refused.value.reason == "algorithm_mismatch"
+@pytest.mark.parametrize("kid", ["k1", None])
+async def test_alg_none_is_refused(kid: str | None) -> None:
+    """An unsigned token (alg none), with or without a known kid, is refused."""
+    header: dict[str, Any] = {"alg": "none", "typ": "JWT"}
+    if kid:
+        header["kid"] = kid
+    token = m.hand_made(header, m.claims(role="admin"), None)
+    reason = await _refused(m.service(), token)
+    assert reason == ("algorithm_mismatch" if kid else "unknown_key")
 
 
 async def test_hs256_signed_with_rsa_public_key_is_refused() -> None:
-    """The algorithm confusion attack (HS256 keyed with the RS256 public key) fails."""
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    """The classic confusion: HMAC over the token with the RS256 public key as secret."""
+    private = m.rsa_key()
+    config = m.settings(jwt_signing_key=m.private_pem(private), jwt_algorithm="RS256")
+    service = m.service(config)
+    public = m.public_pem(private).encode()
+    token = m.hand_made({"alg": "HS256", "kid": "k1"}, m.claims(role="admin"), public)
+    assert await _refused(service, token) == "algorithm_mismatch"
+    assert (await service.verify(service.issue("alice", "admin"))).role.value == "admin"
+
+
+async def test_tampered_payload_and_header_are_refused() -> None:
+    """Changing the role in the payload, or the kid in the header, breaks the token."""
+    service = m.service(m.settings(jwt_verification_keys={"k0": _hs("HS256")}))
+    header, payload, signature = service.issue("alice", "user").split(".")
+    raised = jwt.utils.base64url_encode(
+        json.dumps({**m.claims(), "role": "admin"}).encode()
     ).decode()
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    service = TokenService(
-        SecuritySettings(jwt_signing_key=private_pem, jwt_algorithm="RS256"), store=None
-    )
-    genuine = service.issue("alice", "user")
-    assert (await service.verify(genuine)).sub == "alice"
-    forged = _forge_hmac_with(public_pem)
-    with pytest.raises(TokenError):
-        await service.verify(forged)
+    assert await _refused(service, f"{header}.{raised}.{signature}") == "bad_signature"
+    other = jwt.utils.base64url_encode(b'{"alg":"HS256","kid":"k0"}').decode()
+    assert await _refused(service, f"{other}.{payload}.{signature}") == "bad_signature"
 
 
-def _forge_hmac_with(key: bytes) -> str:
-    """HS256 over the claims with ``key`` as the secret, built by hand (PyJWT refuses PEM)."""
-
-    def b64(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
-    body = b64(json.dumps(_claims(role="admin")).encode())
-    signature = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return f"{head}.{body}.{b64(signature)}"
-
-
-async def test_tampered_payload_is_refused() -> None:
-    """Changing the payload after signing breaks the signature."""
-    service = _service(now=time.time())
-    head, _, signature = service.issue("alice", "user").split(".")
-    body = base64.urlsafe_b64encode(json.dumps(_claims(role="admin")).encode()).decode()
-    with pytest.raises(TokenError) as refused:
-        await service.verify(f"{head}.{body.rstrip('=')}.{signature}")
-    assert refused.value.reason == "invalid_token"
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "....", "é.é.é", "Bearer x.y.z"],
+)
+async def test_garbage_tokens_are_refused(token: str) -> None:
+    """Anything that is not a compact JWS is refused with a short reason."""
+    assert await _refused(m.service(), token) in {
+        "malformed_token",
+        "unknown_key",
+        "invalid_token",
+    }
 
 
-async def test_garbage_and_huge_tokens_are_refused() -> None:
-    """Garbage and oversized tokens are refused without parsing them further."""
-    service = _service()
-    for token, reason in [("not-a-token", "malformed_token"), ("a" * 10_000, "token_too_large")]:
-        with pytest.raises(TokenError) as refused:
-            await service.verify(token)
-        assert refused.value.reason == reason
+async def test_huge_token_is_refused_before_parsing() -> None:
+    """A token past max_token_bytes is refused by size alone."""
+    service = m.service(m.settings(max_token_bytes=1024))
+    assert await _refused(service, "eyJ" + "A" * 5_000) == "token_too_large"
+
+
+async def test_unknown_kid_is_refused() -> None:
+    """A token signed by a key the service does not hold is refused."""
+    other = m.service(m.settings(jwt_kid="elsewhere"))
+    assert await _refused(m.service(), other.issue("alice", "admin")) == "unknown_key"
 
 
 async def test_revoked_jti_is_refused_until_expiry() -> None:
-    """A revoked token is refused; revocation is stored by jti."""
-    service = _service(now=time.time())
-    token = service.issue("alice", "user")
+    """A revoked token is refused; the revocation expires with the token (plus leeway)."""
+    redis = m.store()
+    service = m.service(redis=redis)
+    token = service.issue("alice", "operator", ttl_s=120)
     claims = await service.verify(token)
     await service.revoke(claims)
-    with pytest.raises(TokenError) as refused:
-        await service.verify(token)
-    assert refused.value.reason == "revoked"
+    assert await _refused(service, token) == "revoked"
+    ttl = await redis.execute(lambda r: r.ttl(redis.key("security", "revoked", claims.jti)))
+    assert 120 <= ttl <= 130
+    assert await service.verify(service.issue("alice", "operator"))  # others still pass
 
 
-async def test_refresh_token_is_not_an_access_token() -> None:
-    """A refresh token presented as an access token is refused."""
-    service = _service(now=time.time())
+async def test_revoke_token_logs_out_access_and_refresh_tokens() -> None:
+    """revoke_token accepts either kind and refuses it afterwards."""
+    service = m.service()
+    access, refresh = service.issue_pair("alice", "user")
+    await service.revoke_token(access)
+    await service.revoke_token(refresh)
+    assert await _refused(service, access) == "revoked"
+    assert await _refused(service, refresh, expected_type="refresh") == "revoked"
+
+
+async def test_refresh_token_is_not_an_access_token_and_back() -> None:
+    """A refresh token is refused where an access token is expected, and the reverse."""
+    service = m.service()
+    access, refresh = service.issue_pair("alice", "user")
+    assert await _refused(service, refresh) == "wrong_token_type"
+    assert await _refused(service, access, expected_type="refresh") == "wrong_token_type"
+
+
+async def test_refresh_rotates_within_the_family() -> None:
+    """A refresh token buys a new pair once; the new refresh token works in turn."""
+    service = m.service()
     _, refresh = service.issue_pair("alice", "user")
-    with pytest.raises(TokenError) as refused:
-        await service.verify(refresh)
-    assert refused.value.reason == "wrong_token_type"
+    access2, refresh2 = await service.refresh(refresh)
+    assert (await service.verify(access2)).sub == "alice"
+    first = await service.verify(refresh, expected_type="refresh")
+    second = await service.verify(refresh2, expected_type="refresh")
+    assert first.family == second.family
+    assert (await service.refresh(refresh2))[0]
 
 
 async def test_refresh_reuse_revokes_the_family() -> None:
-    """Using a refresh token twice is refused and kills the rotated successor too."""
-    service = _service(now=time.time())
-    _, refresh = service.issue_pair("alice", "user")
-    _, successor = await service.refresh(refresh)
-    with pytest.raises(TokenError) as reused:
+    """Using a refresh token twice revokes every token of its family, access tokens included."""
+    service = m.service()
+    access, refresh = service.issue_pair("alice", "user")
+    new_access, new_refresh = await service.refresh(refresh)
+    with pytest.raises(TokenError, match="refresh_reused"):
         await service.refresh(refresh)
-    assert reused.value.reason == "refresh_reused"
-    with pytest.raises(TokenError) as family:
-        await service.refresh(successor)
-    assert family.value.reason == "revoked"
+    for token, kind in [(new_refresh, "refresh"), (refresh, "refresh")]:
+        assert await _refused(service, token, expected_type=kind) == "revoked"
+    assert await _refused(service, new_access) == "revoked"
+    assert await _refused(service, access) == "revoked"
+    other_access, _ = service.issue_pair("alice", "user")  # a new login is a new family
+    assert await service.verify(other_access)
+
+
+async def test_refresh_token_without_family_is_refused() -> None:
+    """A refresh token must name its family."""
+    config = m.settings()
+    key = config.jwt_signing_key
+    assert key is not None
+    token = m.forge(m.claims(type="refresh"), key.get_secret_value())
+    assert await _refused(m.service(config), token, expected_type="refresh") == "missing_claim:fam"
+
+
+def _hs(alg: str) -> VerificationKey:
+    return VerificationKey(algorithm=alg, key=m.hmac_secret())
 
 
 async def test_rotation_verifies_old_kid_and_signs_with_new() -> None:
-    """Tokens signed under a retired kid still verify while its key is listed."""
-    old_secret = secrets.token_urlsafe(48)
-    old = TokenService(_settings(jwt_signing_key=old_secret, jwt_kid="old"), store=None)
-    token = old.issue("alice", "user")
-    new = TokenService(
-        _settings(
-            jwt_kid="new",
-            jwt_verification_keys={
-                "old": VerificationKey(algorithm="HS256", key=old_secret),
-            },
-        ),
-        store=None,
-    )
-    assert (await new.verify(token)).sub == "alice"
+    """During rotation the old key still verifies, and new tokens carry the new kid."""
+    old_secret = m.hmac_secret()
+    old = m.service(m.settings(jwt_signing_key=old_secret, jwt_kid="old"))
+    old_token = old.issue("alice", "admin")
+    keep = {"old": VerificationKey(algorithm="HS256", key=old_secret)}
+    new = m.service(m.settings(jwt_kid="new", jwt_verification_keys=keep))
+    assert (await new.verify(old_token)).sub == "alice"
     assert jwt.get_unverified_header(new.issue("bob", "user"))["kid"] == "new"
+    retired = m.service(m.settings(jwt_kid="new"))
+    assert await _refused(retired, old_token) == "unknown_key"
+
+
+async def test_rs256_key_rotation_with_public_verification_key() -> None:
+    """An RS256 token verifies against the old public key kept under its kid."""
+    old_private = m.rsa_key()
+    old = m.service(m.settings(jwt_signing_key=m.private_pem(old_private), jwt_algorithm="RS256"))
+    public = VerificationKey(algorithm="RS256", key=m.public_pem(old_private))
+    new = m.service(m.settings(jwt_kid="k2", jwt_verification_keys={"k1": public}))
+    assert (await new.verify(old.issue("svc", "service"))).role.value == "service"
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256", "EdDSA"])
+async def test_asymmetric_algorithms_round_trip(algorithm: str) -> None:
+    """RS256, ES256 and EdDSA keys sign and verify."""
+    makers: dict[str, Callable[[], PrivateKeyTypes]] = {
+        "RS256": m.rsa_key,
+        "ES256": m.ec_key,
+        "EdDSA": m.ed_key,
+    }
+    key = makers[algorithm]()
+    service = m.service(m.settings(jwt_signing_key=m.private_pem(key), jwt_algorithm=algorithm))
+    token = service.issue("alice", "user")
+    assert jwt.get_unverified_header(token)["alg"] == algorithm
+    assert (await service.verify(token)).sub == "alice"
+
+
+async def test_leeway_tolerates_small_clock_skew_only() -> None:
+    """Expiry within the leeway is tolerated; beyond it, refused."""
+    config = m.settings(leeway_s=10)
+    issuer = m.service(config, now=m.NOW)
+    token = issuer.issue("alice", "user", ttl_s=60)
+    assert await m.service(config, now=m.NOW + 65).verify(token)
+    assert await _refused(m.service(config, now=m.NOW + 71), token) == "expired"
+    assert await _refused(m.service(config, now=m.NOW - 11), token) == "not_yet_valid"
+
+
+def test_issue_refuses_bad_arguments() -> None:
+    """Unknown role, empty subject and a non-positive TTL are errors, never defaults."""
+    service = m.service()
+    with pytest.raises(ValueError, match="unknown role"):
+        service.issue("alice", "root")
+    with pytest.raises(ValueError, match="sub"):
+        service.issue("", "user")
+    for ttl in (0, -5):
+        with pytest.raises(ValueError, match="ttl"):
+            service.issue("alice", "user", ttl_s=ttl)
+
+
+async def test_verify_without_redis_fails_closed() -> None:
+    """A service without a store can issue, but verification needs the revocation store."""
+    service = TokenService(m.settings(), store=None, clock=lambda: m.NOW)
+    with pytest.raises(ConfigError, match="Redis"):
+        await service.verify(service.issue("alice", "user"))
+
+
+def test_missing_signing_key_names_the_variable() -> None:
+    """No signing key: the error names EVENTGUARD_SECURITY__JWT_SIGNING_KEY."""
+    with pytest.raises(ConfigError, match="EVENTGUARD_SECURITY__JWT_SIGNING_KEY is missing"):
+        TokenService(m.settings(jwt_signing_key=None), store=None)
 
 
 async def test_refusals_never_log_the_token() -> None:
-    """Verification failures leave no token text in the logs."""
-    service = _service()
-    token = service.issue("alice", "user")
-    with capture_logs() as logs, pytest.raises(TokenError):
-        await service.verify(token + "x")
-    assert token not in json.dumps(logs, default=str)
+    """Nothing about a refused or accepted token reaches the logs."""
+    service = m.service()
+    access, refresh = service.issue_pair("alice", "user")
+    with capture_logs() as logs:
+        for token in (access[:-3] + "abc", refresh, "garbage"):
+            with pytest.raises(TokenError):
+                await service.verify(token)
+        await service.refresh(refresh)
+        with pytest.raises(TokenError):
+            await service.refresh(refresh)
+    text = json.dumps(logs, default=str)
+    assert access not in text
+    assert refresh not in text
+    assert "eyJ" not in text

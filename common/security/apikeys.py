@@ -1,99 +1,145 @@
 """API keys for services: ``egk_<key id>_<secret>``.
 
-Only a SHA-256 digest of the secret is stored (with the key's id, name, role and creation
-time), and the comparison is constant-time. The ``egk_`` prefix and the id are labels to find
-the record; they prove nothing.
+Only a SHA-256 digest is stored, bound to the key id (``sha256(version, key id, secret)``), with
+the key's name, role, creation and optional expiry time; the secret itself is shown once, at
+creation, and never stored or logged. The comparison is constant-time, and an unknown key id is
+compared against a dummy digest so timing does not tell ids apart. The ``egk_`` prefix and the
+id are labels to find the record: they prove nothing. The secret has 256 bits of entropy, so a
+plain (fast) hash is enough: there is nothing to brute-force.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.security.roles import Role, parse_role
-from common.store import Store
 
-__all__ = ["ApiKey", "ApiKeyStore"]
+if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
+    from common.store import Store
 
-_PREFIX = "egk_"
+__all__ = ["API_KEY_PREFIX", "ApiKey", "ApiKeyStore"]
+
+API_KEY_PREFIX = "egk_"
 _ID_BYTES = 6
 _SECRET_BYTES = 32
-_MAX_KEY_CHARS = 200
+_FORMAT = re.compile(r"egk_(?P<id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})")
+_KEY_ID = re.compile(r"[0-9a-f]{12}")
+_DOMAIN = b"eventguard.apikey.v1\x00"
+_MAX_NAME = 100
+_DUMMY = hashlib.sha256(b"no such key").digest()
 
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A stored key's public facts."""
+    """A stored key's public facts (never its secret or digest)."""
 
     key_id: str
     name: str
     role: Role
     created_at: float
+    expires_at: float | None = None
 
 
-def _digest(secret: str) -> bytes:
-    return hashlib.sha256(secret.encode()).digest()
+def _digest(key_id: str, secret: str) -> bytes:
+    return hashlib.sha256(_DOMAIN + key_id.encode() + b"\x00" + secret.encode()).digest()
+
+
+def _facts(key_id: str, fields: dict[bytes, bytes]) -> ApiKey | None:
+    try:
+        expires = fields.get(b"expires_at")
+        return ApiKey(
+            key_id,
+            fields[b"name"].decode(),
+            parse_role(fields[b"role"].decode()),
+            float(fields[b"created_at"]),
+            float(expires) if expires else None,
+        )
+    except (KeyError, ValueError):
+        return None  # a damaged record verifies nothing
 
 
 class ApiKeyStore:
     """Creates, verifies, lists and revokes API keys in Redis."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        default_ttl_s: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._index = store.key("security", "apikeys")
+        self._default_ttl_s = default_ttl_s
+        self._clock = clock
 
     def _record(self, key_id: str) -> str:
         return self._store.key("security", "apikey", key_id)
 
-    async def create(self, name: str, role: Role | str) -> tuple[ApiKey, str]:
+    async def create(
+        self, name: str, role: Role | str, *, ttl_s: int | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key; returns its facts and the full key, which is shown once and not stored."""
         role = role if isinstance(role, Role) else parse_role(role)
+        if role is Role.GUEST:
+            raise ValueError("an API key for the guest role would prove nothing")
+        if not name or len(name) > _MAX_NAME or not name.isprintable():
+            raise ValueError(f"name must be 1 to {_MAX_NAME} printable characters")
+        ttl = ttl_s if ttl_s is not None else self._default_ttl_s
+        if ttl is not None and ttl <= 0:
+            raise ValueError("ttl must be positive")
         key_id = secrets.token_hex(_ID_BYTES)
         secret = secrets.token_urlsafe(_SECRET_BYTES)
-        now = time.time()
+        now = self._clock()
+        expires = now + ttl if ttl is not None else None
         mapping = {
-            "digest": _digest(secret),
+            "digest": _digest(key_id, secret),
             "name": name.encode(),
             "role": role.value.encode(),
-            "created_at": str(now).encode(),
+            "created_at": repr(now).encode(),
+            "expires_at": repr(expires).encode() if expires is not None else b"",
         }
         record = self._record(key_id)
 
         async def write(r: Any) -> Any:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.hset(record, mapping=mapping)
+                if ttl is not None:
+                    pipe.expire(record, ttl)
                 pipe.sadd(self._index, key_id)
                 return await pipe.execute()
 
         await self._store.execute(write)
-        return ApiKey(key_id, name, role, now), f"{_PREFIX}{key_id}_{secret}"
+        return ApiKey(key_id, name, role, now, expires), f"{API_KEY_PREFIX}{key_id}_{secret}"
 
     async def verify(self, presented: str) -> ApiKey | None:
-        """The key's facts when ``presented`` is a valid, unrevoked key; else None."""
-        if len(presented) > _MAX_KEY_CHARS or not presented.startswith(_PREFIX):
+        """The key's facts when ``presented`` is a valid, unexpired, unrevoked key; else None."""
+        match = _FORMAT.fullmatch(presented) if len(presented) < 100 else None
+        if match is None:
             return None
-        key_id, _, secret = presented[len(_PREFIX) :].partition("_")
-        if not key_id or not secret or not key_id.isalnum():
-            return None
+        key_id, secret = match["id"], match["secret"]
         record = self._record(key_id)
         fields: Any = await self._store.execute(lambda r: r.hgetall(record))
         stored = fields.get(b"digest") if fields else None
-        # Compare against a dummy when the id is unknown, so timing does not tell ids apart.
-        expected = stored if isinstance(stored, bytes) else _digest(secrets.token_hex(8))
-        if not hmac.compare_digest(expected, _digest(secret)) or stored is None:
+        expected = stored if isinstance(stored, bytes) and len(stored) == 32 else _DUMMY
+        if not hmac.compare_digest(expected, _digest(key_id, secret)) or expected is _DUMMY:
             return None
-        try:
-            role = parse_role(fields[b"role"].decode())
-        except ValueError:
+        key = _facts(key_id, fields)
+        if key is None or (key.expires_at is not None and key.expires_at <= self._clock()):
             return None
-        return ApiKey(key_id, fields[b"name"].decode(), role, float(fields[b"created_at"]))
+        return key
 
     async def revoke(self, key_id: str) -> bool:
-        """Delete a key; False when it did not exist."""
+        """Delete a key; False when it did not exist (or ``key_id`` is not an id at all)."""
+        if _KEY_ID.fullmatch(key_id) is None:
+            return False
         record = self._record(key_id)
 
         async def delete(r: Any) -> Any:
@@ -106,7 +152,7 @@ class ApiKeyStore:
         return bool(deleted)
 
     async def list(self) -> list[ApiKey]:
-        """Every key's facts (never a secret or digest)."""
+        """Every live key's facts, by id (expired ones are pruned from the index)."""
         ids: Any = await self._store.execute(lambda r: r.smembers(self._index))
         key_ids = sorted(raw.decode() for raw in ids)
         records = [self._record(key_id) for key_id in key_ids]
@@ -118,13 +164,8 @@ class ApiKeyStore:
                 return await pipe.execute()
 
         rows: Any = await self._store.execute(read) if records else []
-        return [
-            ApiKey(
-                key_id,
-                fields[b"name"].decode(),
-                parse_role(fields[b"role"].decode()),
-                float(fields[b"created_at"]),
-            )
-            for key_id, fields in zip(key_ids, rows, strict=True)
-            if fields
-        ]
+        gone = [key_id for key_id, fields in zip(key_ids, rows, strict=True) if not fields]
+        if gone:
+            await self._store.execute(lambda r: r.srem(self._index, *gone))
+        facts = (_facts(k, f) for k, f in zip(key_ids, rows, strict=True) if f)
+        return [key for key in facts if key is not None]

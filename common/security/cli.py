@@ -1,51 +1,72 @@
-"""``eventguard token`` and ``eventguard apikey``: operators mint tokens and manage API keys."""
+"""``eventguard token`` and ``eventguard apikey``: operators mint tokens and manage API keys.
+
+``add_commands(subparsers)`` registers the groups; each handler is
+``async def (args, settings) -> int`` (the exit code), set as ``func`` on the parser:
+
+* ``token issue --sub NAME --role ROLE [--ttl 15m] [--refresh]`` prints one signed token
+  (needs the signing key only);
+* ``apikey create --name NAME --role ROLE [--ttl 90d]`` prints the key's facts as JSON, then
+  the key on its own line: shown once, never stored;
+* ``apikey revoke KEY_ID`` and ``apikey list`` (facts only, never a secret).
+
+Secrets go to stdout only, so ``... | tail -1`` captures them; nothing here logs them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from typing import Any
 
-from common.config import SecuritySettings, Settings
+from common.config import Settings
 from common.errors import ConfigError
-from common.security.apikeys import ApiKeyStore
+from common.security.apikeys import ApiKey, ApiKeyStore
 from common.security.roles import Role
-from common.security.tokens import TokenService
+from common.security.tokens import TokenKind, TokenService
 from common.store import Store, connect_redis
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "parse_duration"]
 
-_ROLES = [role.value for role in Role]
+_TOKEN_ROLES = [role.value for role in Role if role is not Role.GUEST]
+_DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,8})(?P<unit>[smhd]?)")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``900``, ``90s``, ``15m``, ``12h`` or ``30d`` (argparse type)."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text[:20]!r} (e.g. 900, 15m, 12h, 30d)")
+    return int(match["n"]) * _UNIT_S[match["unit"]]
 
 
 def add_commands(sub: Any) -> None:
-    """Register the ``token`` and ``apikey`` command groups."""
+    """Register the ``token`` and ``apikey`` command groups on ``sub`` (argparse subparsers)."""
     token = sub.add_parser("token", help="JWT access and refresh tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     issue = token_sub.add_parser("issue", help="print a signed token")
     issue.add_argument("--sub", required=True, help="the subject (who the token is for)")
-    issue.add_argument("--role", required=True, choices=_ROLES)
-    issue.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    issue.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    issue.add_argument(
+        "--ttl", type=parse_duration, default=None, help="lifetime: 900, 15m, 12h, 30d"
+    )
     issue.add_argument("--refresh", action="store_true", help="issue a refresh token")
-    issue.set_defaults(func=_issue)
+    issue.set_defaults(func=issue_token)
 
     apikey = sub.add_parser("apikey", help="API keys for services")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
     create = apikey_sub.add_parser("create", help="create a key (shown once)")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=_ROLES)
-    create.set_defaults(func=_create)
+    create.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    create.add_argument("--ttl", type=parse_duration, default=None, help="lifetime, e.g. 90d")
+    create.set_defaults(func=create_api_key)
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
-    revoke.set_defaults(func=_revoke)
+    revoke.set_defaults(func=revoke_api_key)
     listing = apikey_sub.add_parser("list", help="list keys (never their secrets)")
-    listing.set_defaults(func=_list)
-
-
-def _signing(settings: SecuritySettings) -> TokenService:
-    if settings.jwt_signing_key is None:
-        raise ConfigError("EVENTGUARD_SECURITY__JWT_SIGNING_KEY is missing")
-    return TokenService(settings, store=None)
+    listing.set_defaults(func=list_api_keys)
 
 
 def _store(settings: Settings) -> Store:
@@ -55,40 +76,66 @@ def _store(settings: Settings) -> Store:
     return Store(client, prefix=settings.redis_key_prefix)
 
 
-async def _issue(args: argparse.Namespace, settings: Settings) -> int:
-    tokens = _signing(settings.security)
-    kind = "refresh" if args.refresh else "access"
-    print(tokens.issue(args.sub, args.role, kind=kind, ttl_s=args.ttl))
+def _facts(key: ApiKey) -> str:
+    return json.dumps(
+        {
+            "key_id": key.key_id,
+            "name": key.name,
+            "role": key.role.value,
+            "created_at": key.created_at,
+            "expires_at": key.expires_at,
+        }
+    )
+
+
+async def issue_token(args: argparse.Namespace, settings: Settings) -> int:
+    """``token issue``: print one token signed with the configured key."""
+    tokens = TokenService(settings.security, store=None)  # ConfigError names a missing key
+    kind: TokenKind = "refresh" if args.refresh else "access"
+    try:
+        token = tokens.issue(args.sub, args.role, kind=kind, ttl_s=args.ttl)
+    except ValueError as error:
+        print(f"eventguard: {error}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
-async def _create(args: argparse.Namespace, settings: Settings) -> int:
+async def create_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    """``apikey create``: print the new key's facts, then the key (shown once)."""
     store = _store(settings)
     try:
-        key, secret = await ApiKeyStore(store).create(args.name, args.role)
+        keys = ApiKeyStore(store, default_ttl_s=settings.security.api_key_ttl_s)
+        key, secret = await keys.create(args.name, args.role, ttl_s=args.ttl)
+    except ValueError as error:
+        print(f"eventguard: {error}", file=sys.stderr)
+        return 2
     finally:
         await store.close()
-    print(json.dumps({"key_id": key.key_id, "name": key.name, "role": key.role.value}))
+    print(_facts(key))
     print(secret)
+    print("eventguard: the key above is shown once; store it now", file=sys.stderr)
     return 0
 
 
-async def _revoke(args: argparse.Namespace, settings: Settings) -> int:
+async def revoke_api_key(args: argparse.Namespace, settings: Settings) -> int:
+    """``apikey revoke``: delete a key; exit 1 when there was none."""
     store = _store(settings)
     try:
         found = await ApiKeyStore(store).revoke(args.key_id)
     finally:
         await store.close()
-    print("revoked" if found else f"no key {args.key_id}")
+    print(json.dumps({"key_id": args.key_id, "revoked": found}))
     return 0 if found else 1
 
 
-async def _list(_args: argparse.Namespace, settings: Settings) -> int:
+async def list_api_keys(_args: argparse.Namespace, settings: Settings) -> int:
+    """``apikey list``: one JSON line of facts per live key."""
     store = _store(settings)
     try:
         keys = await ApiKeyStore(store).list()
     finally:
         await store.close()
     for key in keys:
-        print(json.dumps({"key_id": key.key_id, "name": key.name, "role": key.role.value}))
+        print(_facts(key))
     return 0

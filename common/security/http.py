@@ -2,30 +2,45 @@
 
 A request carries ``Authorization: Bearer <access token>`` or ``X-API-Key: <key>``; with
 neither it is a guest. Credentials that are present but wrong are refused (401), never
-downgraded to guest. Then the access rules decide (403 when the role is too low, and for any
-route without a rule). Every denial is logged without the credential and counted.
+downgraded to guest; both at once are refused too. Then the access rules decide: 401 for a
+guest and 403 for a known caller whose role is too low, and for any route without a rule
+(default deny). Public probes (exact paths) pass untouched. When the credential store cannot
+be reached the answer is 503: authentication fails closed.
+
+Every denial is logged (``access.denied``: method, path, status, reason, and the subject once
+known) without the credential or any header, and counted in
+``eventguard_access_denied_total{surface="http", reason}``. Reasons are fixed short words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from common.config import Settings
-from common.logging import get_logger
-from common.metrics import Metrics
+from common.errors import EventGuardError
 from common.security.apikeys import ApiKeyStore
+from common.security.redaction import redact_text
 from common.security.roles import Role
 from common.security.rules import PUBLIC_ROUTES, AccessRules
 from common.security.tokens import TokenError, TokenService
-from common.store import Store
+
+if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
+    from common.metrics import Metrics
+    from common.store import Store
 
 __all__ = ["GUEST", "PRINCIPAL", "AdminAuth", "Principal"]
 
-_log = get_logger("eventguard.security")
+# structlog directly, not common.logging: that module imports the redaction processor from
+# this package, and this package must import without it.
+_log = structlog.get_logger("eventguard.security")
 _MAX_HEADER = 8_192
+_PATH_IN_LOG = 200
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -43,9 +58,20 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int = 401) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
+
+
+def _bearer(header: str) -> str:
+    if len(header) > _MAX_HEADER:
+        raise _Refused("token_too_large")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not token.isascii() or " " in token:
+        raise _Refused("malformed_authorization")
+    return token
 
 
 class AdminAuth:
@@ -66,13 +92,16 @@ class AdminAuth:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, store: Store, metrics: Metrics) -> AdminAuth:
-        """Tokens from the security settings (none when no signing key), API keys in Redis."""
+        """Tokens from the security settings (none when no signing key), API keys in Redis.
+
+        A signing or verification key that is present but bad raises ConfigError naming it.
+        """
+        security = settings.security
         tokens = (
-            TokenService(settings.security, store=store)
-            if settings.security.jwt_signing_key is not None
-            else None
+            TokenService(security, store=store) if security.jwt_signing_key is not None else None
         )
-        return cls(tokens=tokens, api_keys=ApiKeyStore(store), metrics=metrics)
+        api_keys = ApiKeyStore(store, default_ttl_s=security.api_key_ttl_s)
+        return cls(tokens=tokens, api_keys=api_keys, metrics=metrics)
 
     def allow(self, method: str, path: str, role: Role | str) -> None:
         """Add a rule: ``role`` and above may call ``method path``."""
@@ -80,29 +109,37 @@ class AdminAuth:
 
     async def authenticate(self, request: web.Request) -> Principal:
         """The caller; raises _Refused for credentials that are present but not valid."""
-        authorization = request.headers.get("Authorization")
-        api_key = request.headers.get("X-API-Key")
-        if authorization is not None and api_key is not None:
+        authorization = request.headers.getall("Authorization", [])
+        api_key = request.headers.getall("X-API-Key", [])
+        if len(authorization) + len(api_key) > 1:
             raise _Refused("ambiguous_credentials")
-        if authorization is not None:
-            if len(authorization) > _MAX_HEADER:
-                raise _Refused("token_too_large")
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise _Refused("malformed_authorization")
-            if self.tokens is None:
-                raise _Refused("tokens_not_configured")
-            try:
-                claims = await self.tokens.verify(token.strip())
-            except TokenError as error:
-                raise _Refused(error.reason) from None
-            return Principal(claims.sub, claims.role, "token")
-        if api_key is not None:
-            found = await self.api_keys.verify(api_key) if self.api_keys else None
-            if found is None:
-                raise _Refused("invalid_api_key")
-            return Principal(f"apikey:{found.key_id}", found.role, "api_key")
+        try:
+            if authorization:
+                return await self._by_token(_bearer(authorization[0]))
+            if api_key:
+                return await self._by_api_key(api_key[0])
+        except (RedisError, OSError):
+            raise _Refused("auth_unavailable", 503) from None
+        except EventGuardError:  # the redis guard: open breaker, timeout, budget spent
+            raise _Refused("auth_unavailable", 503) from None
         return GUEST
+
+    async def _by_token(self, token: str) -> Principal:
+        if self.tokens is None:
+            raise _Refused("tokens_not_configured")
+        try:
+            claims = await self.tokens.verify(token)
+        except TokenError as error:
+            raise _Refused(error.reason) from None
+        return Principal(claims.sub, claims.role, "token")
+
+    async def _by_api_key(self, presented: str) -> Principal:
+        if len(presented) > _MAX_HEADER:
+            raise _Refused("invalid_api_key")
+        found = await self.api_keys.verify(presented.strip()) if self.api_keys else None
+        if found is None:
+            raise _Refused("invalid_api_key")
+        return Principal(f"apikey:{found.key_id}", found.role, "api_key")
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -112,7 +149,7 @@ class AdminAuth:
         try:
             principal = await self.authenticate(request)
         except _Refused as refused:
-            return self._deny(request, 401, refused.reason, None)
+            return self._deny(request, refused.status, refused.reason, None)
         decision = self.rules.check(request.method, request.path, principal.role)
         if not decision.allowed:
             status = 401 if principal.role is Role.GUEST else 403
@@ -127,15 +164,12 @@ class AdminAuth:
         _log.warning(
             "access.denied",
             method=request.method,
-            path=request.path[:200],
+            path=redact_text(request.path)[:_PATH_IN_LOG],  # a token pasted into a URL
             status=status,
             reason=reason,
             subject=principal.subject if principal else None,
             role=principal.role.value if principal else None,
         )
+        error = {401: "unauthorized", 403: "forbidden"}.get(status, "unavailable")
         headers = {"WWW-Authenticate": 'Bearer realm="eventguard"'} if status == 401 else None
-        return web.json_response(
-            {"error": "unauthorized" if status == 401 else "forbidden", "reason": reason},
-            status=status,
-            headers=headers,
-        )
+        return web.json_response({"error": error, "reason": reason}, status=status, headers=headers)

@@ -60,13 +60,17 @@ class ProducerPolicy:
             table.setdefault(event_type, set()).update(users)
         return cls(table, any_type=settings.security.any_type_producers)
 
-    def is_allowed(self, event_type: str, producer: str | None) -> bool:
-        """True when ``producer`` may publish ``event_type``."""
-        if not producer:
+    def is_allowed(self, event_type: str, user_id: str | None) -> bool:
+        """True when the AMQP user ``user_id`` may publish ``event_type`` (default deny)."""
+        if not user_id:
             return False
-        if producer in self._any_type:
+        if user_id in self._any_type:
             return True
-        return producer in self._table.get(event_type, frozenset())
+        return user_id in self._table.get(event_type, frozenset())
+
+    def producers(self, event_type: str) -> frozenset[str]:
+        """The users allowed to publish ``event_type`` (besides any-type users)."""
+        return self._table.get(event_type, frozenset())
 
     def types(self) -> frozenset[str]:
         """The event types that have a rule."""

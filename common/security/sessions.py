@@ -1,7 +1,8 @@
 """Sessions, keyed by the SHA-256 of their token (never a slice of it).
 
-Each user has an index set of their session keys, so listing or revoking all of a user's
-sessions needs no pattern scan.
+Redis holds ``session:<sha256 hex>`` -> JSON facts (subject, times, caller's data) with a TTL,
+and ``user-sessions:<subject>`` -> the set of that user's session ids, so listing or revoking
+all of a user's sessions needs no pattern scan. The token itself is never stored.
 """
 
 from __future__ import annotations
@@ -9,24 +10,31 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from common.store import Store
+if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
+    from common.store import Store
 
 __all__ = ["SessionStore", "session_id"]
 
+_RESERVED = frozenset({"sub", "created_at", "expires_at"})
+
 
 def session_id(token: str) -> str:
-    """The id of the session for ``token``: its SHA-256, hex."""
+    """The id of the session for ``token``: the SHA-256 of the whole token, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 class SessionStore:
     """Creates, reads and revokes sessions in Redis."""
 
-    def __init__(self, store: Store, *, ttl_s: int) -> None:
+    def __init__(self, store: Store, *, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+        if ttl_s <= 0:
+            raise ValueError("ttl_s must be positive")
         self._store = store
         self._ttl_s = ttl_s
+        self._clock = clock
 
     def _session(self, sid: str) -> str:
         return self._store.key("security", "session", sid)
@@ -35,15 +43,22 @@ class SessionStore:
         return self._store.key("security", "user-sessions", sub)
 
     async def create(self, token: str, *, sub: str, data: dict[str, str] | None = None) -> str:
-        """Record a session for ``token``; returns its id."""
+        """Record a session for ``token``; returns its id. ``data`` cannot override the facts."""
+        extra = data or {}
+        if _RESERVED & extra.keys():
+            raise ValueError(f"session data may not set {sorted(_RESERVED & extra.keys())}")
         sid = session_id(token)
-        value = json.dumps({"sub": sub, "created_at": time.time(), **(data or {})})
+        now = self._clock()
+        value = json.dumps(
+            {**extra, "sub": sub, "created_at": now, "expires_at": now + self._ttl_s}
+        )
         session_key, user_key = self._session(sid), self._user(sub)
 
         async def write(r: Any) -> Any:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.set(session_key, value, ex=self._ttl_s)
                 pipe.sadd(user_key, sid)
+                # Every session has the same TTL, so the index lives as long as the newest one.
                 pipe.expire(user_key, self._ttl_s)
                 return await pipe.execute()
 
@@ -52,9 +67,14 @@ class SessionStore:
 
     async def get(self, token: str) -> dict[str, Any] | None:
         """The session of ``token``, if any."""
-        key = self._session(session_id(token))
+        return await self.get_by_id(session_id(token))
+
+    async def get_by_id(self, sid: str) -> dict[str, Any] | None:
+        """The session with id ``sid``, if any."""
+        key = self._session(sid)
         raw: Any = await self._store.execute(lambda r: r.get(key))
-        return json.loads(raw) if raw else None
+        found: dict[str, Any] | None = json.loads(raw) if raw else None
+        return found
 
     async def list_for(self, sub: str) -> list[str]:
         """The live session ids of ``sub`` (expired ones are pruned from the index)."""
@@ -76,12 +96,15 @@ class SessionStore:
         return [sid for sid, ok in zip(sids, alive, strict=True) if ok]
 
     async def revoke(self, token: str) -> bool:
-        """End the session of ``token``."""
-        sid = session_id(token)
-        raw = await self.get(token)
-        if raw is None:
+        """End the session of ``token``; False when there was none."""
+        return await self.revoke_id(session_id(token))
+
+    async def revoke_id(self, sid: str) -> bool:
+        """End the session with id ``sid``; False when there was none."""
+        found = await self.get_by_id(sid)
+        if found is None:
             return False
-        key, user_key = self._session(sid), self._user(str(raw["sub"]))
+        key, user_key = self._session(sid), self._user(str(found["sub"]))
 
         async def delete(r: Any) -> Any:
             async with r.pipeline(transaction=True) as pipe:
@@ -89,11 +112,11 @@ class SessionStore:
                 pipe.srem(user_key, sid)
                 return await pipe.execute()
 
-        await self._store.execute(delete)
-        return True
+        deleted, _ = await self._store.execute(delete)
+        return bool(deleted)
 
     async def revoke_all(self, sub: str) -> int:
-        """End every session of ``sub``; returns how many there were."""
+        """End every session of ``sub``; returns how many were live."""
         user_key = self._user(sub)
         ids: Any = await self._store.execute(lambda r: r.smembers(user_key))
         keys = [self._session(raw.decode()) for raw in ids]
@@ -105,5 +128,5 @@ class SessionStore:
                 pipe.delete(user_key)
                 return await pipe.execute()
 
-        await self._store.execute(delete)
-        return len(keys)
+        results: Any = await self._store.execute(delete)
+        return int(results[0]) if keys else 0

@@ -6,15 +6,21 @@ import json
 import time
 from collections.abc import AsyncIterator
 
+import fakeredis
+import jwt
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from common.config import Settings
+from common.metrics import Metrics
 from common.ops import EventStream, build_app
+from common.reliability.guard import Guards
 from common.security import AdminAuth, ApiKeyStore, Role, TokenService, demo_settings
 from common.service import AdminRoute, BaseService
+from common.store import Store
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import new_event
 from schemas.quarantine import QuarantineRequested
@@ -97,21 +103,133 @@ async def test_unknown_admin_route_is_denied_even_for_admin(env: Env) -> None:
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "reason"),
     [
-        {"Authorization": "Bearer garbage"},
-        {"Authorization": "Basic dXNlcjpwYXNz"},
-        {"Authorization": "Bearer " + "x" * 9_000},
-        {"X-API-Key": "egk_abcdef123456_wrongsecret"},
-        {"X-API-Key": "sys_admin"},
+        ({"Authorization": "Bearer garbage"}, "malformed_token"),
+        ({"Authorization": "Bearer"}, "malformed_authorization"),
+        ({"Authorization": "Bearer "}, "malformed_authorization"),
+        ({"Authorization": "Bearer a b"}, "malformed_authorization"),
+        ({"Authorization": "Token abc"}, "malformed_authorization"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, "malformed_authorization"),
+        ({"Authorization": "bearer eyJ.eyJ.sig"}, "malformed_token"),
+        ({"Authorization": ""}, "malformed_authorization"),
+        ({"Authorization": "Bearer " + "x" * 7_000}, "token_too_large"),
+        ({"X-API-Key": "egk_abcdef123456_wrongsecret"}, "invalid_api_key"),
+        ({"X-API-Key": "sys_admin"}, "invalid_api_key"),
+        ({"X-API-Key": ""}, "invalid_api_key"),
     ],
 )
-async def test_bad_credentials_are_refused_not_downgraded(env: Env, header: dict[str, str]) -> None:
-    """Present-but-invalid credentials get 401, never the guest role."""
+async def test_bad_credentials_are_refused_not_downgraded(
+    env: Env, header: dict[str, str], reason: str
+) -> None:
+    """Present-but-invalid credentials get 401 with a reason, never the guest role."""
     client, *_ = env
     response = await client.get("/admin/adm/things/1", headers=header)
-    # aiohttp itself answers 400 for a header past its 8 KiB line limit.
-    assert response.status in ({400, 401} if len(str(header)) > 8_000 else {401})
+    assert response.status == 401
+    assert await response.json() == {"error": "unauthorized", "reason": reason}
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_header_past_the_server_limit_is_refused(env: Env) -> None:
+    """A token past aiohttp's 8 KiB header limit never reaches a handler."""
+    client, *_ = env
+    response = await client.get(
+        "/admin/adm/things/1", headers={"Authorization": "Bearer " + "x" * 9_000}
+    )
+    assert response.status in {400, 401}
+    assert (await client.get("/healthz")).status == 200  # and the server keeps working
+
+
+@pytest.mark.parametrize("kind", ["refresh", "expired", "revoked", "wrong_audience", "forged"])
+async def test_tokens_that_fail_verification_get_401(env: Env, kind: str) -> None:
+    """Refresh-as-access, expired, revoked, foreign-audience and forged tokens are refused."""
+    client, tokens, *_ = env
+    if kind == "refresh":
+        token = tokens.issue("op", "admin", kind="refresh")
+    elif kind == "expired":
+        token = _reissue_expired(tokens)
+    elif kind == "revoked":
+        token = tokens.issue("op", "admin")
+        await tokens.revoke_token(token)
+    elif kind == "wrong_audience":
+        token = _with_audience(tokens, "another-service")
+    else:
+        token = TokenService(demo_settings(), store=None).issue("op", "admin")
+    response = await client.get("/admin/adm/things/1", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 401
+
+
+def _reissue_expired(tokens: TokenService) -> str:
+    """A token from the same keys, issued two hours ago for one hour."""
+    old = TokenService(tokens.settings, store=None, clock=lambda: time.time() - 7_200)
+    return old.issue("op", "admin", ttl_s=3_600)
+
+
+def _with_audience(tokens: TokenService, audience: str) -> str:
+    """A token from the same keys for another audience."""
+    settings = tokens.settings.model_copy(update={"audience": audience})
+    return TokenService(settings, store=None).issue("op", "admin")
+
+
+async def test_both_credentials_at_once_are_refused(env: Env) -> None:
+    """A bearer token and an API key together are ambiguous and refused."""
+    client, tokens, fleet, _ = env
+    _, key = await ApiKeyStore(fleet.store).create("svc", Role.ADMIN)
+    headers = {**_bearer(tokens, "admin"), "X-API-Key": key}
+    response = await client.get("/admin/adm/things/1", headers=headers)
+    assert response.status == 401
+    assert (await response.json())["reason"] == "ambiguous_credentials"
+
+
+async def test_unknown_role_in_a_valid_signature_is_refused(env: Env) -> None:
+    """A token signed with the real key but naming an unknown role is not promoted."""
+    client, tokens, *_ = env
+    key = tokens.keys.signing
+    now = int(time.time())
+    claims = {
+        "sub": "eve",
+        "role": "superuser",
+        "type": "access",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 60,
+        "jti": "j",
+        "aud": "eventguard",
+        "iss": "eventguard",
+    }
+    token = jwt.encode(claims, key.key, algorithm=key.algorithm, headers={"kid": key.kid})
+    response = await client.get("/admin/adm/things/1", headers={"Authorization": f"Bearer {token}"})
+    assert (response.status, (await response.json())["reason"]) == (401, "unknown_role")
+
+
+async def test_redis_down_fails_closed_with_503() -> None:
+    """When the API-key store cannot answer, the request is refused (503), never let through."""
+    server = fakeredis.FakeServer()
+    guards = Guards(overrides={"redis": {"max_attempts": 1}})
+    store = Store(fakeredis.FakeAsyncRedis(server=server), prefix="x:", guard=guards.guard("redis"))
+    auth = AdminAuth(
+        tokens=TokenService(demo_settings(), store=store),
+        api_keys=ApiKeyStore(store),
+        metrics=Metrics(CollectorRegistry()),
+    )
+    auth.allow("GET", "/admin/x", "operator")
+
+    async def ok(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application(middlewares=[auth.middleware])
+    app.router.add_get("/admin/x", ok)
+    assert auth.tokens is not None
+    token = auth.tokens.issue("op", "admin")
+    server.connected = False
+    async with TestClient(TestServer(app)) as client:
+        for headers in (
+            {"Authorization": f"Bearer {token}"},
+            {"X-API-Key": "egk_" + "a" * 12 + "_" + "b" * 43},
+        ):
+            response = await client.get("/admin/x", headers=headers)
+            assert response.status == 503
+            assert (await response.json())["reason"] == "auth_unavailable"
 
 
 async def test_api_key_with_right_prefix_and_wrong_secret(env: Env) -> None:
@@ -124,19 +242,27 @@ async def test_api_key_with_right_prefix_and_wrong_secret(env: Env) -> None:
 
 
 async def test_denials_are_logged_without_the_credential(env: Env) -> None:
-    """Each denial is logged and counted; the token never appears in the log."""
+    """Each denial is logged and counted; no token or key appears in the log."""
     client, tokens, fleet, _ = env
     token = tokens.issue("eve", "user")
+    _, key = await ApiKeyStore(fleet.store).create("svc", Role.SERVICE)
+    wrong_key = key[:-4] + "AAAA"
     with capture_logs() as logs:
         await client.get("/admin/adm/things/1", headers={"Authorization": f"Bearer {token}"})
         await client.get("/admin/adm/things/1", headers={"Authorization": f"Bearer {token}x"})
+        await client.get("/admin/adm/things/1", headers={"X-API-Key": wrong_key})
+        await client.get("/admin/adm/things/1", headers={"X-API-Key": key})
+        await client.get(f"/admin/{token}/healthz")
     denied = [entry for entry in logs if entry["event"] == "access.denied"]
-    assert len(denied) == 2
-    assert token not in json.dumps(logs, default=str)
+    assert len(denied) == 5
+    text = json.dumps(logs, default=str)
+    for secret in (token, wrong_key, key, key.rsplit("_", 1)[1]):
+        assert secret not in text
+    assert "eyJ" not in text
     count = fleet.metrics.registry.get_sample_value(
         "eventguard_access_denied_total", {"surface": "http", "reason": "insufficient_role"}
     )
-    assert count == 1.0
+    assert count == 2.0  # the user token and the service key
 
 
 async def test_event_stream_needs_operator_and_streams_events(env: Env) -> None:

@@ -1,25 +1,27 @@
-"""Security: tokens, roles and access rules, API keys, sessions, event authorisation."""
+"""Security: keys and tokens, roles and access rules, API keys, sessions, event authorisation,
+the ops server's authentication middleware, and log redaction."""
 
 from __future__ import annotations
 
-import secrets
-
-from common.config import SecuritySettings
-from common.redaction import redact_secrets
-from common.security.actors import verify_actor
-from common.security.apikeys import ApiKey, ApiKeyStore
+from common.security.actors import authorize_actor, verify_actor
+from common.security.apikeys import API_KEY_PREFIX, ApiKey, ApiKeyStore
 from common.security.http import GUEST, PRINCIPAL, AdminAuth, Principal
+from common.security.keys import KeyRing, SigningKey, VerifyKey, demo_settings
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS, ProducerPolicy
+from common.security.redaction import REDACTED, redact, redact_secrets, redact_text
 from common.security.roles import Role, parse_role, satisfies
-from common.security.rules import PUBLIC_ROUTES, AccessRules, Decision
+from common.security.rules import EVENT_RULES, PUBLIC_ROUTES, AccessRules, Decision
 from common.security.sessions import SessionStore, session_id
-from common.security.tokens import Claims, TokenError, TokenService
+from common.security.tokens import Claims, TokenError, TokenKind, TokenService
 
 __all__ = [
+    "API_KEY_PREFIX",
     "DEFAULT_PRODUCERS",
+    "EVENT_RULES",
     "GUEST",
     "PRINCIPAL",
     "PUBLIC_ROUTES",
+    "REDACTED",
     "WORKER_USERS",
     "AccessRules",
     "AdminAuth",
@@ -27,25 +29,23 @@ __all__ = [
     "ApiKeyStore",
     "Claims",
     "Decision",
+    "KeyRing",
     "Principal",
     "ProducerPolicy",
     "Role",
     "SessionStore",
+    "SigningKey",
     "TokenError",
+    "TokenKind",
     "TokenService",
+    "VerifyKey",
+    "authorize_actor",
     "demo_settings",
     "parse_role",
+    "redact",
     "redact_secrets",
+    "redact_text",
     "satisfies",
     "session_id",
     "verify_actor",
 ]
-
-
-def demo_settings(*, any_type_producers: frozenset[str] = frozenset()) -> SecuritySettings:
-    """Security settings with a signing key generated now, for ``eventguard demo`` and tests."""
-    return SecuritySettings(
-        jwt_signing_key=secrets.token_urlsafe(48),
-        jwt_kid=f"demo-{secrets.token_hex(4)}",
-        any_type_producers=any_type_producers,
-    )

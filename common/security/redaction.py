@@ -69,7 +69,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b([Bb]earer|BEARER|Basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
     # EventGuard API keys: the id is a label and may stay, the secret may not.
     (re.compile(r"\b(egk_[0-9a-f]{1,32})_[A-Za-z0-9_-]+"), r"\1_" + REDACTED),
-    # URL user info: scheme://user:password@host (user may be empty, as in redis://:pw@h).
+    # URL user info: the password between ':' and '@' after the scheme (the user may be empty).
     (re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s]*):[^@\s]*@"), r"\1:" + REDACTED + "@"),
     # key=value or key: value pairs in free text and query strings.
     (

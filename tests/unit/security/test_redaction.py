@@ -65,7 +65,7 @@ def test_jwts_are_redacted_inside_any_string() -> None:
 
 
 def test_url_passwords_are_redacted_keeping_the_rest() -> None:
-    """amqp://user:pass@host keeps user and host; redis://:pass@host too."""
+    """A URL password is replaced; user, host and port stay (an empty user too, as Redis has)."""
     password = secrets.token_hex(8)
     text = redact_text(
         f"connect amqp://eventguard:{password}@rabbit:5672/ and redis://:{password}@r:6379/0"

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import jwt
+import structlog
 
 from common.config import SecuritySettings
 from common.errors import ConfigError, EventGuardError
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # annotations only: importing common.store here would cycle v
 
 __all__ = ["Claims", "TokenError", "TokenKind", "TokenService"]
 
+_log = structlog.get_logger("eventguard.security")
 TokenKind = Literal["access", "refresh"]
 _REQUIRED = ["sub", "role", "type", "iat", "nbf", "exp", "jti", "aud", "iss"]
 _MAX_CLAIM_CHARS = 256
@@ -315,6 +317,8 @@ class TokenService:
         first: Any = await self._redis().execute(lambda r: r.set(used_key, b"1", nx=True, ex=ttl))
         if not first:
             await self.revoke_family(family)
+            # A stolen refresh token is the likely story: worth an operator's attention.
+            _log.warning("token.refresh_reused", sub=claims.sub, family=family)
             raise TokenError("refresh_reused")
         return (
             self.issue(claims.sub, claims.role, family=family),

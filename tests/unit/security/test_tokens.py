@@ -287,6 +287,7 @@ async def test_refusals_never_log_the_token() -> None:
         await service.refresh(refresh)
         with pytest.raises(TokenError):
             await service.refresh(refresh)
+    assert [entry["event"] for entry in logs] == ["token.refresh_reused"]
     text = json.dumps(logs, default=str)
     assert access not in text
     assert refresh not in text

@@ -1,11 +1,14 @@
-"""``eventguard load``: publish a mix of events (with a share of poison) and keep a ledger.
+"""``eventguard load``: publish a mix of every consumable event type, with a share of malformed
+and poison messages and of deliberate duplicates, and keep a ledger of what became of each.
 
-Every message carries its event id as the AMQP message_id. An observer queue bound to every
-event type watches the results: for each id published, the result event caused by it
-(``causation_id``), or for poison the quarantine record of it (``quarantine.entry.added`` with
-kind ``message`` and entity_id = the id). At the end it prints published, handled,
-quarantined, lost (neither within the timeout) and duplicated effects (more than one distinct
-result event for one request), and exits non-zero when lost or duplicated is above zero.
+Every message carries its event id as the AMQP message_id (an invalid JSON body a generated
+one). An observer queue (classic, self-expiring) bound with ``#`` to ``eventguard.events``
+sees the answers by ``causation_id`` and the quarantine records of dead messages
+(``quarantine.entry.added``, kind ``message``, entity_id = the id); for types answered by no
+event, the consuming worker's idempotency key in Redis reading ``done`` is the effect (see
+:mod:`workers.load_ledger`). At the end it prints published, handled, quarantined, lost and
+duplicated effects with p50/p99 end-to-end latency per type, and exits non-zero when anything
+is lost or done twice.
 """
 
 from __future__ import annotations
@@ -16,169 +19,227 @@ import json
 import random
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.message import IncomingMessage, OutgoingMessage
 from common.bus.publisher import to_message
-from common.bus.topology import EVENTS_EXCHANGE, QueueSpec, Topology, base_exchanges
-from common.config import Settings
-from common.errors import ConfigError
+from common.bus.topology import (
+    EVENTS_EXCHANGE,
+    QueueSpec,
+    Topology,
+    base_exchanges,
+    worker_topology,
+)
+from common.config import RuntimeSettings, Settings
+from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
+from common.security.tokens import TokenService
+from common.store import Store, connect_redis
 from schemas.ai import CompletionRequested, Message
-from schemas.envelope import Envelope, new_event
-from schemas.quarantine import QuarantineRequested
+from schemas.envelope import Actor, Envelope, Payload, new_event
+from schemas.health import AlertRaised, Heartbeat
+from schemas.marketplace import StrategyPurchased, StrategyRevoked
+from schemas.opportunity import ScanRequested
+from schemas.quarantine import (
+    QuarantineEntryAdded,
+    QuarantineEntryReleased,
+    QuarantineReleaseRequested,
+    QuarantineRequested,
+)
+from workers.consumes import consumed_types
+from workers.load_ledger import Ledger, Report, Sent
 
 __all__ = [
-    "Ledger",
+    "ANSWERS",
+    "POISON_KINDS",
     "LoadGenerator",
-    "Report",
+    "Mix",
     "add_commands",
-    "completion_request",
-    "quarantine_request",
+    "consumers_of",
+    "fleet_topologies",
+    "operator_actor",
 ]
 
-POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type")
+# Request type -> the event types that answer it (one of them, once, per request).
+ANSWERS: dict[str, frozenset[str]] = {
+    "quarantine.requested": frozenset({"quarantine.entry.added"}),
+    "quarantine.release.requested": frozenset({"quarantine.release.refused"}),
+    "health.alert.raised": frozenset({"quarantine.entry.added"}),
+    "ai.completion.requested": frozenset({"ai.completion.succeeded", "ai.completion.failed"}),
+    "opportunity.scan.requested": frozenset({"opportunity.scan.completed"}),
+}
+POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type", "handler_rejected")
+# Dead letters of these types are recorded by quarantine but not announced (an announcement
+# could loop), so the ledger could not see them: poison is never made from them.
+_UNANNOUNCED = frozenset({"quarantine.entry.added", "quarantine.entry.released"})
 
 
-@dataclass
-class Report:
-    """What a run saw."""
-
-    published: int
-    handled: int
-    quarantined: int
-    lost: list[str]
-    duplicated: list[str]
-    latencies_ms: dict[str, tuple[float, float]]  # type -> (p50, p99)
-
-    @property
-    def ok(self) -> bool:
-        """Nothing lost, nothing done twice."""
-        return not self.lost and not self.duplicated
-
-    def text(self) -> str:
-        """The summary lines."""
-        lines = [
-            f"published   {self.published}",
-            f"handled     {self.handled}",
-            f"quarantined {self.quarantined}",
-            f"lost        {len(self.lost)}",
-            f"duplicated  {len(self.duplicated)}",
-        ]
-        for kind, (p50, p99) in sorted(self.latencies_ms.items()):
-            lines.append(f"latency {kind}: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
-        return "\n".join(lines)
+def _uid() -> str:
+    return uuid.uuid4().hex
 
 
-@dataclass
-class Ledger:
-    """Ids published and the outcomes observed for them."""
-
-    sent_at: dict[str, float] = field(default_factory=dict)
-    kind: dict[str, str] = field(default_factory=dict)  # id -> "request" | poison kind
-    results: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    result_types: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    result_at: dict[str, float] = field(default_factory=dict)
-    quarantined: set[str] = field(default_factory=set)
-
-    def observe(self, message: IncomingMessage) -> None:
-        """Fold one observed event into the ledger."""
-        try:
-            event = json.loads(message.body)
-        except ValueError:
-            return
-        if not isinstance(event, dict):
-            return
-        data = event.get("data") or {}
-        if event.get("type") == "quarantine.entry.added" and data.get("kind") == "message":
-            entity = str(data.get("entity_id"))
-            if entity in self.kind:
-                self.quarantined.add(entity)
-                self.result_at.setdefault(entity, time.monotonic())
-            return
-        cause = event.get("causation_id")
-        if cause in self.kind and self.kind[cause] == "request":
-            self.results[cause].add(str(event.get("id")))
-            self.result_types[cause].add(str(event.get("type")))
-            self.result_at.setdefault(cause, time.monotonic())
-
-    def done(self) -> bool:
-        """Every id has an outcome."""
-        return all(
-            (i in self.quarantined) if k != "request" else bool(self.results.get(i))
-            for i, k in self.kind.items()
-        )
-
-    def report(self) -> Report:
-        """The totals."""
-        requests = [i for i, k in self.kind.items() if k == "request"]
-        poison = [i for i, k in self.kind.items() if k != "request"]
-        handled = [i for i in requests if self.results.get(i)]
-        lost = [i for i in requests if not self.results.get(i)]
-        lost += [i for i in poison if i not in self.quarantined]
-        duplicated = [i for i in requests if len(self.results.get(i, ())) > 1]
-        latencies: dict[str, list[float]] = defaultdict(list)
-        for i, at in self.result_at.items():
-            latencies[self.kind[i]].append((at - self.sent_at[i]) * 1000)
-        summary = {}
-        for kind, values in latencies.items():
-            values.sort()
-            summary[kind] = (
-                values[len(values) // 2],
-                values[min(len(values) - 1, int(len(values) * 0.99))],
+def _valid(event_type: str, operator: Actor | None) -> Envelope[Any]:
+    """A valid event of ``event_type`` that its worker handles cheaply."""
+    now = datetime.now(UTC)
+    actor: Actor | None = None
+    data: Payload
+    match event_type:
+        case "health.heartbeat":
+            data = Heartbeat(worker="load", instance="load", started_at=now, uptime_s=1.0)
+        case "health.alert.raised":
+            data = AlertRaised(
+                fingerprint=_uid(),
+                rule="LoadProbe",
+                severity="critical",
+                started_at=now,
+                entity_kind="producer",
+                entity_id=f"load-{_uid()}",
+                quarantine=True,
             )
-        return Report(
-            len(self.kind), len(handled), len(self.quarantined), lost, duplicated, summary
+        case "quarantine.requested":
+            data = QuarantineRequested(
+                kind="producer",
+                entity_id=f"load-{_uid()}",
+                reason="load",
+                requested_by="load",
+                ttl_s=600,
+            )
+        case "quarantine.release.requested":
+            data = QuarantineReleaseRequested(record_id=f"load-{_uid()}")  # unknown: refused
+            actor = operator
+        case "quarantine.entry.added":
+            data = QuarantineEntryAdded(
+                record_id=_uid(), kind="producer", entity_id=f"load-{_uid()}", reason="load"
+            )
+        case "quarantine.entry.released":
+            data = QuarantineEntryReleased(
+                record_id=_uid(), kind="producer", entity_id=f"load-{_uid()}", released_by="load"
+            )
+        case "ai.completion.requested":
+            data = CompletionRequested(
+                messages=[Message(role="user", content=f"load {_uid()}")], max_tokens=16
+            )
+        case "opportunity.scan.requested":
+            data = ScanRequested(user_id=f"load-nobody-{_uid()[:8]}")  # owns nothing: refused
+        case "marketplace.strategy.purchased":
+            data = StrategyPurchased(user_id=f"load-{_uid()[:8]}", strategy="spot_arbitrage")
+        case "marketplace.strategy.revoked":
+            data = StrategyRevoked(user_id=f"load-{_uid()[:8]}", strategy="spot_arbitrage")
+        case _:
+            raise ValueError(f"the load generator cannot make {event_type}")
+    return new_event(event_type, data, source="load", actor=actor)
+
+
+@dataclass
+class Mix:
+    """Which types to publish and what share of poison and duplicates."""
+
+    consumers: Mapping[str, str]  # event type -> the worker consuming it
+    poison_share: float = 0.2
+    duplicate_share: float = 0.05
+    operator: Actor | None = None  # needed for valid release requests
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)  # noqa: S311 - a load mix, not cryptography
+        self.types = sorted(
+            t
+            for t in self.consumers
+            if t != "quarantine.release.requested" or self.operator is not None
         )
+        if not self.types:
+            raise ConfigError("nothing to publish: no consumable type selected")
+        self.poison_bases = [t for t in self.types if t not in _UNANNOUNCED]
+        self.rejectable = [
+            t
+            for t in ("quarantine.requested", "quarantine.release.requested")
+            if t in self.consumers
+        ]
 
+    def next(self) -> tuple[str, Sent, OutgoingMessage]:
+        """One message: its id, what must come of it, and the message."""
+        if self.poison_bases and self.rng.random() < self.poison_share:
+            return self._poison(self.rng.choice(self.poison_bases))
+        event_type = self.rng.choice(self.types)
+        event = _valid(event_type, self.operator)
+        answers = ANSWERS.get(event_type, frozenset())
+        sent = (
+            Sent(event_type, "valid", "result", answers=answers)
+            if answers
+            else Sent(event_type, "valid", "done", worker=self.consumers[event_type])
+        )
+        return event.id, sent, to_message(event, user_id=None)
 
-def quarantine_request() -> Envelope[Any]:
-    """A request the quarantine worker answers with exactly one event."""
-    data = QuarantineRequested(
-        kind="producer",
-        entity_id=f"load-{uuid.uuid4().hex}",
-        reason="load",
-        requested_by="load",
-        ttl_s=60,
-    )
-    return new_event("quarantine.requested", data, source="load")
-
-
-def completion_request() -> Envelope[Any]:
-    """A request the AI fallback worker answers with succeeded or failed."""
-    data = CompletionRequested(
-        messages=[Message(role="user", content=f"load {uuid.uuid4().hex}")], max_tokens=16
-    )
-    return new_event("ai.completion.requested", data, source="load")
+    def _poison(self, base: str) -> tuple[str, Sent, OutgoingMessage]:
+        kinds = [k for k in POISON_KINDS if k != "handler_rejected" or self.rejectable]
+        kind = self.rng.choice(kinds)
+        if kind == "handler_rejected":
+            base = self.rng.choice(self.rejectable)
+            event: Envelope[Any] = (
+                new_event(  # a valid envelope the quarantine worker refuses to act on
+                    base,
+                    QuarantineRequested(
+                        kind="message", entity_id=_uid(), reason="load", requested_by="load"
+                    ),
+                    source="load",
+                )
+                if base == "quarantine.requested"
+                else new_event(  # no actor: refused as unauthorized
+                    base, QuarantineReleaseRequested(record_id=_uid()), source="load"
+                )
+            )
+            return event.id, Sent(base, kind, "quarantine"), to_message(event, user_id=None)
+        event = _valid(base, None)
+        body = event.model_dump_json()
+        message_type = base
+        event_id = event.id
+        if kind == "invalid_json":
+            event_id = _uid()  # the body carries no readable id
+            raw = body[: len(body) // 2].encode()
+        elif kind == "schema_violation":
+            raw = body.replace('"data":{', '"data":{"surplus":1,', 1).encode()
+        else:
+            message_type = "load.unknown_type"  # routed as ``base``, typed as nothing known
+            raw = body.replace(f'"type":"{base}"', f'"type":"{message_type}"', 1).encode()
+        message = OutgoingMessage(
+            body=raw,
+            routing_key=base,
+            exchange=EVENTS_EXCHANGE,
+            message_id=event_id,
+            type=message_type,
+        )
+        return event_id, Sent(base, kind, "quarantine"), message
 
 
 class LoadGenerator:
-    """Publishes requests (each answered by exactly one event) and a share of poison."""
+    """Publishes a :class:`Mix` and folds what it observes into a :class:`Ledger`."""
 
     def __init__(
-        self,
-        broker: Broker,
-        *,
-        user_id: str | None,
-        poison_share: float,
-        seed: int = 1,
-        make: Callable[[], Envelope[Any]] = quarantine_request,
-    ):
-        self.make = make
+        self, broker: Broker, mix: Mix, *, store: Store | None, user_id: str | None
+    ) -> None:
         self.broker = broker
+        self.mix = mix
+        self.store = store
         self.user_id = user_id
-        self.poison_share = poison_share
-        self.rng = random.Random(seed)  # noqa: S311 - a load mix, not cryptography
         self.ledger = Ledger()
-        self.observer = f"eventguard.ledger.{uuid.uuid4().hex[:12]}"
+        self.observer = f"eventguard.ledger.{_uid()[:12]}"
+        self._poller: asyncio.Task[None] | None = None
+        if store is None and any(s == "done" for s in self._expectations()):
+            raise ConfigError("types answered by no event need Redis to read their effect")
 
-    async def start_observing(self) -> None:
-        """Bind a private, self-expiring queue to every event type."""
+    def _expectations(self) -> Iterable[str]:
+        return ("result" if t in ANSWERS else "done" for t in self.mix.types)
+
+    async def start(self, topologies: Iterable[Topology] = ()) -> None:
+        """Declare ``topologies`` (so messages wait for workers not up yet), bind a private,
+        self-expiring queue to every event type, and poll Redis for effects."""
+        for topology in topologies:
+            await self.broker.declare(topology)
         spec = QueueSpec(
             self.observer,
             {"x-queue-type": "classic", "x-expires": 120_000},
@@ -187,92 +248,174 @@ class LoadGenerator:
         await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(spec,)))
 
         async def see(message: IncomingMessage) -> None:
-            self.ledger.observe(message)
+            self.ledger.observe(message.body)
             await message.ack()
 
         await self.broker.consume(self.observer, see, prefetch=500)
+        if self.store is not None:
+            self._poller = asyncio.create_task(self._poll_effects(self.store), name="load.poll")
 
-    def _message(self) -> tuple[str, str, OutgoingMessage]:
-        event = self.make()
-        if self.rng.random() >= self.poison_share:
-            return event.id, "request", to_message(event, user_id=self.user_id)
-        kind = self.rng.choice(POISON_KINDS)
-        body = event.model_dump_json()
-        if kind == "invalid_json":
-            raw = body[: len(body) // 2].encode()
-        elif kind == "schema_violation":
-            raw = body.replace('"data":{', '"data":{"surplus":1,').encode()
-        else:
-            raw = body.replace(event.type, "load.unknown_type").encode()
-        message = OutgoingMessage(
-            body=raw,
-            routing_key=event.type,
-            exchange=EVENTS_EXCHANGE,
-            message_id=event.id,
-            type=event.type if kind != "unknown_type" else "load.unknown_type",
-            user_id=self.user_id,
-        )
-        return event.id, kind, message
+    async def stop(self) -> None:
+        """Stop polling Redis."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+
+    async def _poll_effects(self, store: Store, interval_s: float = 0.1) -> None:
+        while True:
+            waiting = self.ledger.awaiting_done()[:2000]
+            if waiting:
+                keys = [store.key("idem", worker, event_id) for worker, event_id in waiting]
+                try:
+                    values = await store.client.mget(keys)
+                except (OSError, EventGuardError) as error:  # Redis may be restarting
+                    print(f"load: reading effects failed: {error!r}")
+                else:
+                    now = time.monotonic()
+                    for (_, event_id), value in zip(waiting, values, strict=True):
+                        if value == b"done":
+                            self.ledger.mark_done(event_id, at=now)
+            await asyncio.sleep(interval_s)
+
+    async def _send(self, message: OutgoingMessage, deadline_s: float = 60.0) -> None:
+        """Publish until confirmed (the broker may be restarting); a retry after an unconfirmed
+        publish may deliver twice, which the workers' idempotency must absorb."""
+        give_up = time.monotonic() + deadline_s
+        delay = 0.05
+        while True:
+            try:
+                await self.broker.publish(message)
+            except (EventGuardError, OSError, TimeoutError):
+                if time.monotonic() > give_up:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+            else:
+                return
 
     async def publish(self, count: int, *, rate: float = 0.0, window: int = 64) -> None:
-        """Publish ``count`` messages, at ``rate`` per second (0: as fast as confirms allow)."""
+        """Publish ``count`` messages at ``rate`` per second (0: as fast as confirms allow)."""
         gate = asyncio.Semaphore(window)
         started = time.monotonic()
+        user_id = self.user_id
 
         async def one(index: int) -> None:
+            if rate > 0:
+                delay = started + index / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
             async with gate:
-                if rate > 0:
-                    delay = started + index / rate - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                event_id, kind, message = self._message()
-                self.ledger.kind[event_id] = kind
-                self.ledger.sent_at[event_id] = time.monotonic()
-                for attempt in range(20):  # the broker may be restarting: keep the message
-                    try:
-                        await self.broker.publish(message)
-                        break
-                    except Exception:  # noqa: BLE001 - retried; the ledger counts it as lost
-                        await asyncio.sleep(min(2.0, 0.1 * (attempt + 1)))
+                event_id, sent, message = self.mix.next()
+                message = _as_user(message, user_id)
+                self.ledger.record(event_id, sent)
+                await self._send(message)
+                if sent.kind == "valid" and self.mix.rng.random() < self.mix.duplicate_share:
+                    self.ledger.record(event_id, sent)
+                    await self._send(message)
 
         await asyncio.gather(*(one(i) for i in range(count)))
 
-    async def wait(self, timeout_s: float) -> Report:
-        """Wait until every id has an outcome or ``timeout_s`` passes; then report."""
+    async def wait(self, timeout_s: float, *, settle_s: float = 1.0) -> Report:
+        """Wait until every id has an outcome or ``timeout_s`` passes; then, so that a late
+        duplicate is counted, ``settle_s`` more; then report."""
         deadline = time.monotonic() + timeout_s
-        while not self.ledger.done() and time.monotonic() < deadline:  # noqa: ASYNC110 - polls
+        while not self.ledger.settled() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # let any duplicate arrive before counting
+        await asyncio.sleep(settle_s)
         return self.ledger.report()
+
+
+def _as_user(message: OutgoingMessage, user_id: str | None) -> OutgoingMessage:
+    return message if message.user_id == user_id else replace(message, user_id=user_id)
+
+
+def consumers_of(types: Mapping[str, list[str]], workers: Iterable[str]) -> dict[str, str]:
+    """Event type -> consuming worker, for the given workers."""
+    return {t: w for w in workers for t in types.get(w, [])}
+
+
+def fleet_topologies(
+    catalogue: Mapping[str, list[str]], workers: Iterable[str], runtime: RuntimeSettings
+) -> list[Topology]:
+    """The topologies of ``workers``, as the workers themselves declare them."""
+    return [
+        worker_topology(
+            worker,
+            catalogue[worker],
+            retry_delays_s=runtime.retry_delays_s,
+            delivery_limit=runtime.delivery_limit,
+        )
+        for worker in workers
+    ]
+
+
+def operator_actor(settings: Settings) -> Actor | None:
+    """An operator actor with a freshly minted token, when a signing key is configured."""
+    if settings.security.jwt_signing_key is None:
+        return None
+    token = TokenService(settings.security, store=None).issue("load-operator", "operator")
+    return Actor(subject="load-operator", role="operator", token=token)
 
 
 def add_commands(subparsers: Any) -> None:
     """Register ``eventguard load``."""
-    load = subparsers.add_parser("load", help="publish a mix with poison and check the ledger")
+    load = subparsers.add_parser(
+        "load", help="publish a mix with poison and duplicates and check the ledger"
+    )
     load.add_argument("--count", type=int, default=1000)
     load.add_argument(
         "--rate", type=float, default=0.0, help="per second; 0 = as fast as confirms allow"
     )
     load.add_argument("--poison-share", type=float, default=0.2)
-    load.add_argument("--timeout", type=float, default=60.0)
+    load.add_argument("--duplicate-share", type=float, default=0.05)
+    load.add_argument(
+        "--workers", nargs="*", default=None, help="only the types these workers consume"
+    )
+    load.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for outcomes")
+    load.add_argument("--json", action="store_true", help="print the report as JSON")
     load.set_defaults(func=_load)
 
 
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
     if settings.broker_url is None:
         raise ConfigError("EVENTGUARD_BROKER_URL is missing")
+    catalogue = consumed_types(settings)
+    workers = args.workers or sorted(catalogue)
+    consumers = consumers_of(catalogue, workers)
+    store = (
+        Store(
+            connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
+        )
+        if settings.redis_url is not None
+        else None
+    )
+    if store is None:
+        consumers = {t: w for t, w in consumers.items() if t in ANSWERS}
+    mix = Mix(
+        consumers,
+        poison_share=args.poison_share,
+        duplicate_share=args.duplicate_share,
+        operator=operator_actor(settings),
+    )
     broker = AmqpBroker(
         settings.broker_url.get_secret_value(), metrics=Metrics(), name="eventguard-load"
     )
     await broker.start()
+    generator = LoadGenerator(broker, mix, store=store, user_id=settings.broker_user)
     try:
-        generator = LoadGenerator(
-            broker, user_id=settings.broker_user, poison_share=args.poison_share
-        )
-        await generator.start_observing()
+        await generator.start(fleet_topologies(catalogue, workers, settings.runtime))
+        started = time.monotonic()
         await generator.publish(args.count, rate=args.rate)
+        published_s = time.monotonic() - started
         report = await generator.wait(args.timeout)
     finally:
+        await generator.stop()
         await broker.close()
-    print(report.text())
+        if store is not None:
+            await store.close()
+    if args.json:
+        print(json.dumps({**report.as_dict(), "publish_s": round(published_s, 2)}, indent=2))
+    else:
+        print(report.text())
+        print(f"publish rate {report.copies / max(published_s, 1e-9):.0f} msg/s")
     return 0 if report.ok else 1

@@ -1,6 +1,11 @@
 """The fleet end to end, with faults: nothing lost, nothing done twice.
 
-Smoke scenarios (marked ``smoke``) run in ``make test``; the rest in ``make e2e``.
+Each scenario runs the four workers as processes, publishes a mix of every consumable type
+(20% malformed or poison, 5% deliberate duplicates) through ``eventguard load``'s generator,
+injects one fault mid-stream and checks the ledger: every id ends with exactly one effect or
+a quarantine record of it. Recovery is measured from the end of the fault: ``resumed_s`` until
+the affected worker's first new outcome, ``settled_s`` until everything published before then
+has its outcome. Smoke scenarios (marked ``smoke``) also run in ``make test``.
 """
 
 from __future__ import annotations
@@ -11,28 +16,28 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from common.bus.amqp import AmqpBroker
-from tests.e2e.conftest import WorkerProcess
+from tests.e2e.conftest import (
+    CONSUMES,
+    FLEET,
+    TOPOLOGIES,
+    Fleet,
+    LoadFactory,
+    Recorder,
+    free_port,
+)
 from workers.ai_fallback.simulator import ProviderSimulator, Step
-from workers.load import LoadGenerator, Report, completion_request
+from workers.load import LoadGenerator
+from workers.load_ledger import Report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-
-async def _start(
-    worker: str, env: dict[str, str], tmp_path: Path, started: list[WorkerProcess]
-) -> WorkerProcess:
-    process = WorkerProcess(worker, env, tmp_path / f"{worker}-{len(started)}.log")
-    started.append(process)
-    process.start()
-    await process.ready()
-    return process
+COUNT, RATE = 400, 80.0
 
 
 async def _rabbitmqctl(*args: str) -> None:
@@ -43,181 +48,219 @@ async def _rabbitmqctl(*args: str) -> None:
     process = await asyncio.create_subprocess_exec(
         tool, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
-    assert await process.wait() == 0
+    assert await process.wait() == 0, f"rabbitmqctl {args} failed"
 
 
-async def _acked(port: int, event_type: str) -> float:
-    """How many ``event_type`` messages the worker on ``port`` acked (from its /metrics)."""
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"http://127.0.0.1:{port}/metrics") as response,
-    ):
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = sample.labels
-            if (
-                sample.name == "eventguard_messages_consumed_total"
-                and labels.get("type") == event_type
-                and labels.get("outcome") == "ack"
-            ):
-                return float(sample.value)
-    return 0.0
-
-
-def _assert_clean(report: Report) -> None:
-    assert report.lost == [], report.text()
-    assert report.duplicated == [], report.text()
+def _assert_clean(report: Report, generator: LoadGenerator) -> None:
+    """Nothing lost, nothing doubled, every poison message quarantined, nothing valid refused."""
+    ledger = generator.ledger
+    detail = report.text() + "\n" + "\n".join(ledger.explain(i) for i in report.lost[:5])
+    assert report.lost == [], detail
+    dup = "\n".join(ledger.explain(i) for i in report.duplicated[:5])
+    assert report.duplicated == [], report.text() + "\n" + dup
+    assert report.unexpected_quarantine == [], report.text()
+    poison = [i for i, s in ledger.sent.items() if s.kind != "valid"]
+    assert all(i in ledger.quarantined for i in poison)
     assert report.handled + report.quarantined == report.published
+
+
+def _recovery(
+    generator: LoadGenerator, restored: float, workers: tuple[str, ...]
+) -> dict[str, Any]:
+    """Seconds from ``restored`` to the affected workers' first outcome, and until everything
+    published before it had its outcome."""
+    ledger = generator.ledger
+    types = {t for w in workers for t in CONSUMES[w]}
+    resumed = [
+        at
+        for i, at in ledger.outcome_at.items()
+        if at >= restored and ledger.sent[i].event_type in types
+    ]
+    before = [ledger.outcome_at[i] for i, t in ledger.sent_at.items() if t < restored]
+    return {
+        "resumed_s": round(min(resumed) - restored, 2) if resumed else None,
+        "settled_s": round(max(max(before) - restored, 0.0), 2) if before else None,
+    }
+
+
+async def _run(
+    fleet: Fleet,
+    load: LoadFactory,
+    recorder: Recorder,
+    scenario: str,
+    fault: Callable[[], Awaitable[tuple[float, tuple[str, ...]]]],
+    *,
+    count: int = COUNT,
+    rate: float = RATE,
+    seed: int = 1,
+    timeout_s: float = 90.0,
+    **extra: Any,
+) -> tuple[Report, LoadGenerator]:
+    """Start the fleet, publish, inject ``fault`` after a second, check and record the ledger.
+
+    ``fault`` returns when the fault is over: the moment and the workers it hit."""
+    await fleet.start(*FLEET)
+    generator = load(seed=seed)
+    await generator.start(TOPOLOGIES)
+    publishing = asyncio.create_task(generator.publish(count, rate=rate))
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    restored, hit = await fault()
+    await publishing
+    report = await generator.wait(timeout_s)
+    _assert_clean(report, generator)
+    recorder.record(
+        scenario,
+        **report.as_dict(),
+        fault_s=round(restored - started, 2),
+        **_recovery(generator, restored, hit),
+        **extra,
+    )
+    return report, generator
 
 
 @pytest.mark.smoke
 async def test_sigterm_drains_under_load_and_a_new_process_carries_on(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
 ) -> None:
     """SIGTERM mid-stream: in-flight work finishes or is redelivered; nothing lost or doubled."""
-    first = await _start("quarantine", fleet_env, tmp_path, workers)
-    load = LoadGenerator(producer, user_id="guest", poison_share=0.2)
-    await load.start_observing()
-    publishing = asyncio.create_task(load.publish(300, rate=150))
-    await asyncio.sleep(1.0)
-    first.signal(signal.SIGTERM)
-    assert await asyncio.to_thread(first.wait, 30) == 0  # drained and exited cleanly
-    await _start("quarantine", fleet_env, tmp_path, workers)
-    await publishing
-    report = await load.wait(60)
-    _assert_clean(report)
-    assert report.quarantined > 0
+    exit_codes: list[int] = []
+
+    async def sigterm() -> tuple[float, tuple[str, ...]]:
+        old = fleet.get("quarantine")
+        old.signal(signal.SIGTERM)
+        exit_codes.append(await old.wait(30))
+        await fleet.start("quarantine")
+        return time.monotonic(), ("quarantine",)
+
+    await _run(fleet, load, recorder, "sigterm_drain", sigterm, count=300)
+    assert exit_codes == [0]  # drained and exited cleanly
+
+
+async def test_sigkill_mid_stream_then_restart_loses_nothing(
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
+) -> None:
+    """SIGKILL mid-stream: the broker redelivers; leases expire; each request has one effect."""
+
+    async def sigkill() -> tuple[float, tuple[str, ...]]:
+        old = fleet.get("quarantine")
+        old.signal(signal.SIGKILL)
+        await old.wait(10)
+        await fleet.start("quarantine")
+        return time.monotonic(), ("quarantine",)
+
+    await _run(fleet, load, recorder, "sigkill_restart", sigkill, seed=2)
 
 
 @pytest.mark.smoke
-async def test_sigkill_mid_stream_then_restart_loses_nothing(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
-) -> None:
-    """SIGKILL mid-stream: the broker redelivers; leases expire; each request has one effect."""
-    first = await _start("quarantine", fleet_env, tmp_path, workers)
-    load = LoadGenerator(producer, user_id="guest", poison_share=0.2, seed=2)
-    await load.start_observing()
-    publishing = asyncio.create_task(load.publish(300, rate=150))
-    await asyncio.sleep(1.0)
-    first.signal(signal.SIGKILL)
-    await asyncio.to_thread(first.wait, 10)
-    started = time.monotonic()
-    await _start("quarantine", fleet_env, tmp_path, workers)
-    await publishing
-    report = await load.wait(90)
-    _assert_clean(report)
-    print(f"sigkill recovery: {time.monotonic() - started:.1f}s to settle")
-
-
 async def test_server_closing_every_connection_loses_nothing(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
 ) -> None:
     """`rabbitmqctl close_all_connections` mid-stream: everyone reconnects; nothing lost."""
-    await _start("quarantine", fleet_env, tmp_path, workers)
-    load = LoadGenerator(producer, user_id="guest", poison_share=0.2, seed=3)
-    await load.start_observing()
-    publishing = asyncio.create_task(load.publish(300, rate=100))
-    await asyncio.sleep(1.0)
-    await _rabbitmqctl("close_all_connections", "e2e fault injection")
-    await publishing
-    report = await load.wait(90)
-    _assert_clean(report)
+
+    async def close_all() -> tuple[float, tuple[str, ...]]:
+        await _rabbitmqctl("close_all_connections", "e2e fault injection")
+        return time.monotonic(), FLEET
+
+    await _run(fleet, load, recorder, "connections_closed", close_all, count=300, seed=3)
 
 
 async def test_rabbitmq_restart_mid_stream_recovers_within_ten_seconds(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
 ) -> None:
-    """stop_app/start_app mid-stream: quorum queues keep everything; the worker is back < 10 s."""
-    process = await _start("quarantine", fleet_env, tmp_path, workers)
-    load = LoadGenerator(producer, user_id="guest", poison_share=0.2, seed=4)
-    await load.start_observing()
-    publishing = asyncio.create_task(load.publish(200, rate=100))
-    await asyncio.sleep(0.5)
-    await _rabbitmqctl("stop_app")
-    await _rabbitmqctl("start_app")
-    restarted = time.monotonic()
-    await process.ready(timeout_s=30)
-    recovery = time.monotonic() - restarted
-    await publishing
-    report = await load.wait(90)
-    _assert_clean(report)
-    print(f"rabbitmq restart: worker ready again {recovery:.1f}s after start_app; {report.text()}")
-    assert recovery < 10, f"recovery took {recovery:.1f}s"
+    """stop_app/start_app mid-stream: quorum queues keep everything; the fleet is back < 10 s."""
+    ready: list[float] = []
 
+    async def restart() -> tuple[float, tuple[str, ...]]:
+        await _rabbitmqctl("stop_app")
+        await _rabbitmqctl("start_app")
+        restarted = time.monotonic()
+        await asyncio.gather(*(p.ready(timeout_s=30) for p in fleet.processes))
+        ready.append(time.monotonic() - restarted)
+        return restarted, FLEET
 
-async def test_two_replicas_share_the_queue_and_nothing_runs_twice(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
-) -> None:
-    """Two replicas are competing consumers: both take work, each request has one effect."""
-    first = await _start("quarantine", fleet_env, tmp_path, workers)
-    second = await _start("quarantine", fleet_env, tmp_path, workers)
-    load = LoadGenerator(producer, user_id="guest", poison_share=0.0, seed=5)
-    await load.start_observing()
-    await load.publish(400)
-    report = await load.wait(60)
-    _assert_clean(report)
-    handled = [await _acked(p.port, "quarantine.requested") for p in (first, second)]
-    assert all(count > 0 for count in handled), handled
-    assert sum(handled) == report.handled
+    await _run(fleet, load, recorder, "rabbitmq_restart", restart, seed=4, timeout_s=120)
+    figures = recorder.scenarios["rabbitmq_restart"]
+    figures["ready_s"] = round(ready[0], 2)
+    assert ready[0] < 10, f"the fleet was ready again only after {ready[0]:.1f}s"
+    assert figures["resumed_s"] is not None, figures
+    assert figures["resumed_s"] < 10, figures
 
 
 async def test_redis_restart_mid_stream_loses_nothing(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+    fleet: Fleet, load: LoadFactory, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """A Redis with AOF restarted mid-stream: calls fail, retry, then recover; nothing lost."""
+    """Our own Redis (AOF, fsync always) restarted mid-stream: calls fail, retry; nothing lost."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
-    port = WorkerProcess("x", {}, tmp_path / "x").port
-    args = [
-        server,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--dir",
-        str(tmp_path),
-        "--save",
-        "",
-    ]
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    args = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
 
     async def start_redis() -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
         )
-        await asyncio.sleep(0.5)
-        return process
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+            else:
+                writer.close()
+                return process
+        raise AssertionError("redis-server did not start")
 
-    redis = await start_redis()
-    env = {**fleet_env, "EVENTGUARD_REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    redis = [await start_redis()]
+    fleet.env["EVENTGUARD_REDIS_URL"] = url
+
+    original = load
+
+    def load_on_own_redis(**kwargs: Any) -> LoadGenerator:
+        return original(redis=url, **kwargs)
+
+    async def restart() -> tuple[float, tuple[str, ...]]:
+        redis[0].terminate()
+        await redis[0].wait()
+        await asyncio.sleep(1.0)  # down for a second
+        redis[0] = await start_redis()
+        return time.monotonic(), FLEET
+
     try:
-        await _start("quarantine", env, tmp_path, workers)
-        load = LoadGenerator(producer, user_id="guest", poison_share=0.2, seed=6)
-        await load.start_observing()
-        publishing = asyncio.create_task(load.publish(300, rate=100))
-        await asyncio.sleep(1.0)
-        redis.terminate()
-        await redis.wait()
-        await asyncio.sleep(1.0)
-        redis = await start_redis()
-        await publishing
-        report = await load.wait(120)
-        _assert_clean(report)
+        await _run(fleet, load_on_own_redis, recorder, "redis_restart", restart, seed=5)
     finally:
-        redis.terminate()
-        await redis.wait()
+        redis[0].terminate()
+        await redis[0].wait()
+
+
+async def test_twenty_percent_poison_is_all_quarantined_with_its_reason(
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
+) -> None:
+    """20% malformed or rejected messages: each recorded in quarantine with the right reason."""
+
+    async def nothing() -> tuple[float, tuple[str, ...]]:
+        return time.monotonic(), FLEET
+
+    _, generator = await _run(fleet, load, recorder, "poison_20pct", nothing, seed=6)
+    ledger = generator.ledger
+    expected = {
+        "invalid_json": {"invalid_json"},
+        "schema_violation": {"schema_violation"},
+        "unknown_type": {"unknown_type"},
+        "handler_rejected": {"schema_violation", "unauthorized"},
+    }
+    for event_id, reason in ledger.quarantined.items():
+        assert reason in expected[ledger.sent[event_id].kind], ledger.explain(event_id)
 
 
 async def test_llm_provider_failing_for_a_while_then_recovering(
-    fleet_env: dict[str, str], workers: list[WorkerProcess], producer: AmqpBroker, tmp_path: Path
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
 ) -> None:
-    """The provider fails for a while: requests are answered (failed), the breaker opens, and
-    once the provider recovers answers succeed again; nothing lost, nothing answered twice."""
+    """The provider fails for a while: the breaker opens, every request is still answered once,
+    and after recovery the breaker closes and answers succeed again."""
     simulator = ProviderSimulator()
     url = await simulator.start()
     simulator.set_default("m1", Step("ok"))
@@ -230,34 +273,83 @@ async def test_llm_provider_failing_for_a_while_then_recovering(
         "max_output": 256,
         "timeout_s": 1,
     }
-    env = {
-        **fleet_env,
-        "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
-        "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
-        "EVENTGUARD_AI_FALLBACK__BREAKER_OPEN_S": "1",
-        "EVENTGUARD_AI_FALLBACK__BREAKER_MINIMUM_CALLS": "3",
-    }
-    try:
-        await _start("ai_fallback", env, tmp_path, workers)
-        load = LoadGenerator(producer, user_id="guest", poison_share=0.0, make=completion_request)
-        await load.start_observing()
-        publishing = asyncio.create_task(load.publish(120, rate=30))
-        await asyncio.sleep(1.0)
+    fleet.env.update(
+        {
+            "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
+            "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
+            "EVENTGUARD_AI_FALLBACK__BREAKER_OPEN_S": "1",
+            "EVENTGUARD_AI_FALLBACK__BREAKER_MINIMUM_CALLS": "3",
+        }
+    )
+    opened: list[float] = []
+
+    async def outage() -> tuple[float, tuple[str, ...]]:
+        ai = fleet.get("ai_fallback")
         simulator.set_default("m1", Step("error", status=503))
-        await asyncio.sleep(1.5)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # until the breaker has opened at least once
+            opened.append(await ai.metric("eventguard_breaker_transitions_total", to="open"))
+            if opened[-1] > 0:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
         simulator.set_default("m1", Step("ok"))
-        await publishing
-        report = await load.wait(60)
-        _assert_clean(report)
-        outcomes = list(load.ledger.result_types.values())
-        assert {"ai.completion.failed"} in outcomes  # the outage was real
-        await asyncio.sleep(4.5)  # the breaker's (grown) open period passes; half-open next
-        before = set(load.ledger.kind)
-        await load.publish(10, rate=5)
-        report = await load.wait(60)
-        _assert_clean(report)
-        after = [i for i in load.ledger.kind if i not in before]
-        succeeded = [i for i in after if load.ledger.result_types[i] == {"ai.completion.succeeded"}]
-        assert len(succeeded) >= 9, [load.ledger.result_types[i] for i in after]  # closed again
+        return time.monotonic(), ("ai_fallback",)
+
+    try:
+        _, generator = await _run(
+            fleet, load, recorder, "llm_provider_outage", outage, count=300, rate=60, seed=7
+        )
+        assert opened, "the breaker was never read"
+        assert opened[-1] > 0, "the breaker never opened"
+        ai = fleet.get("ai_fallback")
+        deadline = time.monotonic() + 20
+        closed = 0.0
+        while time.monotonic() < deadline:  # later requests probe it closed again
+            await generator.publish(5, rate=10)
+            closed = await ai.metric("eventguard_breaker_transitions_total", to="closed")
+            if closed > 0:
+                break
+        assert closed > 0, "the breaker never closed again"
+        report = await generator.wait(30)
+        _assert_clean(report, generator)
+        last = [i for i, s in generator.ledger.sent.items() if s.event_type.startswith("ai.")][-3:]
+        assert all(generator.ledger.result_types[i] == {"ai.completion.succeeded"} for i in last), [
+            generator.ledger.explain(i) for i in last
+        ]
     finally:
         await simulator.close()
+
+
+async def test_two_replicas_share_the_queue_and_nothing_runs_twice(
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
+) -> None:
+    """Two replicas are competing consumers: throughput grows and each request has one effect."""
+    rates = []
+    for replicas in (1, 2):
+        generator = load(("quarantine",), poison_share=0.0, types=("quarantine.requested",))
+        await generator.start(TOPOLOGIES)
+        await generator.publish(1500)  # a backlog, before the replicas start
+        processes = await fleet.start(*["quarantine"] * replicas)
+        started = time.monotonic()
+        report = await generator.wait(60, settle_s=0.0)
+        rates.append(report.published / (time.monotonic() - started))
+        await asyncio.sleep(1.0)
+        report = generator.ledger.report()
+        _assert_clean(report, generator)
+        handled = [
+            await p.metric(
+                "eventguard_messages_consumed_total", type="quarantine.requested", outcome="ack"
+            )
+            for p in processes
+        ]
+        assert all(count > 0 for count in handled), handled
+        assert sum(handled) == report.handled  # acked once each, across the replicas
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
+    recorder.record(
+        "two_replicas",
+        one_replica_msg_per_s=round(rates[0], 1),
+        two_replicas_msg_per_s=round(rates[1], 1),
+        speedup=round(rates[1] / rates[0], 2),
+    )
+    assert rates[1] > rates[0] * 1.1, rates

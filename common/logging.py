@@ -18,7 +18,7 @@ import structlog
 from structlog.contextvars import bound_contextvars
 from structlog.typing import Processor
 
-from common.redaction import redact_secrets
+from common.security.redaction import redact_secrets
 
 __all__ = ["bind_message", "configure_logging", "get_logger"]
 
@@ -26,19 +26,16 @@ __all__ = ["bind_message", "configure_logging", "get_logger"]
 def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog and the standard library's root logger (call once, from the CLI)."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
-    ]
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
     processors: list[Processor] = [
-        *shared,
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
+        redact_secrets,  # last before rendering: tracebacks are text by now and get redacted too
         renderer,
     ]
     structlog.configure(

@@ -118,6 +118,11 @@ class SharedBreakerState:
 
     # -- the sync -----------------------------------------------------------------------------
 
+    @property
+    def flushed_calls(self) -> int:
+        """Local calls whose outcomes have reached Redis so far."""
+        return self._sent[0]
+
     def _delta(self) -> tuple[int, int, int]:
         counts = self.breaker.counts
         total = (counts.success + counts.failure + counts.slow, counts.failure, counts.slow)

@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from common.bus import headers as h
 from common.bus.broker import Broker
@@ -44,6 +45,9 @@ __all__ = ["Authorizer", "Pipeline", "PipelineStats", "allow_all"]
 Authorizer = Callable[[str, str | None], bool]
 _log = get_logger("eventguard.pipeline")
 _MAX_ERROR_CHARS = 1_000
+# What a Redis or broker call may raise when its server is away: the message is retried later.
+# redis-py's own errors (ConnectionError included) are not OSErrors and reach here unwrapped.
+_UNAVAILABLE = (EventGuardError, OSError, TimeoutError, RedisError)
 
 
 def allow_all(event_type: str, producer: str | None) -> bool:
@@ -239,7 +243,7 @@ class Pipeline:
         if idem is not None:
             try:
                 claim = await idem.claim(event.id)
-            except (EventGuardError, OSError, TimeoutError) as error:
+            except _UNAVAILABLE as error:
                 return await self._retry(message, attempt, f"idempotency claim failed: {error!r}")
             if claim.state is ClaimState.DONE:
                 await message.ack()
@@ -282,7 +286,7 @@ class Pipeline:
             await self._emit(message, route, output)
             if idem is not None:
                 await idem.done(event.id)
-        except (EventGuardError, OSError, TimeoutError) as error:
+        except _UNAVAILABLE as error:
             return await self._retry(message, attempt, f"publishing output failed: {error!r}")
         await message.ack()
         return "ack"
@@ -318,7 +322,7 @@ class Pipeline:
             return
         try:
             await self.idempotency.release(event_id)
-        except (EventGuardError, OSError, TimeoutError) as error:
+        except _UNAVAILABLE as error:
             # The lease expires on its own; the retry then runs.
             _log.warning("idempotency.release_failed", error=repr(error))
 

@@ -7,6 +7,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import fakeredis
+from structlog.testing import capture_logs
+
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.router import Emit
@@ -176,3 +179,21 @@ async def test_unauthorized_producer_is_dead_lettered() -> None:
         (dead,) = harness.dead()
         assert dead.headers[h.REASON] == "unauthorized"
         assert services["echo"].calls == []
+
+
+async def test_redis_down_during_the_claim_retries_later_instead_of_crashing() -> None:
+    """redis-py's ConnectionError on the claim sends the message through the retry queue (it
+    used to escape as a pipeline crash and be requeued at once, in a hot loop)."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    async with run_workers(
+        [("echo", _factory)], redis=fakeredis.FakeAsyncRedis(server=server)
+    ) as harness:
+        with capture_logs() as logs:
+            sent = await harness.publish("quarantine.requested", _request("ok"))
+            await _until(lambda: any(e["event"] == "message.retry_scheduled" for e in logs))
+            server.connected = True
+            out = await harness.wait_for("quarantine.release.requested")
+        assert out.causation_id == sent.id
+        assert not [e for e in logs if e["event"] == "pipeline.crashed"]
+        assert services["echo"].calls == [sent.id]

@@ -88,6 +88,7 @@ class Runtime:
         """Start everything, yield, then drain and close in reverse order."""
         await self.broker.start()
         self.metrics.runtime.broker_connected.set(1)
+        await self.guards.start()
         try:
             for name, factory in self.factories:
                 await self._start_worker(name, factory)
@@ -243,6 +244,7 @@ class Runtime:
                 await running.service.stop()
             except Exception:  # noqa: BLE001 - one failing stop must not keep the rest open
                 _log.exception("worker.stop_failed", worker=running.service.name)
+        await self.guards.stop()
         await self.broker.close()
         self.metrics.runtime.broker_connected.set(0)
         _log.info("worker.stopped", workers=list(self.workers))

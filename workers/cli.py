@@ -126,12 +126,13 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
         name=f"eventguard-{'-'.join(args.workers)}-{settings.instance}",
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
     )
-    guards = Guards(metrics=metrics)
+    guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
     store = Store(
         connect_redis(_secret(settings.redis_url)),
         prefix=settings.redis_key_prefix,
         guard=guards.guard("redis"),
     )
+    guards.bind_store(store)
     policy = ProducerPolicy.from_settings(settings)
     runtime = Runtime(
         settings=settings,

@@ -293,6 +293,11 @@ class Guards:
             guard.retry.max_delay_s = 0.0
             guard.retry.max_retry_after_s = 0.0
 
+    def bind_store(self, store: Store) -> None:
+        """Use ``store`` for shared breakers (the store itself runs behind this registry's
+        ``redis`` guard, so it can only be bound after that guard exists)."""
+        self._store = store
+
     async def start(self) -> None:
         """Start the background sync of every shared breaker."""
         self._started = True

@@ -48,10 +48,10 @@ integration: $(STAMP) services
 	$(BIN)/python -m pytest -q tests/integration
 
 e2e: $(STAMP) services
-	$(BIN)/python -m pytest -q tests/e2e -m "e2e and not soak"
+	EVENTGUARD_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest -q tests/e2e -m "e2e and not soak" --durations=10
 
 soak: $(STAMP) services
-	EVENTGUARD_SOAK_SECONDS=1800 $(BIN)/python -m pytest -q tests/e2e -m soak -s
+	EVENTGUARD_SOAK_SECONDS=1800 EVENTGUARD_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest -q tests/e2e -m soak -s
 
 bench: $(BENCH_STAMP) services
 	for b in bench/bench_*.py; do echo "== $$b"; LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python $$b || exit 1; done

@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.message import IncomingMessage, OutgoingMessage
@@ -268,7 +270,7 @@ class LoadGenerator:
                 keys = [store.key("idem", worker, event_id) for worker, event_id in waiting]
                 try:
                     values = await store.client.mget(keys)
-                except (OSError, EventGuardError) as error:  # Redis may be restarting
+                except (OSError, EventGuardError, RedisError) as error:  # Redis may be restarting
                     print(f"load: reading effects failed: {error!r}")
                 else:
                     now = time.monotonic()

@@ -188,12 +188,6 @@ async def test_rabbitmq_restart_mid_stream_recovers_within_ten_seconds(
     assert figures["resumed_s"] < 10, figures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quarantine's outbox announcer dies on redis-py's ConnectionError (not caught in "
-    "workers/quarantine/housekeeping.py _announce_loop), so dead letters recorded after the "
-    "restart are never announced; reported to the lead",
-)
 async def test_redis_restart_mid_stream_loses_nothing(
     fleet: Fleet, load: LoadFactory, recorder: Recorder, tmp_path: Path
 ) -> None:

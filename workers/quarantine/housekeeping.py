@@ -16,6 +16,8 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from redis.exceptions import RedisError
+
 from common.bus.publisher import Publisher
 from common.config import QuarantineSettings
 from common.errors import EventGuardError
@@ -88,7 +90,7 @@ class Housekeeping:
         while not self._stopping.is_set():
             try:
                 await self.tick()
-            except (EventGuardError, OSError, TimeoutError) as error:
+            except (EventGuardError, OSError, TimeoutError, RedisError) as error:
                 _log.warning("quarantine.tick_failed", error=repr(error))
             except Exception:  # noqa: BLE001 - a bug in one tick must not stop expiry for good
                 _log.exception("quarantine.tick_crashed")
@@ -105,7 +107,9 @@ class Housekeeping:
             sent = 0
             try:
                 sent = await self.announce_outbox()
-            except (EventGuardError, OSError, TimeoutError) as error:
+            except (EventGuardError, OSError, TimeoutError, RedisError) as error:
+                # redis-py's ConnectionError is not an OSError: a Redis restart must not end
+                # the announcer for good.
                 _log.warning("quarantine.announce_failed", error=repr(error))
             if task is not None and task.cancelling():
                 raise asyncio.CancelledError

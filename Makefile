@@ -54,7 +54,7 @@ soak: $(STAMP) services
 	EVENTGUARD_SOAK_SECONDS=1800 EVENTGUARD_E2E_RESULTS=bench/results/e2e.json $(BIN)/python -m pytest -q tests/e2e -m soak -s
 
 bench: $(BENCH_STAMP) services
-	for b in bench/bench_*.py; do echo "== $$b"; LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_*.py; do echo "== $$b"; LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache schema-out

@@ -1,60 +1,73 @@
-"""Fleet throughput: all four workers as separate processes over the real RabbitMQ and Redis.
+"""Fleet throughput: the four workers as separate processes over the real RabbitMQ and Redis,
+side by side with the runtime's single-worker benchmark, in one run.
 
-Each worker gets a backlog of events its handler does almost nothing with (heartbeats for
-health_monitor, non-critical alerts for quarantine, quarantine releases for ai_fallback's
-view, purchases for opportunity_discovery), published before the workers start. The figure is
-the fleet's combined consume rate in the steady state (every worker busy: from when each has
-taken 5% of its backlog to when the first has taken 95%; the whole drain, start-up and tail
-included, is reported beside it), compared with the runtime benchmark's single-worker rate
-with idempotency (bench/results/runtime.json). Target: >= 0.7x.
-Writes bench/results/fleet.json.
+Scenarios (each round runs them all, alternating; the best round of each counts):
+
+  runtime single  the runtime benchmark's idempotent consumer (bench_runtime), in process,
+                  draining ``4 x per-worker`` 1 KiB events: the reference
+  one process     one worker process (the noop runtime below) draining the same count
+  fleet noop      four worker processes, one per worker, each ``python -m bench.fleet_worker``:
+                  the real runtime (its queue and bindings, Redis behind the guard, the
+                  idempotency claim, producer checks, heartbeats, ops server) with handlers
+                  that return at once; each drains ``per-worker`` events of its own types
+  fleet real      four ``eventguard run`` processes with their real handlers on their cheapest
+                  events (heartbeats, non-critical alerts, quarantine releases, purchases),
+                  reported beside: what the handlers add
+
+The backlog is published before the processes start. Rates are taken in the steady state
+(every worker busy: from when each has taken 5% of its backlog to when the first has taken
+95%), reading queue depths with passive declares (no metrics scraping competing for the CPU);
+worker CPU per message is read from /proc over the same window. Target (issue #10): fleet noop
+>= 0.7x runtime single. Writes bench/results/fleet.json.
+
+    .venv/bin/python -m bench.bench_fleet [--per-worker N] [--rounds R]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import aiormq
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.bench_runtime import Infra, consume_eventguard, make_events
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import to_message
 from common.bus.topology import worker_topology
 from common.config import RuntimeSettings
 from common.metrics import Metrics
+from common.store import connect_redis
 from schemas.envelope import Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased
 from schemas.quarantine import QuarantineEntryReleased
+from workers.consumes import consumed_types
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-AMQP = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
-REDIS = "redis://127.0.0.1:6379/15"
-PER_WORKER = 3_000
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+AMQP = os.environ.get("EVENTGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS = os.environ.get("EVENTGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
+WORKERS = ("health_monitor", "quarantine", "ai_fallback", "opportunity_discovery")
+PREFETCH = 100
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _event(worker: str, i: int) -> Envelope[Any]:
+    """The cheapest event ``worker`` consumes (``i`` makes each one distinct)."""
     now = datetime.now(UTC)
     data: Payload
     if worker == "health_monitor":
@@ -72,131 +85,171 @@ def _event(worker: str, i: int) -> Envelope[Any]:
     return new_event("marketplace.strategy.purchased", data, source="bench")
 
 
-async def _consumed(session: aiohttp.ClientSession, port: int) -> float:
-    try:
-        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
-            text = await response.text()
-    except aiohttp.ClientError:
-        return 0.0
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "eventguard_messages_consumed_total" and sample.labels.get(
-                "type"
-            ) in {
-                "health.heartbeat",
-                "health.alert.raised",
-                "quarantine.entry.released",
-                "marketplace.strategy.purchased",
-            }:
-                total += sample.value
-    return total
-
-
-async def main() -> dict[str, Any]:
-    workers = ["health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"]
+async def _backlog(workers: tuple[str, ...], per_worker: int) -> dict[str, str]:
+    """Declare each worker's topology, publish its backlog; return worker -> work queue."""
     runtime = RuntimeSettings()
+    types = consumed_types()
     broker = AmqpBroker(AMQP, metrics=Metrics(CollectorRegistry()), name="bench-fleet")
     await broker.start()
-    for worker in workers:
-        types = {
-            "health_monitor": ["health.heartbeat"],
-            "quarantine": [
-                "health.alert.raised",
-                "quarantine.release.requested",
-                "quarantine.requested",
-            ],
-            "ai_fallback": [
-                "ai.completion.requested",
-                "quarantine.entry.added",
-                "quarantine.entry.released",
-            ],
-            "opportunity_discovery": [
-                "marketplace.strategy.purchased",
-                "marketplace.strategy.revoked",
-                "opportunity.scan.requested",
-            ],
-        }[worker]
-        await broker.declare(
-            worker_topology(
+    queues = {}
+    try:
+        for worker in workers:
+            topology = worker_topology(
                 worker,
-                types,
+                types[worker],
                 retry_delays_s=runtime.retry_delays_s,
                 delivery_limit=runtime.delivery_limit,
             )
-        )
-    window = asyncio.Semaphore(256)
+            await broker.declare(topology)
+            queues[worker] = topology.work_queue
+        window = asyncio.Semaphore(256)
 
-    async def publish(event: Envelope[Any]) -> None:
-        async with window:
-            await broker.publish(to_message(event, user_id="guest"))
+        async def publish(event: Envelope[Any]) -> None:
+            async with window:
+                await broker.publish(to_message(event, user_id="guest"))
 
-    await asyncio.gather(*(publish(_event(w, i)) for w in workers for i in range(PER_WORKER)))
-    await broker.close()
+        await asyncio.gather(*(publish(_event(w, i)) for w in workers for i in range(per_worker)))
+    finally:
+        await broker.close()
+    return queues
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _steady(samples: list[tuple[float, list[int], float]], per_worker: int) -> tuple[float, float]:
+    """(msg/s, worker CPU us per message) between every worker at 5% and the first at 95%."""
+    begin = next(i for i, (_, c, _) in enumerate(samples) if min(c) >= 0.05 * per_worker)
+    end = next(i for i, (_, c, _) in enumerate(samples) if max(c) >= 0.95 * per_worker)
+    (t0, c0, cpu0), (t1, c1, cpu1) = samples[begin], samples[end]
+    messages = sum(c1) - sum(c0)
+    return messages / (t1 - t0), (cpu1 - cpu0) / messages * 1e6
+
+
+async def processes(kind: str, workers: tuple[str, ...], per_worker: int) -> dict[str, float]:
+    """Start one process per entry of ``workers`` (``kind`` noop or real) on a fresh backlog."""
+    queues = await _backlog(tuple(dict.fromkeys(workers)), per_worker)
+    prefix = f"bench-fleet-{uuid.uuid4().hex[:6]}:"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGUARD_")}
     env.update(
         {
             "EVENTGUARD_BROKER_URL": AMQP,
             "EVENTGUARD_REDIS_URL": REDIS,
-            "EVENTGUARD_REDIS_KEY_PREFIX": f"bench-fleet-{uuid.uuid4().hex[:6]}:",
+            "EVENTGUARD_REDIS_KEY_PREFIX": prefix,
             "EVENTGUARD_SECURITY__JWT_SIGNING_KEY": secrets.token_urlsafe(48),
             "EVENTGUARD_SECURITY__ANY_TYPE_PRODUCERS": json.dumps(["guest"]),
             "EVENTGUARD_OPPORTUNITY_DISCOVERY__MARKET_SOURCE": "simulator",
-            "EVENTGUARD_RUNTIME__PREFETCH": "100",
+            "EVENTGUARD_RUNTIME__PREFETCH": str(PREFETCH),
             "EVENTGUARD_LOG_LEVEL": "WARNING",
+            "EVENTGUARD_OPS_PORT": "0",
         }
     )
-    ports = {w: _port() for w in workers}
-    processes = [
-        subprocess.Popen(  # noqa: S603, ASYNC220 - our own CLI; started before timing begins
-            [sys.executable, "-m", "workers.cli", "run", w],
-            env={**env, "EVENTGUARD_OPS_PORT": str(ports[w])},
+    module = {"noop": ["bench.fleet_worker"], "real": ["workers.cli", "run"]}[kind]
+    procs = [
+        subprocess.Popen(  # noqa: S603, ASYNC220 - our own modules; started before timing begins
+            [sys.executable, "-m", *module, worker],
+            env=env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for w in workers
+        for worker in workers
     ]
-    total = PER_WORKER * len(workers)
-    samples: list[tuple[float, list[float]]] = []
+    samples: list[tuple[float, list[int], float]] = []
     try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(300):
+        async with aiormq.connect(AMQP) as conn, asyncio.timeout(300):
+            channel = await conn.channel()
             while True:
-                counts = list(
-                    await asyncio.gather(*(_consumed(session, p) for p in ports.values()))
-                )
-                samples.append((time.perf_counter(), counts))
-                if sum(counts) >= total:
+                depths = [
+                    (await channel.queue_declare(queues[w], passive=True)).message_count or 0
+                    for w in dict.fromkeys(workers)
+                ]
+                cpu = sum(_cpu_s(p.pid) for p in procs)
+                samples.append((time.perf_counter(), [per_worker - d for d in depths], cpu))
+                if not any(depths):
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.2)
     finally:
-        for process in processes:
+        for process in procs:
             process.send_signal(signal.SIGTERM)
-        for process in processes:
+        for process in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=30)
-    # Steady state: from when every worker has taken 5% of its backlog to when the first one
-    # has taken 95% (start-up and the tail, where fewer than four work, are left out).
-    begin = next(i for i, (_, c) in enumerate(samples) if min(c) >= 0.05 * PER_WORKER)
-    end = next(i for i, (_, c) in enumerate(samples) if max(c) >= 0.95 * PER_WORKER)
-    (t0, c0), (t1, c1) = samples[begin], samples[end]
-    rate = (sum(c1) - sum(c0)) / (t1 - t0)
-    whole = total / (samples[-1][0] - next(t for t, c in samples if sum(c) > 0))
-    single = json.loads((RESULTS / "runtime.json").read_text())["consume_eventguard_idem_msg_per_s"]
-    return {
-        "workers": len(workers),
-        "messages": total,
-        "fleet_msg_per_s": round(rate, 1),
-        "fleet_whole_drain_msg_per_s": round(whole, 1),
-        "single_worker_idempotent_msg_per_s": single,
-        "ratio_vs_single_worker": round(rate / single, 3),
-        "target": 0.7,
+        await _forget(prefix)
+    rate, cpu_us = _steady(samples, per_worker)
+    return {"msg_per_s": rate, "worker_cpu_us_per_msg": cpu_us}
+
+
+async def runtime_single(messages: int) -> dict[str, float]:
+    """The runtime benchmark's idempotent single-worker consumer on ``messages`` events."""
+    bodies = [e.model_dump_json().encode() for e in make_events(messages)]
+    async with aiormq.connect(AMQP) as conn:
+        infra = Infra(conn, uuid.uuid4().hex[:6])
+        queue = await infra.queue("fleet-reference")
+        await infra.fill(queue, bodies)
+        cpu = time.process_time()
+        elapsed = await consume_eventguard(queue, messages, PREFETCH, idempotent=True)
+        cpu_us = (time.process_time() - cpu) / messages * 1e6
+        await infra.cleanup()
+    return {"msg_per_s": messages / elapsed, "worker_cpu_us_per_msg": cpu_us}
+
+
+async def _forget(prefix: str) -> None:
+    redis = connect_redis(REDIS)
+    keys = [key async for key in redis.scan_iter(match=prefix + "*", count=10_000)]
+    for start in range(0, len(keys), 5_000):
+        await redis.delete(*keys[start : start + 5_000])
+    await redis.aclose()
+
+
+async def main(per_worker: int, rounds: int) -> dict[str, Any]:
+    """Run every scenario ``rounds`` times; return the best figures."""
+    total = per_worker * len(WORKERS)
+    scenarios: dict[str, Callable[[], Awaitable[dict[str, float]]]] = {
+        "runtime_single": lambda: runtime_single(total),
+        "one_process": lambda: processes("noop", ("quarantine",), total),
+        "fleet_noop": lambda: processes("noop", WORKERS, per_worker),
+        "fleet_real": lambda: processes("real", WORKERS, per_worker),
     }
+    best: dict[str, dict[str, float]] = {}
+    for round_ in range(1, rounds + 1):
+        print(f"round {round_}/{rounds}")
+        for name, run in scenarios.items():
+            figures = await run()
+            print(
+                f"  {name:<16} {figures['msg_per_s']:>8.0f} msg/s"
+                f"  {figures['worker_cpu_us_per_msg']:>6.0f} us worker CPU/msg"
+            )
+            if figures["msg_per_s"] > best.get(name, {}).get("msg_per_s", 0.0):
+                best[name] = figures
+    single = best["runtime_single"]["msg_per_s"]
+    result: dict[str, Any] = {
+        "workers": len(WORKERS),
+        "per_worker": per_worker,
+        "prefetch": PREFETCH,
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+    }
+    for name, figures in best.items():
+        result[f"{name}_msg_per_s"] = round(figures["msg_per_s"], 1)
+        result[f"{name}_worker_cpu_us_per_msg"] = round(figures["worker_cpu_us_per_msg"], 1)
+    for fleet in ("fleet_noop", "fleet_real"):
+        ratio = best[fleet]["msg_per_s"] / single
+        result[f"ratio_{fleet}_vs_runtime_single"] = round(ratio, 3)
+    result["target"] = {"ratio_fleet_noop_vs_runtime_single": 0.7}
+    return result
 
 
 if __name__ == "__main__":
-    results = asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-worker", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    results = asyncio.run(main(args.per_worker, args.rounds))
     for key, value in results.items():
-        print(f"{key:<36} {value}")
+        print(f"{key:<44} {value}")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "fleet.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -30,6 +30,7 @@ from common.reliability import Guards
 from common.security import cli as security_cli
 from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
+from common.service import ServiceFactory
 from common.store import Store, connect_redis
 from common.worker import Runtime, install_signal_handlers
 from schemas.envelope import new_event
@@ -45,7 +46,7 @@ from workers.opportunity_discovery import cli as opportunity_cli
 from workers.quarantine import cli as quarantine_cli
 from workers.registry import WORKERS
 
-__all__ = ["main"]
+__all__ = ["main", "serve"]
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 _log = get_logger("eventguard.cli")
@@ -118,12 +119,18 @@ def _secret(value: Any) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return await serve(settings, [(name, WORKERS[name]) for name in args.workers])
+
+
+async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactory]]) -> int:
+    """Run ``factories``' workers in this process over the real broker and Redis, with the ops
+    server, until SIGTERM or SIGINT (``eventguard run``; the fleet benchmark's noop workers)."""
     require_production(settings)
     metrics = Metrics()
     broker = AmqpBroker(
         _secret(settings.broker_url),
         metrics=metrics,
-        name=f"eventguard-{'-'.join(args.workers)}-{settings.instance}",
+        name=f"eventguard-{'-'.join(name for name, _ in factories)}-{settings.instance}",
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
     )
     guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
@@ -136,7 +143,7 @@ async def _run(args: argparse.Namespace, settings: Settings) -> int:
     policy = ProducerPolicy.from_settings(settings)
     runtime = Runtime(
         settings=settings,
-        factories=[(name, WORKERS[name]) for name in args.workers],
+        factories=factories,
         broker=broker,
         store=store,
         metrics=metrics,

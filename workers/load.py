@@ -85,8 +85,9 @@ def _uid() -> str:
     return uuid.uuid4().hex
 
 
-def _valid(event_type: str, operator: Actor | None) -> Envelope[Any]:
-    """A valid event of ``event_type`` that its worker handles cheaply."""
+def _valid(event_type: str, operator: Actor | None, scan_user: str | None = None) -> Envelope[Any]:
+    """A valid event of ``event_type`` that its worker handles cheaply (scans for
+    ``scan_user``, when given, run for real; otherwise they are refused: nothing owned)."""
     now = datetime.now(UTC)
     actor: Actor | None = None
     data: Payload
@@ -127,7 +128,7 @@ def _valid(event_type: str, operator: Actor | None) -> Envelope[Any]:
                 messages=[Message(role="user", content=f"load {_uid()}")], max_tokens=16
             )
         case "opportunity.scan.requested":
-            data = ScanRequested(user_id=f"load-nobody-{_uid()[:8]}")  # owns nothing: refused
+            data = ScanRequested(user_id=scan_user or f"load-nobody-{_uid()[:8]}")
         case "marketplace.strategy.purchased":
             data = StrategyPurchased(user_id=f"load-{_uid()[:8]}", strategy="spot_arbitrage")
         case "marketplace.strategy.revoked":
@@ -146,6 +147,7 @@ class Mix:
     duplicate_share: float = 0.05
     operator: Actor | None = None  # needed for valid release requests
     seed: int = 1
+    scan_user: str | None = None  # scans for a user owning strategies reach the market source
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)  # noqa: S311 - a load mix, not cryptography
@@ -168,7 +170,7 @@ class Mix:
         if self.poison_bases and self.rng.random() < self.poison_share:
             return self._poison(self.rng.choice(self.poison_bases))
         event_type = self.rng.choice(self.types)
-        event = _valid(event_type, self.operator)
+        event = _valid(event_type, self.operator, self.scan_user)
         answers = ANSWERS.get(event_type, frozenset())
         sent = (
             Sent(event_type, "valid", "result", answers=answers)

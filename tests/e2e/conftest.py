@@ -276,6 +276,7 @@ async def load(
         seed: int = 1,
         redis: str | None = None,
         types: tuple[str, ...] | None = None,
+        scan_user: str | None = None,
     ) -> LoadGenerator:
         settings = Settings.model_validate(
             {"security": {"jwt_signing_key": fleet_env["EVENTGUARD_SECURITY__JWT_SIGNING_KEY"]}}
@@ -289,6 +290,7 @@ async def load(
             duplicate_share=duplicate_share,
             operator=operator_actor(settings),
             seed=seed,
+            scan_user=scan_user,
         )
         store = Store(
             connect_redis(redis or redis_url), prefix=fleet_env["EVENTGUARD_REDIS_KEY_PREFIX"]

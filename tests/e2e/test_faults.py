@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -23,6 +22,10 @@ from typing import Any
 
 import pytest
 
+from common.bus.amqp import AmqpBroker
+from common.bus.publisher import to_message
+from schemas.envelope import new_event
+from schemas.marketplace import StrategyPurchased
 from tests.e2e.conftest import (
     CONSUMES,
     FLEET,
@@ -32,6 +35,7 @@ from tests.e2e.conftest import (
     Recorder,
     free_port,
 )
+from tests.unit.opportunity_discovery.bybit_server import BybitServer, Pair
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 from workers.load import LoadGenerator
 from workers.load_ledger import Report
@@ -95,13 +99,14 @@ async def _run(
     rate: float = RATE,
     seed: int = 1,
     timeout_s: float = 90.0,
+    load_options: dict[str, Any] | None = None,
     **extra: Any,
 ) -> tuple[Report, LoadGenerator]:
     """Start the fleet, publish, inject ``fault`` after a second, check and record the ledger.
 
     ``fault`` returns when the fault is over: the moment and the workers it hit."""
     await fleet.start(*FLEET)
-    generator = load(seed=seed)
+    generator = load(seed=seed, **(load_options or {}))
     await generator.start(TOPOLOGIES)
     publishing = asyncio.create_task(generator.publish(count, rate=rate))
     await asyncio.sleep(1.0)
@@ -323,43 +328,187 @@ async def test_llm_provider_failing_for_a_while_then_recovering(
         await simulator.close()
 
 
-async def test_two_replicas_share_the_queue_and_nothing_runs_twice(
+async def test_exchange_failing_for_a_while_then_recovering(
+    fleet: Fleet, load: LoadFactory, recorder: Recorder, producer: AmqpBroker
+) -> None:
+    """Both venues (ccxt against two Bybit stand-ins) answer 503 until their breakers open,
+    then recover. Every scan is still answered exactly once: partial, naming what is missing,
+    while they are down; complete, with the cross-venue spread, after; the breakers close.
+
+    The exchange is not a critical dependency of opportunity_discovery (its consumer does not
+    pause): purchases and revocations need no venue, and a scan says what it could not read
+    (honest partial results) instead of waiting for the venue."""
+    cheap = BybitServer([Pair("BTC", asks=[(100.1, 50.0)], bids=[(100.0, 50.0)])])
+    dear = BybitServer([Pair("BTC", asks=[(101.1, 50.0)], bids=[(101.0, 50.0)])])
+    await cheap.start()
+    await dear.start()
+    prefix = "EVENTGUARD_OPPORTUNITY_DISCOVERY__"
+    fleet.env.update(
+        {
+            f"{prefix}MARKET_SOURCE": "ccxt",
+            f"{prefix}VENUES": json.dumps(["left", "right"]),
+            f"{prefix}EXCHANGES": json.dumps({"left": "bybit", "right": "bybit"}),
+            f"{prefix}EXCHANGE_URLS": json.dumps({"left": cheap.url, "right": dear.url}),
+            f"{prefix}EXCHANGE_TIMEOUT_S": "2",
+            f"{prefix}MARKET_CACHE_TTL_S": "0.1",
+            f"{prefix}RESULT_CACHE_TTL_S": "1",
+            "EVENTGUARD_RELIABILITY__DEPENDENCIES": json.dumps(
+                {
+                    "exchange": {
+                        "max_attempts": 1,
+                        "breaker_minimum_calls": 3,
+                        "breaker_window_size": 5,
+                        "breaker_open_s": 1,
+                    }
+                }
+            ),
+        }
+    )
+    user = f"load-trader-{secrets.token_hex(4)}"
+    purchase = new_event(
+        "marketplace.strategy.purchased",
+        StrategyPurchased(user_id=user, strategy="spot_arbitrage", asset_filter=["BTC/USDT"]),
+        source="e2e",
+    )
+
+    async def scans(outcome: str) -> float:
+        opportunity = fleet.get("opportunity_discovery")
+        return await opportunity.metric("eventguard_opportunity_scans_total", outcome=outcome)
+
+    async def breakers(to_state: str) -> float:
+        opportunity = fleet.get("opportunity_discovery")
+        return sum(
+            [
+                await opportunity.metric(
+                    "eventguard_breaker_transitions_total",
+                    dependency=f"exchange:{v}",
+                    to_state=to_state,
+                )
+                for v in ("left", "right")
+            ]
+        )
+
+    async def outage() -> tuple[float, tuple[str, ...]]:
+        cheap.down = dear.down = True
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and await breakers("open") < 2:
+            await asyncio.sleep(0.2)
+        assert await breakers("open") >= 2, "the venues' breakers never opened"
+        await asyncio.sleep(1.0)
+        cheap.down = dear.down = False
+        return time.monotonic(), ("opportunity_discovery",)
+
+    for topology in TOPOLOGIES:  # the purchase waits in the queue for the worker
+        await producer.declare(topology)
+    await producer.publish(to_message(purchase, user_id="guest"))
+    try:
+        _, generator = await _run(
+            fleet,
+            load,
+            recorder,
+            "exchange_outage",
+            outage,
+            count=300,
+            rate=60,
+            seed=11,
+            load_options={"scan_user": user},
+        )
+        partial = await scans("partial")
+        assert partial > 0, "no scan reported the venues missing"
+        found = await fleet.get("opportunity_discovery").metric(
+            "eventguard_opportunities_found_total", strategy="spot_arbitrage"
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and await breakers("closed") < 2:
+            await generator.publish(5, rate=10)  # later scans probe the venues again
+        assert await breakers("closed") >= 2, "the venues' breakers never closed again"
+        report = await generator.wait(30)
+        _assert_clean(report, generator)
+        later = await fleet.get("opportunity_discovery").metric(
+            "eventguard_opportunities_found_total", strategy="spot_arbitrage"
+        )
+        assert later > found, "scans after the recovery did not find the spread again"
+        recorder.record(
+            "exchange_outage_scans",
+            partial=partial,
+            completed=await scans("completed"),
+            found_after_recovery=later - found,
+        )
+    finally:
+        await cheap.stop()
+        await dear.stop()
+
+
+async def test_replicas_share_the_queue_grow_throughput_and_nothing_runs_twice(
     fleet: Fleet, load: LoadFactory, recorder: Recorder
 ) -> None:
-    """Two replicas are competing consumers: throughput grows and each request has one effect."""
-    rates = []
-    for replicas in (1, 2):
-        # No deliberate duplicates: a copy arriving between outbox and done re-publishes the
-        # same answer and is acked, which would blur the one-ack-per-request count below.
-        generator = load(
-            ("quarantine",),
-            poison_share=0.0,
-            duplicate_share=0.0,
-            types=("quarantine.requested",),
-        )
-        await generator.start(TOPOLOGIES)
-        await generator.publish(1500)  # a backlog, before the replicas start
-        processes = await fleet.start(*["quarantine"] * replicas)
-        started = time.monotonic()
-        report = await generator.wait(60, settle_s=0.0)
-        rates.append(report.published / (time.monotonic() - started))
-        await asyncio.sleep(1.0)
-        report = generator.ledger.report()
-        _assert_clean(report, generator)
-        handled = [
-            await p.metric(
-                "eventguard_messages_consumed_total", type="quarantine.requested", outcome="ack"
-            )
-            for p in processes
-        ]
-        assert all(count > 0 for count in handled), handled
-        assert sum(handled) == report.handled  # acked once each, across the replicas
-        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
-    recorder.record(
-        "two_replicas",
-        one_replica_msg_per_s=round(rates[0], 1),
-        two_replicas_msg_per_s=round(rates[1], 1),
-        speedup=round(rates[1] / rates[0], 2),
+    """Replicas are competing consumers: throughput grows with them and each request is
+    answered once. The worker is ai_fallback, whose requests wait on the provider (100 ms here)
+    with at most PREFETCH in flight per replica: the case replicas are for. (A CPU-bound worker
+    cannot grow on two cores that the broker, Redis and the generator share: 1.03x measured.)"""
+    simulator = ProviderSimulator(latency_s=0.1)
+    url = await simulator.start()
+    simulator.set_default("m1", Step("ok"))
+    model = {
+        "name": "m1",
+        "provider": "openai",
+        "endpoint": url,
+        "key_ref": "sim",
+        "context_window": 8000,
+        "max_output": 256,
+        "timeout_s": 2,
+    }
+    fleet.env.update(
+        {
+            "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
+            "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
+            "EVENTGUARD_RUNTIME__PREFETCH": "8",
+        }
     )
-    if (os.cpu_count() or 1) >= 4:  # on two cores broker, Redis and both replicas share them
-        assert rates[1] > rates[0] * 1.1, rates
+    count, rates = 400, []
+    try:
+        for replicas in (1, 2, 3):
+            # No deliberate duplicates: a copy arriving between outbox and done re-publishes
+            # the same answer and is acked, which would blur the one-ack-per-request count.
+            generator = load(
+                ("ai_fallback",),
+                poison_share=0.0,
+                duplicate_share=0.0,
+                types=("ai.completion.requested",),
+            )
+            await generator.start(TOPOLOGIES)
+            await generator.publish(count)  # a backlog, before the replicas start
+            processes = await fleet.start(*["ai_fallback"] * replicas)
+            report = await generator.wait(60, settle_s=0.0)
+            outcomes = sorted(generator.ledger.outcome_at.values())
+            rates.append((count - 1) / (outcomes[-1] - outcomes[0]))  # the drain, start-up aside
+            await asyncio.sleep(1.0)
+            report = generator.ledger.report()
+            _assert_clean(report, generator)
+            answers = generator.ledger.result_types
+            assert all(answers[i] == {"ai.completion.succeeded"} for i in generator.ledger.sent)
+            handled = [
+                await p.metric(
+                    "eventguard_messages_consumed_total",
+                    type="ai.completion.requested",
+                    outcome="ack",
+                )
+                for p in processes
+            ]
+            assert all(n > 0 for n in handled), handled
+            assert sum(handled) == count  # acked once each, across the replicas
+            await asyncio.gather(*(asyncio.to_thread(p.stop) for p in processes))
+    finally:
+        await simulator.close()
+    assert sum(simulator.calls.values()) == count * 3  # one provider call per request
+    recorder.record(
+        "replicas",
+        worker="ai_fallback",
+        provider_latency_s=0.1,
+        prefetch=8,
+        msg_per_s={str(n): round(r, 1) for n, r in zip((1, 2, 3), rates, strict=True)},
+        speedup_2=round(rates[1] / rates[0], 2),
+        speedup_3=round(rates[2] / rates[0], 2),
+    )
+    assert rates[1] > rates[0] * 1.5, rates
+    assert rates[2] > rates[1] * 1.2, rates

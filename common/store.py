@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 
+from common.config import Settings
+from common.errors import ConfigError
 from common.reliability.guard import Guard, Guards
 
 __all__ = ["Store", "connect_redis"]
@@ -51,6 +53,18 @@ class Store:
         self.prefix = prefix
         self.guard: Guard = guard if guard is not None else Guards().guard("redis")
         self._timeout_s = timeout_s  # per-attempt timeout; None: the guard's own
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, guard: Guard | None = None, needed_for: str = ""
+    ) -> Store:
+        """A store on ``settings``' Redis URL and key prefix (``ConfigError`` without a URL;
+        ``needed_for`` says what wanted it)."""
+        if settings.redis_url is None:
+            why = f" ({needed_for})" if needed_for else ""
+            raise ConfigError(f"EVENTGUARD_REDIS_URL is missing{why}")
+        client = connect_redis(settings.redis_url.get_secret_value())
+        return cls(client, prefix=settings.redis_key_prefix, guard=guard)
 
     def key(self, *parts: str) -> str:
         """The namespaced key for ``parts`` (joined with ``:``)."""

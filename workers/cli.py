@@ -31,7 +31,7 @@ from common.security import cli as security_cli
 from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
-from common.store import Store, connect_redis
+from common.store import Store
 from common.worker import Runtime, install_signal_handlers
 from schemas.envelope import new_event
 from schemas.export import write_all
@@ -134,11 +134,7 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
     )
     guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
-    store = Store(
-        connect_redis(_secret(settings.redis_url)),
-        prefix=settings.redis_key_prefix,
-        guard=guards.guard("redis"),
-    )
+    store = Store.from_settings(settings, guard=guards.guard("redis"))
     guards.bind_store(store)
     policy = ProducerPolicy.from_settings(settings)
     runtime = Runtime(

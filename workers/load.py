@@ -41,7 +41,7 @@ from common.config import RuntimeSettings, Settings
 from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
 from common.security.tokens import TokenService
-from common.store import Store, connect_redis
+from common.store import Store
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
@@ -386,13 +386,7 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
     catalogue = consumed_types(settings)
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
-    store = (
-        Store(
-            connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
-        )
-        if settings.redis_url is not None
-        else None
-    )
+    store = Store.from_settings(settings) if settings.redis_url is not None else None
     if store is None:
         consumers = {t: w for t, w in consumers.items() if t in ANSWERS}
     mix = Mix(

@@ -21,11 +21,10 @@ import sys
 from typing import Any
 
 from common.config import Settings
-from common.errors import ConfigError
 from common.security.apikeys import ApiKey, ApiKeyStore
 from common.security.roles import Role
 from common.security.tokens import TokenKind, TokenService
-from common.store import Store, connect_redis
+from common.store import Store
 
 __all__ = ["add_commands", "parse_duration"]
 
@@ -70,10 +69,7 @@ def add_commands(sub: Any) -> None:
 
 
 def _store(settings: Settings) -> Store:
-    if settings.redis_url is None:
-        raise ConfigError("EVENTGUARD_REDIS_URL is missing (the API-key store)")
-    client = connect_redis(settings.redis_url.get_secret_value())
-    return Store(client, prefix=settings.redis_key_prefix)
+    return Store.from_settings(settings, needed_for="the API-key store")
 
 
 def _facts(key: ApiKey) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from common.config import Settings
 from common.errors import ConfigError
-from common.store import Store, connect_redis
+from common.store import Store
 from workers.ai_fallback import keys
 from workers.ai_fallback.chain import load_models
 from workers.ai_fallback.tokens import TokenCounter
@@ -39,10 +39,7 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     state: dict[str, dict[str, object]] = {name: {} for name in models}
     if settings.redis_url is not None:
-        store = Store(
-            connect_redis(settings.redis_url.get_secret_value()),
-            prefix=settings.redis_key_prefix,
-        )
+        store = Store.from_settings(settings)
         names = list(models)
 
         async def read(r: Any) -> list[Any]:
@@ -84,12 +81,7 @@ async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _enable(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.redis_url is None:
-        print("eventguard ai enable: EVENTGUARD_REDIS_URL is required", file=sys.stderr)
-        return 2
-    store = Store(
-        connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
-    )
+    store = Store.from_settings(settings, needed_for="model cool-downs")
     try:
         cool, dis = keys.cooldown(store, args.model), keys.disabled(store, args.model)
         removed = await store.execute(lambda r: r.delete(cool, dis))

@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 from common.config import Settings
-from common.errors import ConfigError
-from common.store import Store, connect_redis
+from common.store import Store
 from workers.health_monitor.alerts import AlertBook
 from workers.health_monitor.rules import load_rules
 
@@ -35,10 +34,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _book(settings: Settings) -> AlertBook:
-    if settings.redis_url is None:
-        raise ConfigError("EVENTGUARD_REDIS_URL is missing")
-    client = connect_redis(settings.redis_url.get_secret_value())
-    return AlertBook(Store(client, prefix=settings.redis_key_prefix))
+    return AlertBook(Store.from_settings(settings, needed_for="the alert book"))
 
 
 async def _list(_args: argparse.Namespace, settings: Settings) -> int:

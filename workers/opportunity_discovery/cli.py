@@ -6,8 +6,7 @@ import argparse
 import json
 
 from common.config import Settings
-from common.errors import ConfigError
-from common.store import Store, connect_redis
+from common.store import Store
 from workers.opportunity_discovery.results import read_status
 
 __all__ = ["add_commands"]
@@ -23,11 +22,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 async def _status(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.redis_url is None:
-        raise ConfigError("EVENTGUARD_REDIS_URL is missing")
-    store = Store(
-        connect_redis(settings.redis_url.get_secret_value()), prefix=settings.redis_key_prefix
-    )
+    store = Store.from_settings(settings, needed_for="scan progress")
     try:
         status = await read_status(store, args.scan_id)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,10 +11,10 @@ from pydantic import SecretStr
 from common.bus.rpc import request
 from common.config import AiFallbackSettings, AiModelSettings, Settings
 from common.service import WorkerContext
-from common.store import Store, connect_redis
+from common.store import Store
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import new_event
-from tests.integration.bus.conftest import Rig
+from tests.integration.bus.conftest import Rig, open_rig
 from workers.ai_fallback import AiFallback
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
@@ -25,16 +24,8 @@ async def rig(
     request: pytest.FixtureRequest, rabbit_url: str, redis_url: str
 ) -> AsyncIterator[Rig]:
     """A per-test rig on the real servers; everything it declared is deleted afterwards."""
-    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30]
-    client = connect_redis(redis_url)
-    rig = Rig(worker=f"it-ai-{test}-{uuid.uuid4().hex[:6]}", rabbit_url=rabbit_url, redis=client)
-    try:
-        yield rig
-    finally:
-        try:
-            await rig.cleanup()
-        finally:
-            await client.aclose()
+    async with open_rig(request, rabbit_url, redis_url, "ai") as opened:
+        yield opened
 
 
 @pytest.fixture

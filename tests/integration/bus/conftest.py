@@ -10,6 +10,7 @@ declared and the Redis keys under its prefix.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import shutil
 import uuid
@@ -268,14 +269,16 @@ async def _run(*argv: str) -> str:
     return out.decode(errors="replace")
 
 
-@pytest.fixture
-async def rig(
-    request: pytest.FixtureRequest, rabbit_url: str, redis_url: str
+@contextlib.asynccontextmanager
+async def open_rig(
+    request: pytest.FixtureRequest, rabbit_url: str, redis_url: str, label: str = ""
 ) -> AsyncIterator[Rig]:
-    """A per-test rig; everything it declared is deleted afterwards."""
-    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+    """A rig named after the test (``it-<label>-<test>-<random>``) on the real servers;
+    everything it declared is deleted afterwards."""
+    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30]
     client = connect_redis(redis_url)
-    rig = Rig(worker=f"it-{test}-{uuid.uuid4().hex[:6]}", rabbit_url=rabbit_url, redis=client)
+    name = "-".join(part for part in ("it", label, test, uuid.uuid4().hex[:6]) if part)
+    rig = Rig(worker=name, rabbit_url=rabbit_url, redis=client)
     try:
         yield rig
     finally:
@@ -283,3 +286,12 @@ async def rig(
             await rig.cleanup()
         finally:
             await client.aclose()
+
+
+@pytest.fixture
+async def rig(
+    request: pytest.FixtureRequest, rabbit_url: str, redis_url: str
+) -> AsyncIterator[Rig]:
+    """A per-test rig; everything it declared is deleted afterwards."""
+    async with open_rig(request, rabbit_url, redis_url) as opened:
+        yield opened

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,11 +12,11 @@ from pydantic import SecretStr
 from common.bus.rpc import request
 from common.config import OpportunitySettings, Settings
 from common.service import WorkerContext
-from common.store import Store, connect_redis
+from common.store import Store
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
-from tests.integration.bus.conftest import Rig
+from tests.integration.bus.conftest import Rig, open_rig
 from workers.opportunity_discovery import OpportunityDiscovery, cli
 from workers.opportunity_discovery.simulator import MarketSimulator
 
@@ -28,16 +26,8 @@ async def rig(
     request: pytest.FixtureRequest, rabbit_url: str, redis_url: str
 ) -> AsyncIterator[Rig]:
     """A per-test rig on the real servers; everything it declared is deleted afterwards."""
-    test = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30]
-    client = connect_redis(redis_url)
-    rig = Rig(worker=f"it-opp-{test}-{uuid.uuid4().hex[:6]}", rabbit_url=rabbit_url, redis=client)
-    try:
-        yield rig
-    finally:
-        try:
-            await rig.cleanup()
-        finally:
-            await client.aclose()
+    async with open_rig(request, rabbit_url, redis_url, "opp") as opened:
+        yield opened
 
 
 def _settings() -> Settings:

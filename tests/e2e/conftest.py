@@ -211,8 +211,6 @@ def fleet_env(rabbit_url: str, redis_url: str) -> dict[str, str]:
             "EVENTGUARD_RUNTIME__DRAIN_TIMEOUT_S": "10",
             "EVENTGUARD_RUNTIME__RECONNECT_MAX_DELAY_S": "2",
             "EVENTGUARD_QUARANTINE__TICK_S": "0.2",
-            # An announcement whose publish failed (broker away) is re-claimed after this lease.
-            "EVENTGUARD_QUARANTINE__RELEASE_LEASE_S": "5",
             "EVENTGUARD_QUARANTINE__FLOOD_PRODUCER_THRESHOLD": "100000",
             "EVENTGUARD_QUARANTINE__FLOOD_TYPE_THRESHOLD": "100000",
             "EVENTGUARD_OPPORTUNITY_DISCOVERY__MARKET_SOURCE": "simulator",

@@ -123,8 +123,9 @@ class Housekeeping:
         """Publish ``quarantine.entry.added`` for recorded dead messages (the outbox).
 
         A dead message is acked as soon as its record is written; the record id goes into an
-        outbox list in the same Lua step, and this task announces it with confirms. A crash
-        before the confirm leaves the claim, re-announced after ``release_lease_s``.
+        outbox list in the same Lua step, and this task announces it with confirms. A publish
+        that fails (the broker is away) gives its claim back at once, so the next try takes it;
+        a crash before the confirm leaves the claim, re-announced after ``release_lease_s``.
         """
         ids = await self.repo.claim_announcements(
             batch, now=self.clock(), lease_s=self.settings.release_lease_s
@@ -145,8 +146,15 @@ class Housekeeping:
             )
             for row in rows
         ]
-        await asyncio.gather(*(self.publisher.publish(e) for e in events))
-        await self.repo.announced(ids)
+        results = await asyncio.gather(
+            *(self.publisher.publish(e) for e in events), return_exceptions=True
+        )
+        failed = [e.data.record_id for e, r in zip(events, results, strict=True) if r is not None]
+        await self.repo.announced([i for i in ids if i not in set(failed)])
+        if failed:
+            await self.repo.unclaim_announcements(failed)
+            error = next(r for r in results if r is not None)
+            raise error if isinstance(error, Exception) else RuntimeError(repr(error))
         return len(ids)
 
     async def tick(self) -> None:

@@ -241,6 +241,13 @@ class Repository:
             key = self.keys.announcing
             await self.store.execute(lambda r: r.zrem(key, *record_ids))
 
+    async def unclaim_announcements(self, record_ids: list[str]) -> None:
+        """Give back the claims of announcements whose publish failed: the next claim takes
+        them at once instead of after the lease."""
+        if record_ids:
+            key = self.keys.announcing
+            await self.store.execute(lambda r: r.zadd(key, dict.fromkeys(record_ids, 0)))
+
     async def summaries(self, record_ids: list[str]) -> list[dict[str, str]]:
         """The summary fields of each record that exists, in order."""
         record_keys = [self.keys.record(i) for i in record_ids]

@@ -8,9 +8,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
+from common.errors import DeliveryError
 from common.quarantine_view import QuarantineView
 from common.security import demo_settings
 from common.security.tokens import TokenService
@@ -353,6 +356,33 @@ async def test_unconfirmed_announcement_is_sent_again() -> None:
         assert await q.housekeeping.announce_outbox() == 0  # still leased
         clock.now += 31
         assert await q.housekeeping.announce_outbox() == 1
+        assert len(env.emitted("quarantine.entry.added")) == 1
+        assert await q.housekeeping.announce_outbox() == 0
+
+
+async def test_a_failed_announcement_gives_its_claim_back_at_once() -> None:
+    """The broker refuses the publish: the claim is returned, and the next try (not the one
+    after the lease) announces it, once."""
+    clock = Clock()
+    holder: dict[str, Any] = {}
+    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
+        q = holder["quarantine"]
+        await q.stop()  # no announcer: we drive the outbox by hand
+        await env.broker.publish(
+            OutgoingMessage(body=b"x", routing_key="", exchange=DEAD_LETTER_EXCHANGE)
+        )
+        await env.settle()
+        publisher = q.housekeeping.publisher
+        real = publisher.publish
+
+        async def refused(*_args: Any, **_kwargs: Any) -> None:
+            raise DeliveryError("broker away")
+
+        publisher.publish = refused
+        with pytest.raises(DeliveryError):
+            await q.housekeeping.announce_outbox()
+        publisher.publish = real
+        assert await q.housekeeping.announce_outbox() == 1  # no lease to wait out
         assert len(env.emitted("quarantine.entry.added")) == 1
         assert await q.housekeeping.announce_outbox() == 0
 

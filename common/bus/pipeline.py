@@ -37,6 +37,7 @@ from common.config import RuntimeSettings
 from common.errors import DeliveryError, EventGuardError, Reject, RetryLater
 from common.logging import bind_message, get_logger
 from common.metrics import Metrics
+from common.reliability.errors import CircuitOpen
 from schemas.envelope import Envelope
 from schemas.registry import envelope_model, is_known
 
@@ -268,7 +269,11 @@ class Pipeline:
         except Exception as error:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
             await self._release(event.id)
             _log.warning("handler.failed", error=repr(error)[:_MAX_ERROR_CHARS], attempt=attempt)
-            return await self._retry(message, attempt, repr(error), exception=type(error).__name__)
+            # An open breaker says when it lets a probe through: wait at least that long.
+            hint = error.retry_after_s if isinstance(error, CircuitOpen) else None
+            return await self._retry(
+                message, attempt, repr(error), hint, exception=type(error).__name__
+            )
         return await self._publish_and_ack(message, event, route, output, attempt)
 
     async def _publish_and_ack(

@@ -15,6 +15,7 @@ from common.bus.message import OutgoingMessage
 from common.bus.router import Emit
 from common.bus.topology import EVENTS_EXCHANGE
 from common.errors import Reject, RetryLater
+from common.reliability.errors import CircuitOpen
 from common.service import BaseService, WorkerContext
 from common.testing import Harness, run_workers
 from schemas.envelope import Envelope, new_event
@@ -42,6 +43,9 @@ class Echo(BaseService):
             raise RetryLater("not yet")
         if reason == "crash":
             raise KeyError("bug")
+        if reason == "breaker" and self.failures_left > 0:
+            self.failures_left -= 1
+            raise CircuitOpen("llm:m1", remaining_s=0.03)
         data = QuarantineReleaseRequested(record_id=event.data.entity_id)
         return [new_event("quarantine.release.requested", data, source=self.name, causation=event)]
 
@@ -99,6 +103,21 @@ async def test_retry_then_success_counts_attempts_in_headers() -> None:
             m for m in harness.broker.published if m.routing_key.startswith("eventguard.echo.retry")
         ]
         assert [m.headers[h.ATTEMPT] for m in retried] == [1, 2]
+
+
+async def test_an_open_breaker_delays_the_retry_until_it_may_let_a_probe_through() -> None:
+    """CircuitOpen carries how long the breaker stays open: the retry waits in the first
+    delay tier at least that long (here 40 ms for 30 ms), not the first one by attempt."""
+    async with run_workers([("echo", _factory)]) as harness:
+        services["echo"].failures_left = 1
+        await harness.publish("quarantine.requested", _request("breaker"))
+        await harness.wait_for("quarantine.release.requested")
+        retried = [
+            m.routing_key
+            for m in harness.broker.published
+            if m.routing_key.startswith("eventguard.echo.retry")
+        ]
+        assert retried == ["eventguard.echo.retry.40ms"]
 
 
 async def test_dead_letter_after_last_attempt_with_headers() -> None:

@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.logging import get_logger
-from common.security.http import AdminAuth
+from common.security.http import WS_PROTOCOL, AdminAuth
 from common.service import AdminRoute
 from common.worker import Runtime
 from schemas.envelope import Envelope
@@ -91,7 +91,7 @@ def build_app(runtime: Runtime, *, auth: AdminAuth, stream: EventStream) -> web.
         )
 
     async def stream_events(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=20)
+        ws = web.WebSocketResponse(heartbeat=20, protocols=(WS_PROTOCOL,))
         await ws.prepare(request)
         with stream.client() as queue:
             reader = asyncio.create_task(_drain_incoming(ws))

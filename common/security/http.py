@@ -1,11 +1,14 @@
 """Authentication and authorisation for the ops server's HTTP routes.
 
-A request carries ``Authorization: Bearer <access token>`` or ``X-API-Key: <key>``; with
-neither it is a guest. Credentials that are present but wrong are refused (401), never
-downgraded to guest; both at once are refused too. Then the access rules decide: 401 for a
-guest and 403 for a known caller whose role is too low, and for any route without a rule
-(default deny). Public probes (exact paths) pass untouched. When the credential store cannot
-be reached the answer is 503: authentication fails closed.
+A request carries ``Authorization: Bearer <access token>`` or ``X-API-Key: <key>``; a
+WebSocket upgrade may instead offer the token as the subprotocol ``eventguard.bearer.<token>``
+(browsers cannot set headers on a WebSocket; the server answers with ``eventguard.v1``, which
+the client offers beside it, and never echoes the token). With none of them it is a guest.
+Credentials that are present but wrong are refused (401), never downgraded to guest; two at
+once are refused too. Then the access rules decide: 401 for a guest and 403 for a known caller
+whose role is too low, and for any route without a rule (default deny). Public probes (exact
+paths) pass untouched. When the credential store cannot be reached the answer is 503:
+authentication fails closed.
 
 Every denial is logged (``access.denied``: method, path, status, reason, and the subject once
 known) without the credential or any header, and counted in
@@ -34,12 +37,14 @@ if TYPE_CHECKING:  # annotations only: importing common.store here would cycle v
     from common.metrics import Metrics
     from common.store import Store
 
-__all__ = ["GUEST", "PRINCIPAL", "AdminAuth", "Principal"]
+__all__ = ["GUEST", "PRINCIPAL", "WS_BEARER_PREFIX", "WS_PROTOCOL", "AdminAuth", "Principal"]
 
 # structlog directly, not common.logging: that module imports the redaction processor from
 # this package, and this package must import without it.
 _log = structlog.get_logger("eventguard.security")
 _MAX_HEADER = 8_192
+WS_PROTOCOL = "eventguard.v1"  # the subprotocol a WebSocket route answers with
+WS_BEARER_PREFIX = "eventguard.bearer."  # an offered subprotocol carrying the access token
 _PATH_IN_LOG = 200
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,6 +67,17 @@ class _Refused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def _protocol_tokens(request: web.Request) -> list[str]:
+    """Tokens offered as ``eventguard.bearer.<token>`` subprotocols of a WebSocket upgrade."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return []
+    offered = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    if len(offered) > _MAX_HEADER:
+        raise _Refused("token_too_large")
+    protocols = (p.strip() for p in offered.split(","))
+    return [p.removeprefix(WS_BEARER_PREFIX) for p in protocols if p.startswith(WS_BEARER_PREFIX)]
 
 
 def _bearer(header: str) -> str:
@@ -111,11 +127,16 @@ class AdminAuth:
         """The caller; raises _Refused for credentials that are present but not valid."""
         authorization = request.headers.getall("Authorization", [])
         api_key = request.headers.getall("X-API-Key", [])
-        if len(authorization) + len(api_key) > 1:
+        offered = _protocol_tokens(request)
+        if len(authorization) + len(api_key) + len(offered) > 1:
             raise _Refused("ambiguous_credentials")
         try:
             if authorization:
                 return await self._by_token(_bearer(authorization[0]))
+            if offered:
+                if not offered[0] or not offered[0].isascii():
+                    raise _Refused("malformed_authorization")
+                return await self._by_token(offered[0])
             if api_key:
                 return await self._by_api_key(api_key[0])
         except (RedisError, OSError):

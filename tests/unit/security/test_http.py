@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import fakeredis
 import jwt
 import pytest
-from aiohttp import ClientWebSocketResponse, WSMsgType, web
+from aiohttp import ClientWebSocketResponse, WSMsgType, WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
@@ -283,6 +283,31 @@ async def test_event_stream_needs_operator_and_streams_events(env: Env) -> None:
         else:
             pytest.fail("no event arrived on the stream")
     assert fleet.runtime.workers["adm"].paused is False
+
+
+async def test_a_browser_offers_its_token_as_a_websocket_subprotocol(env: Env) -> None:
+    """Browsers cannot set headers on a WebSocket: the token rides in an offered subprotocol,
+    the server answers with eventguard.v1 (never the token), and a bad or doubled one is
+    refused like a bad header."""
+    client, tokens, _fleet, _stream = env
+    token = tokens.issue("browser", "operator")
+    offered = ("eventguard.v1", f"eventguard.bearer.{token}")
+    async with client.ws_connect("/admin/stream", protocols=offered) as ws:
+        assert ws.protocol == "eventguard.v1"
+    user = ("eventguard.v1", f"eventguard.bearer.{tokens.issue('u', 'user')}")
+    with pytest.raises(WSServerHandshakeError) as low:
+        await client.ws_connect("/admin/stream", protocols=user)
+    assert low.value.status == 403
+    with pytest.raises(WSServerHandshakeError) as bad:
+        await client.ws_connect("/admin/stream", protocols=("eventguard.bearer.not-a-token",))
+    assert bad.value.status == 401
+    with pytest.raises(WSServerHandshakeError) as twice:
+        await client.ws_connect(
+            "/admin/stream", protocols=offered, headers=_bearer(tokens, "operator")
+        )
+    assert twice.value.status == 401
+    plain = await client.get("/admin/stream", headers={"Sec-WebSocket-Protocol": offered[1]})
+    assert plain.status == 401  # only a WebSocket upgrade may carry it there
 
 
 async def _receive(ws: ClientWebSocketResponse) -> str | None:

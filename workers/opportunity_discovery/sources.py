@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from common.config import OpportunitySettings
 from common.errors import ConfigError
-from workers.opportunity_discovery.exchange import CcxtSource, build_client
 from workers.opportunity_discovery.market import MarketSource
 from workers.opportunity_discovery.simulator import MarketSimulator
 
@@ -22,6 +21,13 @@ def build_source(settings: OpportunitySettings, *, clock: Callable[[], float]) -
             failing=set(settings.simulator_failing),
             clock=clock,
         )
+    # ccxt costs most of a second and tens of MiB to import: only a worker reading venues
+    # through it pays that (the other workers, the demo and the simulator never do).
+    from workers.opportunity_discovery.exchange import (  # noqa: PLC0415
+        CcxtSource,
+        build_client,
+    )
+
     clients = {}
     for venue in settings.venues:
         exchange_id = settings.exchanges.get(venue, venue)

@@ -140,8 +140,15 @@ class Runtime:
         running = RunningWorker(service, publisher, pipeline, queues)
         self.workers[name] = running
         await service.start()
+        # Every message needs Redis (its idempotency claim): while the Redis breaker is open
+        # the consumer pauses, so messages wait in the queue instead of spending their attempts
+        # in delay queues and ending dead-lettered. A service adds its own critical dependencies.
+        critical = [self.store.guard.breaker]
         for dependency in service.critical_dependencies():
-            self._pause_on_open(name, self.guards.guard(dependency).breaker)
+            breaker = self.guards.guard(dependency).breaker
+            if breaker not in critical:
+                critical.append(breaker)
+        self._pause_while_open(name, critical)
         await self._consume(running)
         for queue, handler in service.raw_consumers().items():
             raw = RawPipeline(
@@ -165,27 +172,29 @@ class Runtime:
             running.tags.append(tag)
             self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
 
-    def _pause_on_open(self, name: str, breaker: CircuitBreaker) -> None:
-        """Pause ``name``'s consumer while ``breaker`` is open; resume when it half-opens.
+    def _pause_while_open(self, name: str, breakers: list[CircuitBreaker]) -> None:
+        """Pause ``name``'s consumer while any of ``breakers`` is open; resume when none is.
 
-        A paused worker makes no calls, so nothing would read the breaker's state: a timer
-        reads it when the open period ends, which moves it to half-open and resumes the
-        consumer; the next message is the probe."""
+        A paused worker makes no calls, so nothing would read a breaker's state: a timer reads
+        it when the open period ends, which moves it to half-open and resumes the consumer;
+        the next message is the probe."""
         loop = asyncio.get_running_loop()
+        refusing = {State.OPEN, State.FORCED_OPEN}
 
-        def check() -> None:
-            if breaker.state in {State.OPEN, State.FORCED_OPEN}:
-                loop.call_later(max(0.05, breaker.remaining_open_s()), check)
+        def check(breaker: CircuitBreaker) -> None:
+            if breaker.state in refusing:
+                loop.call_later(max(0.05, breaker.remaining_open_s()), check, breaker)
 
-        def on_change(_b: CircuitBreaker, _old: State, new: State) -> None:
-            if new in {State.OPEN, State.FORCED_OPEN}:
+        def on_change(breaker: CircuitBreaker, _old: State, new: State) -> None:
+            if new in refusing:
                 self._spawn(self.pause(name, f"breaker {breaker.name} is {new.value}"))
                 if new is State.OPEN:
-                    loop.call_later(breaker.remaining_open_s(), check)
-            elif new in {State.HALF_OPEN, State.CLOSED, State.DISABLED}:
+                    loop.call_later(breaker.remaining_open_s(), check, breaker)
+            elif not any(b.state in refusing for b in breakers):
                 self._spawn(self.resume(name))
 
-        breaker.add_listener(on_change)
+        for breaker in breakers:
+            breaker.add_listener(on_change)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

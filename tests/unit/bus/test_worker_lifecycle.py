@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from common.bus.router import Emit
 from common.config import Settings
@@ -29,6 +30,12 @@ class Slow(BaseService):
         await self.release.wait()
         self.finished += 1
         return []
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def _request() -> QuarantineRequested:
@@ -64,6 +71,28 @@ async def test_pause_cancels_consumer_and_resume_restores_it() -> None:
             "eventguard_consumer_paused", {"worker": "slow"}
         )
         assert gauge == 0.0
+
+
+async def test_an_open_redis_breaker_pauses_the_consumer_until_it_closes() -> None:
+    """Every message needs Redis: while its breaker refuses calls, messages wait in the queue
+    (no attempt spent), and the consumer comes back when the breaker lets calls through."""
+    async with run_workers([("slow", Slow)]) as fleet:
+        service = fleet.runtime.workers["slow"].service
+        assert isinstance(service, Slow)
+        service.release.set()
+        redis = fleet.runtime.store.guard.breaker
+        redis.force_open()
+        await _until(lambda: fleet.runtime.workers["slow"].paused)
+        await fleet.publish("quarantine.requested", _request())
+        await fleet.settle()
+        assert service.finished == 0
+        assert await fleet.broker.queue_depth("eventguard.slow") == 1
+        assert (await fleet.runtime.ready())["consumers"] is False
+        redis.reset()
+        await _until(lambda: service.finished == 1)
+        assert not fleet.runtime.workers["slow"].paused
+        retried = [m for m in fleet.broker.published if ".retry." in m.routing_key]
+        assert retried == []
 
 
 async def test_stop_waits_for_in_flight_handlers() -> None:

@@ -196,7 +196,8 @@ async def test_rabbitmq_restart_mid_stream_recovers_within_ten_seconds(
 async def test_redis_restart_mid_stream_loses_nothing(
     fleet: Fleet, load: LoadFactory, recorder: Recorder, tmp_path: Path
 ) -> None:
-    """Our own Redis (AOF, fsync always) restarted mid-stream: calls fail, retry; nothing lost."""
+    """Our own Redis (AOF, fsync always) down for 3 s mid-stream: claims fail, the Redis
+    breakers open and the consumers pause until they let calls through again; nothing lost."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("redis-server is not installed")
@@ -231,12 +232,19 @@ async def test_redis_restart_mid_stream_loses_nothing(
     async def restart() -> tuple[float, tuple[str, ...]]:
         redis[0].terminate()
         await redis[0].wait()
-        await asyncio.sleep(1.0)  # down for a second
+        await asyncio.sleep(3.0)
         redis[0] = await start_redis()
         return time.monotonic(), FLEET
 
     try:
         await _run(fleet, load_on_own_redis, recorder, "redis_restart", restart, seed=5)
+        opened = [
+            await fleet.get(w).metric(
+                "eventguard_breaker_transitions_total", dependency="redis", to_state="open"
+            )
+            for w in FLEET
+        ]
+        assert sum(opened) > 0, "no Redis breaker opened: the consumers never paused"
     finally:
         redis[0].terminate()
         await redis[0].wait()

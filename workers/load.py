@@ -19,7 +19,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,10 +61,11 @@ __all__ = [
     "POISON_KINDS",
     "LoadGenerator",
     "Mix",
+    "Operator",
     "add_commands",
     "consumers_of",
     "fleet_topologies",
-    "operator_actor",
+    "operator_for",
 ]
 
 # Request type -> the event types that answer it (one of them, once, per request).
@@ -145,7 +146,7 @@ class Mix:
     consumers: Mapping[str, str]  # event type -> the worker consuming it
     poison_share: float = 0.2
     duplicate_share: float = 0.05
-    operator: Actor | None = None  # needed for valid release requests
+    operator: Operator | None = None  # needed for valid release requests
     seed: int = 1
     scan_user: str | None = None  # scans for a user owning strategies reach the market source
 
@@ -170,7 +171,8 @@ class Mix:
         if self.poison_bases and self.rng.random() < self.poison_share:
             return self._poison(self.rng.choice(self.poison_bases))
         event_type = self.rng.choice(self.types)
-        event = _valid(event_type, self.operator, self.scan_user)
+        operator = self.operator.actor() if self.operator is not None else None
+        event = _valid(event_type, operator, self.scan_user)
         answers = ANSWERS.get(event_type, frozenset())
         sent = (
             Sent(event_type, "valid", "result", answers=answers)
@@ -353,12 +355,33 @@ def fleet_topologies(
     ]
 
 
-def operator_actor(settings: Settings) -> Actor | None:
-    """An operator actor with a freshly minted token, when a signing key is configured."""
+class Operator:
+    """The operator on whose behalf release requests are published. Its access token is
+    re-issued once half its lifetime has passed: a soak outlives one token, and a request
+    carrying an expired one is rightly refused as unauthorized."""
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._tokens = TokenService(settings.security, store=None)
+        self._renew_after_s = settings.security.access_ttl_s / 2
+        self._clock = clock
+        self._actor: Actor | None = None
+        self._issued_at = 0.0
+
+    def actor(self) -> Actor:
+        """The operator with a token valid for at least half its lifetime."""
+        now = self._clock()
+        if self._actor is None or now - self._issued_at >= self._renew_after_s:
+            token = self._tokens.issue("load-operator", "operator")
+            self._actor = Actor(subject="load-operator", role="operator", token=token)
+            self._issued_at = now
+        return self._actor
+
+
+def operator_for(settings: Settings) -> Operator | None:
+    """The load operator, when a signing key is configured to mint its tokens."""
     if settings.security.jwt_signing_key is None:
         return None
-    token = TokenService(settings.security, store=None).issue("load-operator", "operator")
-    return Actor(subject="load-operator", role="operator", token=token)
+    return Operator(settings)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -393,7 +416,7 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         consumers,
         poison_share=args.poison_share,
         duplicate_share=args.duplicate_share,
-        operator=operator_actor(settings),
+        operator=operator_for(settings),
     )
     broker = AmqpBroker(
         settings.broker_url.get_secret_value(), metrics=Metrics(), name="eventguard-load"

@@ -36,7 +36,8 @@ from common.metrics import Metrics
 from common.store import Store, connect_redis
 from tests.integration.conftest import rabbit_url, redis_url
 from workers.consumes import consumed_types
-from workers.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_actor
+from workers.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
+from workers.load_ledger import Report
 
 __all__ = [
     "FLEET",
@@ -286,7 +287,7 @@ async def load(
             consumers,
             poison_share=poison_share,
             duplicate_share=duplicate_share,
-            operator=operator_actor(settings),
+            operator=operator_for(settings),
             seed=seed,
             scan_user=scan_user,
         )
@@ -328,3 +329,16 @@ def recorder() -> Iterator[Recorder]:
         old = json.loads(path.read_text()) if path.exists() else {}
         old.update(figures.scenarios)
         path.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+
+
+def assert_clean(report: Report, generator: LoadGenerator) -> None:
+    """Nothing lost, nothing doubled, every poison message quarantined, nothing valid refused."""
+    ledger = generator.ledger
+    detail = report.text() + "\n" + "\n".join(ledger.explain(i) for i in report.lost[:5])
+    assert report.lost == [], detail
+    dup = "\n".join(ledger.explain(i) for i in report.duplicated[:5])
+    assert report.duplicated == [], report.text() + "\n" + dup
+    assert report.unexpected_quarantine == [], report.text()
+    poison = [i for i, s in ledger.sent.items() if s.kind != "valid"]
+    assert all(i in ledger.quarantined for i in poison)
+    assert report.handled + report.quarantined == report.published

@@ -33,6 +33,7 @@ from tests.e2e.conftest import (
     Fleet,
     LoadFactory,
     Recorder,
+    assert_clean,
     free_port,
 )
 from tests.unit.opportunity_discovery.bybit_server import BybitServer, Pair
@@ -54,19 +55,6 @@ async def _rabbitmqctl(*args: str) -> None:
         tool, *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     assert await process.wait() == 0, f"rabbitmqctl {args} failed"
-
-
-def _assert_clean(report: Report, generator: LoadGenerator) -> None:
-    """Nothing lost, nothing doubled, every poison message quarantined, nothing valid refused."""
-    ledger = generator.ledger
-    detail = report.text() + "\n" + "\n".join(ledger.explain(i) for i in report.lost[:5])
-    assert report.lost == [], detail
-    dup = "\n".join(ledger.explain(i) for i in report.duplicated[:5])
-    assert report.duplicated == [], report.text() + "\n" + dup
-    assert report.unexpected_quarantine == [], report.text()
-    poison = [i for i, s in ledger.sent.items() if s.kind != "valid"]
-    assert all(i in ledger.quarantined for i in poison)
-    assert report.handled + report.quarantined == report.published
 
 
 def _recovery(
@@ -114,7 +102,7 @@ async def _run(
     restored, hit = await fault()
     await publishing
     report = await generator.wait(timeout_s)
-    _assert_clean(report, generator)
+    assert_clean(report, generator)
     recorder.record(
         scenario,
         **report.as_dict(),
@@ -326,7 +314,7 @@ async def test_llm_provider_failing_for_a_while_then_recovering(
                 break
         assert closed > 0, "the breaker never closed again"
         report = await generator.wait(30)
-        _assert_clean(report, generator)
+        assert_clean(report, generator)
         ai_ids = [i for i, s in generator.ledger.sent.items() if s.event_type.startswith("ai.")]
         last = ai_ids[-1]  # published after the breaker closed again
         assert generator.ledger.result_types[last] == {"ai.completion.succeeded"}, (
@@ -431,7 +419,7 @@ async def test_exchange_failing_for_a_while_then_recovering(
             await generator.publish(5, rate=10)  # later scans probe the venues again
         assert await breakers("closed") >= 2, "the venues' breakers never closed again"
         report = await generator.wait(30)
-        _assert_clean(report, generator)
+        assert_clean(report, generator)
         later = await fleet.get("opportunity_discovery").metric(
             "eventguard_opportunities_found_total", strategy="spot_arbitrage"
         )
@@ -492,7 +480,7 @@ async def test_replicas_share_the_queue_grow_throughput_and_nothing_runs_twice(
             rates.append((count - 1) / (outcomes[-1] - outcomes[0]))  # the drain, start-up aside
             await asyncio.sleep(1.0)
             report = generator.ledger.report()
-            _assert_clean(report, generator)
+            assert_clean(report, generator)
             answers = generator.ledger.result_types
             assert all(answers[i] == {"ai.completion.succeeded"} for i in generator.ledger.sent)
             handled = [

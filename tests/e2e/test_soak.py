@@ -12,7 +12,15 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import FLEET, MIB, TOPOLOGIES, Fleet, LoadFactory, Recorder
+from tests.e2e.conftest import (
+    FLEET,
+    MIB,
+    TOPOLOGIES,
+    Fleet,
+    LoadFactory,
+    Recorder,
+    assert_clean,
+)
 
 pytestmark = [pytest.mark.soak, pytest.mark.e2e, pytest.mark.integration]
 
@@ -38,7 +46,7 @@ async def test_steady_load_keeps_every_workers_memory_bounded(
         await asyncio.wait({publishing}, timeout=max(1.0, seconds / 120))
     await publishing
     report = await generator.wait(120)
-    assert report.ok, report.text()
+    assert_clean(report, generator)
     warm_up = min(30.0, seconds / 3)
     memory = {}
     for worker, series in samples.items():

@@ -258,12 +258,12 @@ async def test_twenty_percent_poison_is_all_quarantined_with_its_reason(
         assert reason in expected[ledger.sent[event_id].kind], ledger.explain(event_id)
 
 
-async def test_llm_provider_failing_for_a_while_then_recovering(
-    fleet: Fleet, load: LoadFactory, recorder: Recorder
-) -> None:
-    """The provider fails for a while: the breaker opens, every request is still answered once,
-    and after recovery the breaker closes and answers succeed again."""
-    simulator = ProviderSimulator()
+async def _simulated_model(
+    fleet: Fleet, *, timeout_s: float, latency_s: float = 0.0
+) -> ProviderSimulator:
+    """Start a provider simulator answering ``ok`` and point ai_fallback's one model, m1, at
+    it (the caller closes the simulator)."""
+    simulator = ProviderSimulator(latency_s=latency_s)
     url = await simulator.start()
     simulator.set_default("m1", Step("ok"))
     model = {
@@ -273,12 +273,25 @@ async def test_llm_provider_failing_for_a_while_then_recovering(
         "key_ref": "sim",
         "context_window": 8000,
         "max_output": 256,
-        "timeout_s": 1,
+        "timeout_s": timeout_s,
     }
     fleet.env.update(
         {
             "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
             "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
+        }
+    )
+    return simulator
+
+
+async def test_llm_provider_failing_for_a_while_then_recovering(
+    fleet: Fleet, load: LoadFactory, recorder: Recorder
+) -> None:
+    """The provider fails for a while: the breaker opens, every request is still answered once,
+    and after recovery the breaker closes and answers succeed again."""
+    simulator = await _simulated_model(fleet, timeout_s=1)
+    fleet.env.update(
+        {
             "EVENTGUARD_AI_FALLBACK__BREAKER_OPEN_S": "1",
             "EVENTGUARD_AI_FALLBACK__BREAKER_MINIMUM_CALLS": "3",
         }
@@ -442,25 +455,8 @@ async def test_replicas_share_the_queue_grow_throughput_and_nothing_runs_twice(
     answered once. The worker is ai_fallback, whose requests wait on the provider (100 ms here)
     with at most PREFETCH in flight per replica: the case replicas are for. (A CPU-bound worker
     cannot grow on two cores that the broker, Redis and the generator share: 1.03x measured.)"""
-    simulator = ProviderSimulator(latency_s=0.1)
-    url = await simulator.start()
-    simulator.set_default("m1", Step("ok"))
-    model = {
-        "name": "m1",
-        "provider": "openai",
-        "endpoint": url,
-        "key_ref": "sim",
-        "context_window": 8000,
-        "max_output": 256,
-        "timeout_s": 2,
-    }
-    fleet.env.update(
-        {
-            "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps([model]),
-            "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps({"sim": secrets.token_hex(8)}),
-            "EVENTGUARD_RUNTIME__PREFETCH": "8",
-        }
-    )
+    simulator = await _simulated_model(fleet, timeout_s=2, latency_s=0.1)
+    fleet.env["EVENTGUARD_RUNTIME__PREFETCH"] = "8"
     count, rates = 400, []
     try:
         for replicas in (1, 2, 3):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from common.quarantine_view import QuarantineView
 from common.security import demo_settings
 from common.security.tokens import TokenService
 from common.service import BaseService, WorkerContext
-from common.testing import run_workers
+from common.testing import Harness, run_workers
 from schemas.envelope import Actor
 from schemas.health import AlertRaised
 from schemas.quarantine import QuarantineReleaseRequested, QuarantineRequested
@@ -340,17 +341,25 @@ async def test_read_honours_expiry_before_the_tick() -> None:
         assert released.data.released_by == "expiry"
 
 
-async def test_unconfirmed_announcement_is_sent_again() -> None:
-    """An announcement claimed but never confirmed (crash) is published again after the lease."""
-    clock = Clock()
+@contextlib.asynccontextmanager
+async def _one_dead_message_in_the_outbox(clock: Clock) -> AsyncIterator[tuple[Any, Harness]]:
+    """Quarantine with one recorded dead message waiting in its outbox, and no announcer
+    running: the test drives the outbox by hand."""
     holder: dict[str, Any] = {}
     async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
         q = holder["quarantine"]
-        await q.stop()  # no announcer: we drive the outbox by hand
+        await q.stop()
         await env.broker.publish(
             OutgoingMessage(body=b"x", routing_key="", exchange=DEAD_LETTER_EXCHANGE)
         )
         await env.settle()
+        yield q, env
+
+
+async def test_unconfirmed_announcement_is_sent_again() -> None:
+    """An announcement claimed but never confirmed (crash) is published again after the lease."""
+    clock = Clock()
+    async with _one_dead_message_in_the_outbox(clock) as (q, env):
         claimed = await q.repo.claim_announcements(10, now=clock.now, lease_s=30)
         assert len(claimed) == 1  # ... and the process dies before publishing
         assert await q.housekeeping.announce_outbox() == 0  # still leased
@@ -364,14 +373,7 @@ async def test_a_failed_announcement_gives_its_claim_back_at_once() -> None:
     """The broker refuses the publish: the claim is returned, and the next try (not the one
     after the lease) announces it, once."""
     clock = Clock()
-    holder: dict[str, Any] = {}
-    async with run_workers(factories(clock, holder), settings=settings(tick_s=3600)) as env:
-        q = holder["quarantine"]
-        await q.stop()  # no announcer: we drive the outbox by hand
-        await env.broker.publish(
-            OutgoingMessage(body=b"x", routing_key="", exchange=DEAD_LETTER_EXCHANGE)
-        )
-        await env.settle()
+    async with _one_dead_message_in_the_outbox(clock) as (q, env):
         publisher = q.housekeeping.publisher
         real = publisher.publish
 

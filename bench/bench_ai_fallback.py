@@ -154,7 +154,7 @@ async def _redis() -> Any:
 async def _cleanup(client: Any, prefix: str) -> None:
     if client is None:
         return
-    async for key in client.scan_iter(match=prefix + "*"):
+    async for key in client.scan_iter(match=prefix + "*", count=10_000):
         await client.delete(key)
     await client.aclose()
 

@@ -145,7 +145,7 @@ async def main() -> dict[str, float]:
     figures["shared_mode_redis_commands_per_call"] = shared_round_trips / (N * ROUNDS)
     figures["shared_mode_syncs_between_rounds"] = syncs
     figures["shared_mode_calls_flushed"] = shared.flushed_calls
-    keys = [k async for k in client.scan_iter(match="bench-rel:*")]
+    keys = [k async for k in client.scan_iter(match="bench-rel:*", count=10_000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
 from common.config import RuntimeSettings, Settings
@@ -233,6 +234,25 @@ async def _purge(url: str) -> None:
                     await declared.purge()
 
 
+async def _forget(url: str, prefix: str) -> None:
+    """Delete the test's keys: idempotency marks live for days, quarantine records for ever,
+    and a shared test database that keeps them makes every later scan slower."""
+    client = connect_redis(url)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=prefix + "*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 5_000:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    except (OSError, RedisError):  # an own Redis the test has already stopped
+        pass
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture
 async def fleet(fleet_env: dict[str, str], tmp_path: Path, rabbit_url: str) -> AsyncIterator[Fleet]:
     """Started worker processes are stopped and their queues purged at the end of the test."""
@@ -240,6 +260,7 @@ async def fleet(fleet_env: dict[str, str], tmp_path: Path, rabbit_url: str) -> A
     yield running
     await asyncio.to_thread(running.stop)
     await _purge(rabbit_url)
+    await _forget(running.env["EVENTGUARD_REDIS_URL"], running.env["EVENTGUARD_REDIS_KEY_PREFIX"])
 
 
 @pytest.fixture

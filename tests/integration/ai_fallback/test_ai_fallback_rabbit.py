@@ -83,7 +83,12 @@ async def test_request_reply_fallback_then_cache_hit(rig: Rig, sim: ProviderSimu
         second = await request(
             requester, new_event("ai.completion.requested", _ask("hi"), source="it"), timeout_s=10
         )
-        cached = [k async for k in rig.redis.scan_iter(match=rig.prefix + "ai_fallback:cache:*")]
+        cached = [
+            k
+            async for k in rig.redis.scan_iter(
+                match=rig.prefix + "ai_fallback:cache:*", count=10_000
+            )
+        ]
         ttl = await rig.redis.ttl(cached[0])
     finally:
         await service.stop()

@@ -228,7 +228,7 @@ class Rig:
                     await channel.queue_delete(queue.name)
                 for exchange in topology.exchanges:
                     await channel.exchange_delete(exchange.name)
-        keys = [key async for key in self.redis.scan_iter(match=self.prefix + "*")]
+        keys = [key async for key in self.redis.scan_iter(match=self.prefix + "*", count=10_000)]
         if keys:
             await self.redis.delete(*keys)
 

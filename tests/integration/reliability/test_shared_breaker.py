@@ -52,7 +52,7 @@ async def prefix(redis_url: str) -> AsyncIterator[str]:
     value = f"it-shared-{uuid.uuid4().hex[:8]}:"
     yield value
     client = Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=value + "*")]
+    keys = [k async for k in client.scan_iter(match=value + "*", count=10_000)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -30,7 +30,7 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
     try:
         yield store
     finally:
-        keys = [key async for key in store.client.scan_iter(match=prefix + "*", count=500)]
+        keys = [key async for key in store.client.scan_iter(match=prefix + "*", count=10_000)]
         if keys:
             await store.client.delete(*keys)
         await store.close()
@@ -115,7 +115,7 @@ async def test_sessions_listed_and_revoked_from_the_user_index(store: Store) -> 
         await sessions.create(token, sub="alice")
     await sessions.create(tokens[2], sub="bob")
     assert len(await sessions.list_for("alice")) == 2
-    stored = [key async for key in store.client.scan_iter(match=store.prefix + "*")]
+    stored = [key async for key in store.client.scan_iter(match=store.prefix + "*", count=10_000)]
     assert not any(token.encode() in key for key in stored for token in tokens)
     assert await sessions.revoke_all("alice") == 2
     assert await sessions.list_for("alice") == []

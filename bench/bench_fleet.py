@@ -51,6 +51,7 @@ from common.bus.topology import worker_topology
 from common.config import RuntimeSettings
 from common.metrics import Metrics
 from common.store import connect_redis
+from common.testing import forget_prefix
 from schemas.envelope import Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased
@@ -199,10 +200,10 @@ async def runtime_single(messages: int) -> dict[str, float]:
 
 async def _forget(prefix: str) -> None:
     redis = connect_redis(REDIS)
-    keys = [key async for key in redis.scan_iter(match=prefix + "*", count=10_000)]
-    for start in range(0, len(keys), 5_000):
-        await redis.delete(*keys[start : start + 5_000])
-    await redis.aclose()
+    try:
+        await forget_prefix(redis, prefix)
+    finally:
+        await redis.aclose()
 
 
 async def main(per_worker: int, rounds: int) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from common.bus.router import Emit, Router
 from common.config import RuntimeSettings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
+from common.testing import forget_prefix
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineRequested
 from schemas.registry import envelope_model
@@ -216,9 +217,7 @@ async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: b
     elapsed = time.perf_counter() - started
     await pipeline.drained()
     await broker.close()
-    keys = [key async for key in redis.scan_iter(match=prefix + "*", count=10_000)]
-    for start in range(0, len(keys), 5_000):
-        await redis.delete(*keys[start : start + 5_000])
+    await forget_prefix(redis, prefix)
     await redis.aclose()
     return elapsed
 

@@ -27,7 +27,23 @@ from common.worker import Runtime
 from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.registry import envelope_model
 
-__all__ = ["Harness", "fast_runtime_settings", "run_workers"]
+__all__ = ["Harness", "fast_runtime_settings", "forget_prefix", "run_workers"]
+
+
+async def forget_prefix(client: Any, prefix: str, *, chunk: int = 5_000) -> int:
+    """Delete every key under ``prefix`` on a real Redis (``client`` is redis-py's asyncio
+    client); returns how many. Tests and benchmarks share one database: idempotency marks live
+    for days and quarantine records for ever, and what is left behind slows every later SCAN."""
+    deleted = 0
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=prefix + "*", count=10_000):
+        batch.append(key)
+        if len(batch) >= chunk:
+            deleted += await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        deleted += await client.unlink(*batch)
+    return deleted
 
 
 def fast_runtime_settings(**overrides: Any) -> RuntimeSettings:

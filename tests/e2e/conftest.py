@@ -35,6 +35,7 @@ from common.bus.amqp import AmqpBroker
 from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
+from common.testing import forget_prefix
 from tests.integration.conftest import rabbit_url, redis_url
 from workers.consumes import consumed_types
 from workers.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
@@ -235,19 +236,11 @@ async def _purge(url: str) -> None:
 
 
 async def _forget(url: str, prefix: str) -> None:
-    """Delete the test's keys: idempotency marks live for days, quarantine records for ever,
-    and a shared test database that keeps them makes every later scan slower."""
+    """Delete the test's keys (an own Redis the test has already stopped is skipped)."""
     client = connect_redis(url)
     try:
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=prefix + "*", count=10_000):
-            batch.append(key)
-            if len(batch) >= 5_000:
-                await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            await client.unlink(*batch)
-    except (OSError, RedisError):  # an own Redis the test has already stopped
+        await forget_prefix(client, prefix)
+    except (OSError, RedisError):
         pass
     finally:
         await client.aclose()

@@ -150,7 +150,8 @@ class Housekeeping:
             *(self.publisher.publish(e) for e in events), return_exceptions=True
         )
         failed = [e.data.record_id for e, r in zip(events, results, strict=True) if r is not None]
-        await self.repo.announced([i for i in ids if i not in set(failed)])
+        refused = set(failed)
+        await self.repo.announced([i for i in ids if i not in refused])
         if failed:
             await self.repo.unclaim_announcements(failed)
             error = next(r for r in results if r is not None)

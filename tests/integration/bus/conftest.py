@@ -42,6 +42,7 @@ from common.bus.topology import (
 from common.config import RuntimeSettings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
+from common.testing import forget_prefix
 
 PRODUCER = "guest"  # RabbitMQ checks user_id against the connection's user
 
@@ -228,9 +229,7 @@ class Rig:
                     await channel.queue_delete(queue.name)
                 for exchange in topology.exchanges:
                     await channel.exchange_delete(exchange.name)
-        keys = [key async for key in self.redis.scan_iter(match=self.prefix + "*", count=10_000)]
-        if keys:
-            await self.redis.delete(*keys)
+        await forget_prefix(self.redis, self.prefix)
 
 
 async def until(condition: Callable[[], bool], *, within: float = 10.0) -> None:

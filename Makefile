@@ -31,7 +31,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 security: $(STAMP)
-	$(BIN)/bandit -q -c pyproject.toml -r common schemas workers
+	$(BIN)/bandit -q -c pyproject.toml -r common schemas workers eventguard
 	git ls-files -z | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline
 
 # Container, compose, Kubernetes, RabbitMQ and Prometheus files, checked with the real tools.

@@ -52,11 +52,11 @@ from common.config import RuntimeSettings
 from common.metrics import Metrics
 from common.store import connect_redis
 from common.testing import forget_prefix
+from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased
 from schemas.quarantine import QuarantineEntryReleased
-from workers.consumes import consumed_types
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -148,7 +148,7 @@ async def processes(kind: str, workers: tuple[str, ...], per_worker: int) -> dic
             "EVENTGUARD_OPS_PORT": "0",
         }
     )
-    module = {"noop": ["bench.fleet_worker"], "real": ["workers.cli", "run"]}[kind]
+    module = {"noop": ["bench.fleet_worker"], "real": ["eventguard.cli", "run"]}[kind]
     procs = [
         subprocess.Popen(  # noqa: S603, ASYNC220 - our own modules; started before timing begins
             [sys.executable, "-m", *module, worker],

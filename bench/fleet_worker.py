@@ -18,9 +18,9 @@ from common.bus.router import Emit
 from common.config import Settings
 from common.logging import configure_logging
 from common.service import BaseService, Service, ServiceFactory, WorkerContext
+from eventguard.cli import serve
+from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope
-from workers.cli import serve
-from workers.consumes import consumed_types
 
 
 async def _noop(_event: Envelope[Any]) -> Emit:

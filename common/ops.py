@@ -20,9 +20,9 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from common.logging import get_logger
+from common.runtime import Runtime
 from common.security.http import WS_PROTOCOL, AdminAuth
 from common.service import AdminRoute
-from common.worker import Runtime
 from schemas.envelope import Envelope
 
 __all__ = ["EventStream", "OpsServer", "build_app"]

@@ -21,9 +21,9 @@ from common.bus.topology import DEAD_QUEUE
 from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.reliability.guard import Guards
+from common.runtime import Runtime
 from common.service import ServiceFactory
 from common.store import Store
-from common.worker import Runtime
 from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.registry import envelope_model
 

@@ -14,8 +14,8 @@ from common.security.producers import DEFAULT_PRODUCERS
 from tests.deploy._tools import DEPLOY
 
 try:
-    from workers.consumes import consumed_types
-    from workers.definitions import rabbitmq_definitions
+    from eventguard.consumes import consumed_types
+    from eventguard.definitions import rabbitmq_definitions
 except ImportError as error:  # the workers are written alongside; say so instead of erroring
     pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
 

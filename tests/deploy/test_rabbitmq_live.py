@@ -21,7 +21,7 @@ from common.metrics import Metrics
 from tests.deploy._tools import DEPLOY
 
 try:
-    from workers.consumes import consumed_types
+    from eventguard.consumes import consumed_types
 except ImportError as error:  # the workers are written alongside; say so instead of erroring
     pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
 

@@ -36,10 +36,10 @@ from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
+from eventguard.consumes import consumed_types
+from eventguard.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
+from eventguard.load_ledger import Report
 from tests.integration.conftest import rabbit_url, redis_url
-from workers.consumes import consumed_types
-from workers.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
-from workers.load_ledger import Report
 
 __all__ = [
     "FLEET",
@@ -97,7 +97,7 @@ class WorkerProcess:
         """Launch the process."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [sys.executable, "-m", "workers.cli", "run", self.worker],
+                [sys.executable, "-m", "eventguard.cli", "run", self.worker],
                 env=self.env,
                 cwd=ROOT,
                 stdout=out,

@@ -24,6 +24,8 @@ import pytest
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import to_message
+from eventguard.load import LoadGenerator
+from eventguard.load_ledger import Report
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
@@ -39,8 +41,6 @@ from tests.e2e.conftest import (
 )
 from tests.unit.opportunity_discovery.bybit_server import BybitServer, Pair
 from workers.ai_fallback.simulator import ProviderSimulator, Step
-from workers.load import LoadGenerator
-from workers.load_ledger import Report
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

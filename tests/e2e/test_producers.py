@@ -30,11 +30,11 @@ from common.bus.publisher import to_message
 from common.errors import EventGuardError
 from common.metrics import Metrics
 from common.store import Store, connect_redis
+from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.quarantine import QuarantineRequested
 from tests.e2e.conftest import FLEET, Fleet
-from workers.definitions import rabbitmq_definitions
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.smoke]
 

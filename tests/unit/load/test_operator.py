@@ -10,7 +10,7 @@ import pytest
 from common.config import SecuritySettings, Settings
 from common.security.tokens import TokenService
 from common.store import Store
-from workers.load import Mix, operator_for
+from eventguard.load import Mix, operator_for
 
 
 @pytest.fixture

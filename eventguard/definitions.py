@@ -13,7 +13,7 @@ from typing import Any
 from common.bus.topology import worker_topology
 from common.config import Settings
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
-from workers.consumes import consumed_types
+from eventguard.consumes import consumed_types
 
 __all__ = ["PRODUCER_USERS", "rabbitmq_definitions"]
 

@@ -15,11 +15,11 @@ from typing import Any, Protocol
 
 from common.config import Settings
 from common.ops import EventStream, OpsServer, build_app
+from common.runtime import install_signal_handlers
 from common.security import demo_settings
 from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
 from common.testing import Harness, fast_runtime_settings, run_workers
-from common.worker import install_signal_handlers
 from schemas.envelope import Envelope
 from workers.ai_fallback import demo as ai_demo
 from workers.health_monitor import demo as health_demo

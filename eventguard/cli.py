@@ -27,20 +27,20 @@ from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, OpsServer, build_app
 from common.reliability import Guards
+from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
 from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
-from common.worker import Runtime, install_signal_handlers
+from eventguard import demo as demo_module
+from eventguard import load as load_cli
+from eventguard.consumes import consumed_types
+from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model
-from workers import demo as demo_module
-from workers import load as load_cli
 from workers.ai_fallback import cli as ai_cli
-from workers.consumes import consumed_types
-from workers.definitions import rabbitmq_definitions
 from workers.health_monitor import cli as health_cli
 from workers.opportunity_discovery import cli as opportunity_cli
 from workers.quarantine import cli as quarantine_cli

@@ -6,7 +6,7 @@ one). An observer queue (classic, self-expiring) bound with ``#`` to ``eventguar
 sees the answers by ``causation_id`` and the quarantine records of dead messages
 (``quarantine.entry.added``, kind ``message``, entity_id = the id); for types answered by no
 event, the consuming worker's idempotency key in Redis reading ``done`` is the effect (see
-:mod:`workers.load_ledger`). At the end it prints published, handled, quarantined, lost and
+:mod:`eventguard.load_ledger`). At the end it prints published, handled, quarantined, lost and
 duplicated effects with p50/p99 end-to-end latency per type, and exits non-zero when anything
 is lost or done twice.
 """
@@ -42,6 +42,8 @@ from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
 from common.security.tokens import TokenService
 from common.store import Store
+from eventguard.consumes import consumed_types
+from eventguard.load_ledger import Ledger, Report, Sent
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
@@ -53,8 +55,6 @@ from schemas.quarantine import (
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
-from workers.consumes import consumed_types
-from workers.load_ledger import Ledger, Report, Sent
 
 __all__ = [
     "ANSWERS",

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -55,6 +55,16 @@ soak: $(STAMP) services
 
 bench: $(BENCH_STAMP) services
 	for b in bench/bench_*.py; do echo "== $$b"; LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done
+
+# The project image, built with podman (or docker); the base comes from Debian's packages when
+# no registry answers. Build times and size go to bench/results/containers.json.
+image:
+	bash scripts/containers.sh image
+
+# The four workers as four containers of that image on the host network, under load from the
+# host (own vhost and key prefix), then the host-network compose file; removes what it started.
+containers-e2e: $(STAMP) services image
+	bash scripts/containers-e2e.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache schema-out

@@ -93,9 +93,9 @@ render() {  # kustomize a directory into a file, then validate every object in i
 }
 
 run "yamllint" yamllint yamllint --strict -c .yamllint.yaml deploy .yamllint.yaml
-run "hadolint Dockerfile" hadolint hadolint deploy/docker/Dockerfile
-run "compose file against the compose-spec schema" check-jsonschema \
-  check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+run "hadolint Dockerfile" hadolint hadolint deploy/docker/Dockerfile deploy/docker/base.Containerfile
+run "compose files against the compose-spec schema" check-jsonschema \
+  check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml deploy/compose.host.yaml
 run "promtool check config" promtool promtool check config --syntax-only deploy/prometheus/prometheus.yml
 run "promtool check rules" promtool promtool check rules deploy/prometheus/rules/*.yml
 run "promtool test rules" promtool sh -c 'cd deploy/prometheus/tests && promtool test rules *.yml'

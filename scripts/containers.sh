@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build and run EventGuard's image with podman (or docker when an engine answers), no registry needed.
 #
-#   scripts/containers.sh image    build localhost/eventguard:local; figures to bench/results/containers.json
+#   scripts/containers.sh image [--cold]  build localhost/eventguard:local (--cold: without the layer
+#                                   cache); build times and size to bench/results/containers.json
 #   scripts/containers.sh compose  the host-network compose file (deploy/compose.host.yaml) up, ready, down
 #   scripts/containers.sh clean    remove every container and image this script made, except the cached bases
 #
@@ -126,37 +127,35 @@ build_image() {
 cmd_image() {
   install_tools
   write_conf
-  local eng base t cold warm size base_s=null
+  local eng base t first warm size base_s=null mode=cached flag=""
+  if [ "${1:-}" = --cold ]; then mode=cold; flag=--no-cache; fi
   eng=$(engine)
   rm -f "$STATE/base.figures"
   base=$(ensure_base "$eng")
   # shellcheck disable=SC1091
   [ -f "$STATE/base.figures" ] && . "$STATE/base.figures"
-  log "building $IMAGE on $base (cold: no layer cache)"
-  t=$(now); build_image "$eng" "$base" --no-cache; cold=$(since "$t")
-  log "rebuilding $IMAGE (warm: every layer cached)"
+  log "building $IMAGE on $base ($mode)"
+  t=$(now); build_image "$eng" "$base" "$flag"; first=$(since "$t")
+  log "rebuilding $IMAGE (warm: nothing changed)"
   t=$(now); build_image "$eng" "$base" ""; warm=$(since "$t")
   size=$($eng image inspect "$IMAGE" --format '{{.Size}}')
-  $eng run --rm --no-healthcheck --network=none --read-only "$IMAGE" --version >/dev/null \
+  $eng run --rm --no-healthcheck --network=none --read-only "$IMAGE" --version >/dev/null 2>&1 \
     || $eng run --rm --no-healthcheck --network=none --read-only "$IMAGE" --help >/dev/null
-  $eng image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
-  python3 - "$RESULTS" "$eng" "$base" "$cold" "$warm" "$size" "$base_s" <<'EOF'
+  python3 - "$RESULTS" "$eng" "$base" "$mode" "$first" "$warm" "$size" "$base_s" <<'EOF'
 import json, pathlib, sys
-path, engine, base, cold, warm, size, base_s = sys.argv[1:]
+path, engine, base, mode, first, warm, size, base_s = sys.argv[1:]
 target = pathlib.Path(path)
 data = json.loads(target.read_text()) if target.exists() else {}
-data["image"] = {
-    "engine": engine,
-    "base": base,
-    "base_build_s": None if base_s == "null" else float(base_s),
-    "cold_build_s": float(cold),
-    "warm_build_s": float(warm),
-    "image_bytes": int(size),
-    "image_mib": round(int(size) / 2**20, 1),
-}
+image = data.get("image", {})
+image.update(engine=engine, base=base, warm_build_s=float(warm), image_bytes=int(size),
+             image_mib=round(int(size) / 2**20, 1))
+image["cold_build_s" if mode == "cold" else "last_build_s"] = float(first)
+if base_s != "null":
+    image["base_build_s"] = float(base_s)
+data["image"] = image
 target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 EOF
-  log "image $IMAGE: cold ${cold}s, warm ${warm}s, $((size / 1048576)) MiB"
+  log "image $IMAGE: $mode ${first}s, warm ${warm}s, $((size / 1048576)) MiB"
 }
 
 cmd_clean() {
@@ -176,29 +175,36 @@ compose_bin() {
   local venv=$STATE/compose-venv
   if [ ! -x "$venv/bin/podman-compose" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'podman-compose>=1.6,<2'
+    "$venv/bin/pip" install -q 'podman-compose>=1.6,<2' 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    [ -x "$venv/bin/podman-compose" ] || { log "could not install podman-compose from PyPI"; exit 1; }
   fi
   echo "$venv/bin/podman-compose"
+}
+
+# Globals, so the EXIT trap still sees them after cmd_compose returns.
+COMPOSE_BIN="" COMPOSE_VHOST="" COMPOSE_PREFIX=""
+compose_down() {
+  [ -n "$COMPOSE_BIN" ] || return 0
+  VHOST=$COMPOSE_VHOST PREFIX=$COMPOSE_PREFIX JWT=unused \
+    "$COMPOSE_BIN" -f deploy/compose.host.yaml --in-pod false down -t 30 >/dev/null 2>&1 || true
+  rabbitmqctl delete_vhost "$COMPOSE_VHOST" >/dev/null 2>&1 || true
+  redis-cli --scan --pattern "${COMPOSE_PREFIX}*" | xargs -r redis-cli del >/dev/null 2>&1 || true
 }
 
 cmd_compose() {
   install_tools
   write_conf
-  local compose vhost prefix port ready started
-  compose=$(compose_bin)
-  vhost="eg-compose-$(date +%s)-$$"
-  prefix="compose-$$:"
-  rabbitmqctl add_vhost "$vhost" >/dev/null
-  rabbitmqctl set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-  down() {
-    VHOST=$vhost PREFIX=$prefix JWT=unused "$compose" -f deploy/compose.host.yaml --in-pod false down -t 30 >/dev/null 2>&1 || true
-    rabbitmqctl delete_vhost "$vhost" >/dev/null 2>&1 || true
-    redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del >/dev/null 2>&1 || true
-  }
-  trap down EXIT
+  local port ready started jwt
+  COMPOSE_BIN=$(compose_bin)
+  COMPOSE_VHOST="eg-compose-$(date +%s)-$$"
+  COMPOSE_PREFIX="compose-$$:"
+  trap compose_down EXIT
+  rabbitmqctl add_vhost "$COMPOSE_VHOST" >/dev/null
+  rabbitmqctl set_permissions -p "$COMPOSE_VHOST" guest '.*' '.*' '.*' >/dev/null
+  jwt=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
   started=$(now)
-  VHOST=$vhost PREFIX=$prefix JWT=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))') \
-    "$compose" -f deploy/compose.host.yaml --in-pod false up -d --no-build >/dev/null
+  VHOST=$COMPOSE_VHOST PREFIX=$COMPOSE_PREFIX JWT=$jwt \
+    "$COMPOSE_BIN" -f deploy/compose.host.yaml --in-pod false up -d --no-build >/dev/null
   for port in 18081 18082 18083 18084; do
     ready=""
     for _ in $(seq 150); do
@@ -207,13 +213,17 @@ cmd_compose() {
       fi
       sleep 0.2
     done
-    [ -n "$ready" ] || { log "compose: the worker on port $port is not ready"; podman logs --tail 30 "$(podman ps -q --filter "label=$LABEL" | head -1)" >&2 || true; exit 1; }
+    if [ -z "$ready" ]; then
+      log "compose: the worker on port $port is not ready"
+      podman ps -a --filter "name=eventguard-host" >&2 || true
+      exit 1
+    fi
   done
   log "compose: four workers ready in $(since "$started")s"
 }
 
 case "${1:-}" in
-  image) cmd_image ;;
+  image) cmd_image "${2:-}" ;;
   compose) cmd_compose ;;
   clean) cmd_clean ;;
   conf) write_conf; echo "$CONTAINERS_CONF" ;;

@@ -187,7 +187,11 @@ compose_down() {
   [ -n "$COMPOSE_BIN" ] || return 0
   VHOST=$COMPOSE_VHOST PREFIX=$COMPOSE_PREFIX JWT=unused \
     "$COMPOSE_BIN" -f deploy/compose.host.yaml --in-pod false down -t 30 >/dev/null 2>&1 || true
-  rabbitmqctl delete_vhost "$COMPOSE_VHOST" >/dev/null 2>&1 || true
+  if rabbitmqctl delete_vhost "$COMPOSE_VHOST" >/dev/null 2>&1; then
+    log "compose: down, vhost $COMPOSE_VHOST deleted"
+  else
+    log "compose: could not delete vhost $COMPOSE_VHOST (rabbitmqctl delete_vhost it by hand)"
+  fi
   redis-cli --scan --pattern "${COMPOSE_PREFIX}*" | xargs -r redis-cli del >/dev/null 2>&1 || true
 }
 

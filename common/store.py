@@ -23,7 +23,6 @@ __all__ = ["Store", "connect_redis"]
 
 T = TypeVar("T")
 
-RedisClient = Redis
 
 
 def connect_redis(url: str) -> Redis:

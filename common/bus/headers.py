@@ -16,7 +16,6 @@ __all__ = [
     "QUEUE",
     "REASON",
     "RELEASE_ID",
-    "TRACEPARENT",
     "WORKER",
 ]
 
@@ -32,7 +31,6 @@ QUEUE: Final = PREFIX + "queue"
 DEAD_AT: Final = PREFIX + "dead-at"
 PRODUCER: Final = PREFIX + "producer"
 RELEASE_ID: Final = PREFIX + "release-id"
-TRACEPARENT: Final = "traceparent"
 
 # Every reason a message can be dead-lettered for by the pipeline.
 DEAD_REASONS: Final = frozenset(

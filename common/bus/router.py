@@ -63,21 +63,6 @@ class Router:
             raise ValueError(f"{event_type!r} already has a handler")
         self.routes[event_type] = Route(event_type, handler, timeout_s, reply)
 
-    def on(
-        self,
-        event_type: str,
-        *,
-        timeout_s: float | None = None,
-        reply: bool | frozenset[str] = False,
-    ) -> Callable[[H], H]:
-        """Decorator form of :meth:`add`."""
-
-        def register(handler: H) -> H:
-            self.add(event_type, handler, timeout_s=timeout_s, reply=reply)
-            return handler
-
-        return register
-
     @property
     def event_types(self) -> list[str]:
         """The event types this router handles, sorted."""

@@ -22,7 +22,6 @@ from common.reliability.errors import (
     BulkheadFull,
     CallTimeout,
     CircuitOpen,
-    RetryBudgetExhausted,
     RetryError,
 )
 from common.reliability.guard import KIND_DEFAULTS, Guard, GuardConfig, Guards
@@ -36,7 +35,7 @@ from common.reliability.retry import (
     set_instant_waits,
 )
 from common.reliability.shared import SharedBreakerState
-from common.reliability.timeouts import Timeout, timeout, with_timeout
+from common.reliability.timeouts import Timeout, timeout
 
 __all__ = [
     "KIND_DEFAULTS",
@@ -58,7 +57,6 @@ __all__ = [
     "ReliabilityHooks",
     "RequestDeduplicator",
     "RetryBudget",
-    "RetryBudgetExhausted",
     "RetryError",
     "RetryPolicy",
     "SharedBreakerState",
@@ -74,5 +72,4 @@ __all__ = [
     "set_instant_waits",
     "system_clock",
     "timeout",
-    "with_timeout",
 ]

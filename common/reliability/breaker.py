@@ -73,7 +73,6 @@ STATE_CODES = {
 }
 
 Listener = Callable[["CircuitBreaker", State, State], None]
-OUTCOMES = ("success", "failure", "slow", "not_permitted", "ignored")
 
 
 def default_is_failure(error: BaseException) -> bool:

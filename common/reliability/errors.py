@@ -9,7 +9,6 @@ __all__ = [
     "BulkheadFull",
     "CallTimeout",
     "CircuitOpen",
-    "RetryBudgetExhausted",
     "RetryError",
 ]
 
@@ -47,10 +46,6 @@ class CallTimeout(ExternalCallError, TimeoutError):
         super().__init__(f"call to {name or 'dependency'!r} timed out after {timeout_s:.3f}s")
         self.name = name
         self.timeout_s = timeout_s
-
-
-class RetryBudgetExhausted(ExternalCallError):
-    """Raised only when there is no real error to re-raise (never hides one)."""
 
 
 class RetryError(ExternalCallError):

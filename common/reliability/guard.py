@@ -19,7 +19,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from common.metrics import Metrics
 from common.reliability.breaker import BreakerConfig, CircuitBreaker
@@ -29,11 +29,8 @@ from common.reliability.clock import Clock, system_clock
 from common.reliability.errors import BulkheadFull
 from common.reliability.hooks import CallObserver, ReliabilityHooks
 from common.reliability.retry import RetryPolicy
-from common.reliability.shared import SharedBreakerState
+from common.reliability.shared import SharedBreakerState, SharedStateStore
 from common.reliability.timeouts import Timeout
-
-if TYPE_CHECKING:  # the store runs behind a guard itself: import for types only
-    from common.store import Store
 
 __all__ = ["KIND_DEFAULTS", "Guard", "GuardConfig", "Guards"]
 
@@ -138,7 +135,7 @@ class Guard:
     retry: RetryPolicy
     bulkhead: Bulkhead
     _observe: CallObserver = field(default=lambda _o, _s: None, repr=False)
-    shared: SharedBreakerState | None = field(default=None, repr=False)
+    shared: SharedBreakerState[SharedStateStore] | None = field(default=None, repr=False)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, timeout_s: float | None = None) -> T:
         """Run ``fn()`` under retry, breaker, bulkhead and timeout; re-raises the last error.
@@ -197,7 +194,7 @@ class Guards:
         metrics: Metrics | None = None,
         overrides: Mapping[str, GuardConfig | Mapping[str, Any]] | None = None,
         clock: Clock = system_clock,
-        store: Store | None = None,
+        store: SharedStateStore | None = None,
         hooks: ReliabilityHooks | None = None,
     ) -> None:
         self._metrics = metrics
@@ -293,7 +290,7 @@ class Guards:
             guard.retry.max_delay_s = 0.0
             guard.retry.max_retry_after_s = 0.0
 
-    def bind_store(self, store: Store) -> None:
+    def bind_store(self, store: SharedStateStore) -> None:
         """Use ``store`` for shared breakers (the store itself runs behind this registry's
         ``redis`` guard, so it can only be bound after that guard exists)."""
         self._store = store

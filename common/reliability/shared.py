@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -24,8 +25,22 @@ from common.logging import get_logger
 from common.metrics import Metrics
 from common.reliability.breaker import CircuitBreaker, State
 
-if TYPE_CHECKING:  # the store itself runs behind a guard: import for types only
-    from common.store import Store
+_T = TypeVar("_T")
+
+
+class SharedStateStore(Protocol):
+    """What shared breaker state needs of a store: namespaced keys and one guarded call.
+
+    ``common.store.Store`` satisfies it; reliability never imports the store (the store runs
+    behind a guard itself)."""
+
+    def key(self, *parts: str) -> str:
+        """The namespaced key of ``parts``."""
+        ...
+
+    async def execute(self, op: Callable[[Any], Awaitable[_T]]) -> _T:
+        """Run ``op`` with the Redis client, under the store's guard."""
+        ...
 
 __all__ = ["SharedBreakerState"]
 
@@ -63,13 +78,16 @@ return 0
 """
 
 
-class SharedBreakerState:
+S = TypeVar("S", bound=SharedStateStore)
+
+
+class SharedBreakerState(Generic[S]):
     """Couples one local breaker to the fleet's view of the same dependency."""
 
     def __init__(
         self,
         breaker: CircuitBreaker,
-        store: Store,
+        store: S,
         *,
         metrics: Metrics | None = None,
         sync_interval_s: float = 1.0,

@@ -10,13 +10,12 @@ passes through unchanged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from types import TracebackType
 from typing import TypeVar
 
 from common.reliability.errors import CallTimeout
 
-__all__ = ["Timeout", "timeout", "with_timeout"]
+__all__ = ["Timeout", "timeout"]
 
 T = TypeVar("T")
 
@@ -68,9 +67,3 @@ class Timeout:
 def timeout(seconds: float | None, name: str = "") -> Timeout:
     """A :class:`Timeout` scope: ``async with timeout(2.0, "http:prices"): ...``."""
     return Timeout(seconds, name)
-
-
-async def with_timeout(awaitable: Awaitable[T], seconds: float | None, name: str = "") -> T:
-    """Await ``awaitable`` for at most ``seconds``; raises :class:`CallTimeout` after that."""
-    async with Timeout(seconds, name):
-        return await awaitable

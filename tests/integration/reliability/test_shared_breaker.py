@@ -60,7 +60,7 @@ async def prefix(redis_url: str) -> AsyncIterator[str]:
 
 def _replica(
     url: str, prefix: str, clock: ManualClock, metrics: Metrics | None = None
-) -> SharedBreakerState:
+) -> SharedBreakerState[Store]:
     store = Store(Redis.from_url(url), prefix=prefix)
     breaker = CircuitBreaker("dep", CONFIG, clock=clock)
     return SharedBreakerState(breaker, store, metrics=metrics, window_s=30)

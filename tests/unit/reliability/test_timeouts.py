@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from common.errors import ExternalCallError
-from common.reliability import CallTimeout, Timeout, timeout, with_timeout
+from common.reliability import CallTimeout, Timeout, timeout
 
 
 async def test_own_deadline_raises_a_named_call_timeout() -> None:
@@ -36,15 +36,17 @@ async def test_a_timeout_error_from_inside_passes_through_unchanged() -> None:
 
 
 async def test_no_limit_and_results_pass_through() -> None:
-    """None means no limit; with_timeout returns the awaited value."""
+    """None means no limit; a value awaited inside a scope comes out unchanged."""
     async with Timeout(None):
         await asyncio.sleep(0)
 
     async def value() -> int:
         return 7
 
-    assert await with_timeout(value(), 1.0, "dep") == 7
-    assert await with_timeout(value(), None) == 7
+    async with timeout(1.0, "dep"):
+        assert await value() == 7
+    async with timeout(None):
+        assert await value() == 7
 
 
 def test_non_positive_timeouts_are_refused() -> None:

@@ -29,8 +29,8 @@ from common.ops import EventStream, OpsServer, build_app
 from common.reliability import Guards
 from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
+from common.security.admission import Admission
 from common.security.http import AdminAuth
-from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
@@ -136,14 +136,14 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
     guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
     store = Store.from_settings(settings, guard=guards.guard("redis"))
     guards.bind_store(store)
-    policy = ProducerPolicy.from_settings(settings)
+    admission = Admission.from_settings(settings)
     runtime = Runtime(
         settings=settings,
         factories=factories,
         broker=broker,
         store=store,
         metrics=metrics,
-        authorize=policy.is_allowed,
+        authorize=admission,
         guards=guards,
     )
     stop = asyncio.Event()

@@ -5,7 +5,7 @@ In order, the first refusal wins and the event is dead-lettered with its reason:
 
 1. ``producer_blocked``: the quarantine blocks the producer (the worker's
    :class:`~common.quarantine_view.QuarantineView`, kind ``producer``), for as long as the
-   block lasts;
+   block lasts (the block broadcasts themselves excepted);
 2. ``unauthorized``: the producer may not publish the type (:class:`ProducerPolicy`); the
    ``anonymous`` producer (a message without an AMQP ``user_id``) never may;
 3. ``unauthorized``: the event's actor is not one this producer may assert, or lacks the role
@@ -33,6 +33,9 @@ from schemas.envelope import Envelope
 __all__ = ["ANONYMOUS", "Admission", "Requester", "admit_unblocked", "requester"]
 
 _producer: contextvars.ContextVar[str] = contextvars.ContextVar("eventguard_producer")
+# The broadcasts that carry the blocks are never refused as blocked: a block of the quarantine
+# worker's own user must not stop its release from reaching the workers.
+_BLOCK_CHANNEL = frozenset({"quarantine.entry.added", "quarantine.entry.released"})
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def admit_unblocked(authorize: Authorizer, blocked: Callable[[str], bool]) -> Au
     for :func:`requester`."""
 
     def admit(event: Envelope[Any], producer: str) -> tuple[str, str] | None:
-        if blocked(producer):
+        if event.type not in _BLOCK_CHANNEL and blocked(producer):
             return "producer_blocked", f"producer {producer!r} is blocked by the quarantine"
         refused = authorize(event, producer)
         if refused is None:

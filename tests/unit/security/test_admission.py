@@ -178,3 +178,25 @@ def test_the_quarantine_never_blames_the_dead_lettering_worker() -> None:
     assert _record_producer({h.PRODUCER: ""}, "guest") == "anonymous"
     assert _record_producer({}, None) == "anonymous"
     assert _record_producer({}, "chat") == "chat"
+
+
+async def test_a_blocked_quarantine_user_can_still_lift_blocks() -> None:
+    """Blocks travel from the quarantine user: blocking that user must not stop its release."""
+    _Recorder.asked = []
+    admission = Admission.from_settings(_settings())
+    async with run_workers([("recorder", _Recorder)], authorize=admission) as env:
+        view = env.runtime.workers["recorder"].service.quarantine
+        for record_id in ("b3", "b4"):
+            added = QuarantineEntryAdded(
+                record_id=record_id, kind="producer", entity_id="quarantine", reason="flood"
+            )
+            await env.publish("quarantine.entry.added", added, user_id="quarantine")
+            await env.settle()
+        assert view.is_quarantined("producer", "quarantine")
+        released = QuarantineEntryReleased(
+            record_id="b4", kind="producer", entity_id="quarantine", released_by="olga"
+        )
+        await env.publish("quarantine.entry.released", released, user_id="quarantine")
+        await env.settle()
+        assert not view.is_quarantined("producer", "quarantine")
+        assert env.dead() == []

@@ -19,7 +19,7 @@ async def test_demo_story_runs() -> None:
         settings = Settings(
             runtime=fast_runtime_settings(),
             quarantine=QuarantineSettings(**overrides["quarantine"]),
-            security=demo_settings(),  # tokens are required and verified, as in the demo
+            security=demo_settings(),  # as in the demo: the fleet admission decides
         )
         admission = Admission.from_settings(settings)
         async with run_workers(

@@ -12,6 +12,7 @@ from common.security.actors import DEFAULT_ACTOR_ASSERTERS, ActorPolicy, authori
 from common.security.admission import Admission
 from common.security.roles import Role
 from common.security.rules import AccessRules
+from eventguard.cli import parse_actor
 from schemas.envelope import Actor, Envelope, new_event
 from schemas.quarantine import QuarantineReleaseRequested
 from schemas.registry import envelope_model
@@ -116,3 +117,14 @@ def test_admission_refuses_unauthorised_producers_and_actors_with_a_reason() -> 
     assert refused is not None
     assert "actor_not_allowed" in refused[1]
     assert admission(_release(None), "anonymous") is not None
+
+
+def test_the_cli_asserts_an_actor_without_a_credential() -> None:
+    """``eventguard publish --actor alice:operator[:acme]``: an identity, bad roles refused."""
+    assert parse_actor("alice:operator:acme") == Actor(
+        subject="alice", role="operator", tenant="acme"
+    )
+    assert parse_actor("bob:user") == Actor(subject="bob", role="user")
+    assert parse_actor(None) is None
+    with pytest.raises(ValueError, match="role"):
+        parse_actor("mallory:root")

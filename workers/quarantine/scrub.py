@@ -25,6 +25,7 @@ multi-megabyte body is scanned in linear time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -43,7 +44,10 @@ _WORDS = re.compile(r"[^a-z0-9]+")
 _WORDS_RE = (  # the words that announce a ``key=value`` secret in free text
     r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?|cookie|jwt)"
 )
-_KV_ANCHORS = ("pass", "pwd", "secret", "token", "key", "authorization", "credential", "cookie")
+_KV_ANCHORS = (
+    "pass", "pwd", "secret", "token", "apikey", "api_key", "api-key", "authorization",
+    "credential", "cookie", "jwt",
+)  # fmt: skip
 # (pattern, replacement, anchors): a pattern runs only when one of its anchors (lower case) is
 # in the text, which keeps the common case (no credential at all) a few substring searches.
 _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
@@ -136,9 +140,29 @@ def _names(secret_fields: Collection[str]) -> frozenset[str]:
     return frozenset(name.lower().replace("-", "_") for name in secret_fields)
 
 
+@functools.lru_cache(maxsize=8)
+def _needles(names: frozenset[str]) -> re.Pattern[bytes]:
+    """One search for every pattern anchor and secret field name without ``_``/``-``."""
+    words = {a.replace("_", "").replace("-", "") for _, _, anchors in _PATTERNS for a in anchors}
+    words |= {name.replace("_", "") for name in names}
+    return re.compile(b"|".join(re.escape(w.encode()) for w in sorted(words) if w))
+
+
+def _may_hold_secret(body: bytes, names: frozenset[str]) -> bool:
+    """False only when no pattern anchor and no secret field name occurs anywhere in ``body``,
+    ignoring case, ``_`` and ``-``: a cheap first look that lets most dead letters through."""
+    bare = body.lower().replace(b"_", b"").replace(b"-", b"")
+    return _needles(names).search(bare) is not None
+
+
 def scrub_body(body: bytes, secret_fields: Collection[str] = ()) -> bytes:
     """``body`` with credentials replaced (the same bytes when there were none)."""
-    names = _names(secret_fields)
+    return _scrub_body(body, _names(secret_fields))
+
+
+def _scrub_body(body: bytes, names: frozenset[str]) -> bytes:
+    if not _may_hold_secret(body, names):
+        return body
     if body[:1] in {b"{", b"["} and len(body) <= _MAX_JSON:
         try:
             parsed = json.loads(body)
@@ -158,7 +182,7 @@ def scrub(dead: DeadMessage, secret_fields: Collection[str] = ()) -> DeadMessage
     """``dead`` with its body, headers, properties and detail redacted, and the original body's
     digest and size kept."""
     names = _names(secret_fields)
-    body = scrub_body(dead.body, names)
+    body = _scrub_body(dead.body, names)
     headers = _value(dead.headers, names, 0)
     properties = _value(dead.properties, names, 0)
     detail = scrub_text(dead.detail)

@@ -50,8 +50,11 @@ class Requester:
 
     @property
     def key(self) -> str:
-        """A stable name for budgets and records: ``actor:<subject>`` or ``producer:<user>``."""
-        return f"{'actor' if self.person else 'producer'}:{self.subject}"
+        """A stable name for budgets: ``actor:<subject>``, ``actor:<tenant>/<subject>`` or
+        ``producer:<user>``."""
+        if not self.person:
+            return f"producer:{self.subject}"
+        return f"actor:{self.tenant}/{self.subject}" if self.tenant else f"actor:{self.subject}"
 
 
 def requester(event: Envelope[Any]) -> Requester:

@@ -289,7 +289,7 @@ class QuarantineService(BaseService):
             severity="critical",
             evidence={k[:100]: v for k, v in list(data.labels.items())[:40]}
             | {"fingerprint": data.fingerprint, "value": str(data.value)},
-            requested_by=event.source,
+            requested_by=requester(event).subject,  # the admitted producer, not ``source``
             ttl_s=self.settings.alert_ttl_s,
             now=self.clock(),
             causation=event,

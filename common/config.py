@@ -121,6 +121,16 @@ class QuarantineSettings(_Section):
     release_lease_s: float = Field(default=30.0, gt=0)
     announce_interval_s: float = Field(default=300.0, gt=0)
     max_page: int = Field(default=500, ge=1, le=10_000)
+    # Field and header names whose values are redacted from a dead message before it is
+    # recorded (any case; a name matches a whole key or one word of it, so "token" covers
+    # "access_token" and "X-Token"). Setting it replaces the list (workers/quarantine/scrub.py).
+    secret_fields: frozenset[str] = frozenset(
+        {
+            "token", "password", "passwd", "pwd", "secret", "api_key", "apikey", "x_api_key",
+            "authorization", "cookie", "set_cookie", "jwt", "bearer", "credential",
+            "credentials", "private_key", "signing_key",
+        }
+    )  # fmt: skip
 
 
 class VerificationKey(_Section):
@@ -149,8 +159,14 @@ class SecuritySettings(_Section):
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
     # Event type -> AMQP users allowed to publish it, merged over the built-in table.
     producers: dict[str, frozenset[str]] = {}
-    # Users allowed to publish every type: for local development and the demo only.
+    # Users allowed to publish every type (and assert any actor): local development and the
+    # demo only.
     any_type_producers: frozenset[str] = frozenset()
+    # Event type -> {AMQP user: the highest role it may assert as an event's actor}, merged
+    # over the built-in table (common/security/actors.py, docs/actors.md).
+    actor_asserters: dict[
+        str, dict[str, Literal["guest", "user", "operator", "admin", "service"]]
+    ] = {}
 
 
 class HealthMonitorSettings(_Section):

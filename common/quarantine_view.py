@@ -4,20 +4,14 @@ round trip per call.
 The quarantine worker owns the blacklist. Every other worker learns of it only through two
 events, ``quarantine.entry.added`` and ``quarantine.entry.released``, and keeps this view.
 
-Wiring it into a worker (three lines)::
-
-    from common.quarantine_view import QuarantineView
+Every worker has one: :class:`common.service.BaseService` creates it as ``self.quarantine``
+(registered on the worker's router, so its queue is bound to both types) and the runtime loads
+it before consuming and refuses events of blocked producers (``producer_blocked``). A worker
+uses it for other kinds too::
 
     class AiFallback(BaseService):
         def __init__(self, ctx: WorkerContext) -> None:
-            super().__init__(ctx)
-            self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name)
-            self.quarantine.register(self.router)  # binds your queue to the two event types
-            ...
-
-        async def start(self) -> None:
-            await self.quarantine.load()  # the view as it was before this process started
-            ...
+            super().__init__(ctx)  # self.quarantine exists and is registered
 
         async def on_request(self, event: ...) -> ...:
             if self.quarantine.is_quarantined("ai_model", model_name):
@@ -41,9 +35,8 @@ What it guarantees:
   re-publishes ``quarantine.entry.added`` for every active entry every few minutes, so a
   worker deployed later still learns the list) simply overwrite the entry.
 
-``Router.add`` refuses a second handler for a type: a worker that registers this view must
-not register its own handlers for the two types (use :meth:`add_listener` to be told of
-changes instead).
+``Router.add`` refuses a second handler for a type: a worker must not register its own
+handlers for the two types nor a second view (use :meth:`add_listener` to be told of changes).
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from common.bus.broker import Broker
 from common.bus.idempotency import Idempotency
@@ -30,6 +32,7 @@ from common.logging import get_logger
 from common.metrics import Metrics
 from common.reliability.breaker import CircuitBreaker, State
 from common.reliability.guard import Guards
+from common.security.admission import admit_unblocked
 from common.service import Service, ServiceFactory, WorkerContext
 from common.store import Store
 from schemas.envelope import new_event
@@ -112,6 +115,7 @@ class Runtime:
             guards=self.guards,
         )
         service = factory(ctx)
+        await self._load_view(name, service)
         topology = worker_topology(
             name,
             service.router.event_types,
@@ -133,7 +137,7 @@ class Runtime:
             idempotency=idempotency,
             settings=runtime,
             metrics=self.metrics,
-            authorize=self.authorize,
+            authorize=admit_unblocked(self.authorize, _blocked_in(service)),
             retry_queues=topology.retry_queues,
         )
         queues = [topology.work_queue] if service.router.routes else []
@@ -163,6 +167,15 @@ class Runtime:
                 await self.broker.consume(queue, raw, prefetch=runtime.prefetch)
             )
         _log.info("worker.started", worker=name, queues=queues, types=service.router.event_types)
+
+    async def _load_view(self, name: str, service: Service) -> None:
+        """The quarantine blocks announced while this process was away. Redis down at start
+        is not fatal (the consumer pauses until it answers): the view then learns from the
+        broadcasts and the quarantine worker's periodic re-announcements."""
+        try:
+            await service.quarantine.load()
+        except (EventGuardError, OSError, TimeoutError, RedisError) as error:
+            _log.warning("quarantine_view.load_failed", worker=name, error=repr(error))
 
     async def _consume(self, running: RunningWorker) -> None:
         for queue in running.queues:
@@ -320,6 +333,11 @@ class Runtime:
         )
         await running.publisher.publish(new_event("health.heartbeat", beat, source=name))
         self.metrics.runtime.heartbeats.labels(name).inc()
+
+
+def _blocked_in(service: Service) -> Callable[[str], bool]:
+    view = service.quarantine
+    return lambda producer: view.is_quarantined("producer", producer)
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -8,6 +8,7 @@ should pause its consumer while open, and its background tasks (``start``/``stop
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -19,6 +20,7 @@ from common.bus.publisher import Publisher
 from common.bus.router import RawHandler, Router
 from common.config import Settings
 from common.metrics import Metrics
+from common.quarantine_view import QuarantineView
 from common.reliability.guard import Guards
 from common.store import Store
 
@@ -55,6 +57,8 @@ class Service(Protocol):
 
     name: str
     router: Router
+    # What the quarantine blocks, as this worker knows it: admission refuses blocked producers.
+    quarantine: QuarantineView
 
     def raw_consumers(self) -> Mapping[str, RawHandler]:
         """Queues consumed without envelope decoding (queue name -> handler)."""
@@ -86,13 +90,21 @@ ServiceFactory = Callable[[WorkerContext], Service]
 
 
 class BaseService:
-    """Defaults for the optional parts of :class:`Service`."""
+    """Defaults for the optional parts of :class:`Service`.
+
+    Every worker keeps a :class:`QuarantineView` (``self.quarantine``, loaded by the runtime
+    before consuming): its queue is bound to ``quarantine.entry.added``/``.released``, and
+    the pipeline dead-letters events of a blocked producer as ``producer_blocked``. Use
+    ``self.quarantine`` for other kinds too; do not register a second view.
+    """
 
     name: str = ""
 
-    def __init__(self, ctx: WorkerContext) -> None:
+    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
         self.router = Router()
+        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, clock=clock)
+        self.quarantine.register(self.router)
 
     def raw_consumers(self) -> Mapping[str, RawHandler]:
         """None by default."""

@@ -29,15 +29,15 @@ from common.ops import EventStream, OpsServer, build_app
 from common.reliability import Guards
 from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
+from common.security.admission import Admission
 from common.security.http import AdminAuth
-from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
 from eventguard.consumes import consumed_types
 from eventguard.definitions import rabbitmq_definitions
-from schemas.envelope import new_event
+from schemas.envelope import Actor, new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model
 from workers.ai_fallback import cli as ai_cli
@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("type", choices=sorted(CATALOGUE))
     publish.add_argument("--data", required=True, help="the payload as JSON")
     publish.add_argument("--source", default="cli")
+    publish.add_argument(
+        "--actor",
+        metavar="SUBJECT:ROLE[:TENANT]",
+        help="who asked, as this AMQP user asserts it (never a token; see docs/actors.md)",
+    )
     publish.set_defaults(func=_publish)
 
     topology = sub.add_parser("topology", help="broker topology")
@@ -136,14 +141,14 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
     guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
     store = Store.from_settings(settings, guard=guards.guard("redis"))
     guards.bind_store(store)
-    policy = ProducerPolicy.from_settings(settings)
+    admission = Admission.from_settings(settings)
     runtime = Runtime(
         settings=settings,
         factories=factories,
         broker=broker,
         store=store,
         metrics=metrics,
-        authorize=policy.is_allowed,
+        authorize=admission,
         guards=guards,
     )
     stop = asyncio.Event()
@@ -174,17 +179,31 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
     except ValidationError as error:
         print(f"eventguard: invalid {args.type} payload:\n{error}", file=sys.stderr)
         return 2
+    try:
+        actor = parse_actor(args.actor)
+    except ValueError as error:
+        print(f"eventguard: invalid --actor: {error}", file=sys.stderr)
+        return 2
     metrics = Metrics()
     broker = AmqpBroker(_secret(settings.broker_url), metrics=metrics, name="eventguard-cli")
     await broker.start()
     try:
         publisher = Publisher(broker, worker="cli", user_id=settings.broker_user, metrics=metrics)
-        event = new_event(args.type, payload, source=args.source)
+        event = new_event(args.type, payload, source=args.source, actor=actor)
         await publisher.publish(event)
     finally:
         await broker.close()
     print(json.dumps({"published": event.id, "type": event.type}))
     return 0
+
+
+def parse_actor(text: str | None) -> Actor | None:
+    """``SUBJECT:ROLE[:TENANT]`` as an actor (ValueError, pydantic's included, when bad)."""
+    if text is None:
+        return None
+    subject, _, rest = text.partition(":")
+    role, _, tenant = rest.partition(":")
+    return Actor.model_validate({"subject": subject, "role": role, "tenant": tenant or None})
 
 
 async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:

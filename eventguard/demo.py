@@ -17,8 +17,8 @@ from common.config import Settings
 from common.ops import EventStream, OpsServer, build_app
 from common.runtime import install_signal_handlers
 from common.security import demo_settings
+from common.security.admission import Admission
 from common.security.http import AdminAuth
-from common.security.producers import ProducerPolicy
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Envelope
 from workers.ai_fallback import demo as ai_demo
@@ -78,9 +78,9 @@ async def run_demo(base: Settings, *, forever: bool, port: int) -> int:
                 **{k: type(getattr(base, k)).model_validate(v) for k, v in overrides.items()},
             }
         )
-        policy = ProducerPolicy.from_settings(settings)
+        admission = Admission.from_settings(settings)
         async with run_workers(
-            list(WORKERS.items()), settings=settings, authorize=policy.is_allowed
+            list(WORKERS.items()), settings=settings, authorize=admission
         ) as fleet:
             stream = EventStream()
             for name, running in fleet.runtime.workers.items():

@@ -19,7 +19,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +40,8 @@ from common.bus.topology import (
 from common.config import RuntimeSettings, Settings
 from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
-from common.security.tokens import TokenService
+from common.security.actors import ActorPolicy
+from common.security.roles import Role
 from common.store import Store
 from eventguard.consumes import consumed_types
 from eventguard.load_ledger import Ledger, Report, Sent
@@ -356,32 +357,21 @@ def fleet_topologies(
 
 
 class Operator:
-    """The operator on whose behalf release requests are published. Its access token is
-    re-issued once half its lifetime has passed: a soak outlives one token, and a request
-    carrying an expired one is rightly refused as unauthorized."""
-
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._tokens = TokenService(settings.security, store=None)
-        self._renew_after_s = settings.security.access_ttl_s / 2
-        self._clock = clock
-        self._actor: Actor | None = None
-        self._issued_at = 0.0
+    """The operator on whose behalf release requests are published: an identity that the load
+    generator's AMQP user asserts (the actor policy must let it), never a credential."""
 
     def actor(self) -> Actor:
-        """The operator with a token valid for at least half its lifetime."""
-        now = self._clock()
-        if self._actor is None or now - self._issued_at >= self._renew_after_s:
-            token = self._tokens.issue("load-operator", "operator")
-            self._actor = Actor(subject="load-operator", role="operator", token=token)
-            self._issued_at = now
-        return self._actor
+        """The load operator."""
+        return Actor(subject="load-operator", role="operator")
 
 
 def operator_for(settings: Settings) -> Operator | None:
-    """The load operator, when a signing key is configured to mint its tokens."""
-    if settings.security.jwt_signing_key is None:
+    """The load operator, when the actor policy lets ``broker_user`` assert an operator on
+    release requests (otherwise those would be dead-lettered as unauthorized)."""
+    policy = ActorPolicy.from_settings(settings)
+    if not policy.may_assert("quarantine.release.requested", settings.broker_user, Role.OPERATOR):
         return None
-    return Operator(settings)
+    return Operator()
 
 
 def add_commands(subparsers: Any) -> None:

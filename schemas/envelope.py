@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
 __all__ = [
     "Actor",
@@ -40,15 +40,19 @@ class Payload(BaseModel):
 
 
 class Actor(BaseModel):
-    """On whose behalf the event runs; ``token`` is verified before acting for the subject."""
+    """On whose behalf the event runs: an identity, never a credential.
+
+    A producer allowed to assert actors for the type (an ingress that verified the person's
+    token itself) states who asked; consumers trust it because RabbitMQ validated that
+    producer's ``user_id`` (see docs/actors.md). Unknown fields are refused, so a ``token``
+    on the wire is a schema violation.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subject: Name
-    role: Annotated[str, StringConstraints(max_length=32)]
-    token: Annotated[str, StringConstraints(max_length=8_192)] | None = Field(
-        default=None, repr=False
-    )
+    role: Literal["guest", "user", "operator", "admin", "service"]
+    tenant: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
 
 
 DataT = TypeVar("DataT", bound=BaseModel)

@@ -42,5 +42,6 @@ DEAD_REASONS: Final = frozenset(
         "unauthorized",
         "max_attempts",
         "handler_rejected",
+        "producer_blocked",
     }
 )

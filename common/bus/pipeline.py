@@ -1,8 +1,8 @@
 """The consumer pipeline: the one place that decides each message's fate.
 
 size limit -> JSON decode -> envelope validation -> known type -> payload validation ->
-producer authorisation -> idempotency claim -> handler under a timeout -> output events
-published and confirmed -> ack.
+admission (producer blocks, producer and actor authorisation) -> idempotency claim ->
+handler under a timeout -> output events published and confirmed -> ack.
 
 Failures that may pass (timeouts, :class:`RetryLater`, external errors, handler bugs) are
 re-published to a delay queue with the attempt count in a header, then acked; after the last
@@ -38,12 +38,15 @@ from common.errors import DeliveryError, EventGuardError, Reject, RetryLater
 from common.logging import bind_message, get_logger
 from common.metrics import Metrics
 from common.reliability.errors import CircuitOpen
+from common.security.producers import ANONYMOUS
 from schemas.envelope import Envelope
 from schemas.registry import envelope_model, is_known
 
 __all__ = ["Authorizer", "Pipeline", "PipelineStats", "allow_all"]
 
-Authorizer = Callable[[str, str | None], bool]
+# (event, producer) -> None when admitted, else (dead-letter reason, detail); the fleet's is
+# common.security.admission (producer blocks, producer policy, actor assertion, event rules).
+Authorizer = Callable[[Envelope[Any], str], tuple[str, str] | None]
 _log = get_logger("eventguard.pipeline")
 _MAX_ERROR_CHARS = 1_000
 # What a Redis or broker call may raise when its server is away: the message is retried later.
@@ -51,9 +54,9 @@ _MAX_ERROR_CHARS = 1_000
 _UNAVAILABLE = (EventGuardError, OSError, TimeoutError, RedisError)
 
 
-def allow_all(event_type: str, producer: str | None) -> bool:
+def allow_all(event: Envelope[Any], producer: str) -> None:
     """An authorizer for tests that exercise other parts of the pipeline."""
-    return True
+    return
 
 
 @dataclass
@@ -178,27 +181,21 @@ class Pipeline:
             correlation_id=event.correlation_id,
             event_type=event.type,
         ):
-            producer = self._producer_of(message)
-            if not self.authorize(event.type, producer):
-                await self._dead_letter(
-                    message,
-                    "unauthorized",
-                    f"producer {producer!r} may not publish {event.type}",
-                    "",
-                    attempt=0,
-                )
+            refused = self.authorize(event, self._producer_of(message))
+            if refused is not None:
+                await self._dead_letter(message, *refused, "", attempt=0)
                 return event.type, "rejected"
             return event.type, await self._handle(message, event, route)
 
-    def _producer_of(self, message: IncomingMessage) -> str | None:
-        """The AMQP user that published the event; for relayed copies (our own retries, a
-        quarantine release), the original producer recorded in the header."""
+    def _producer_of(self, message: IncomingMessage) -> str:
+        """The AMQP user that published the event (``anonymous`` without one); for relayed
+        copies (our own retries, a quarantine release), the original producer in the header."""
         relayed = message.user_id == self.publisher.user_id or (
             message.user_id in self.settings.relay_users
         )
         if relayed and h.PRODUCER in message.headers:
-            return str(message.headers[h.PRODUCER])
-        return message.user_id
+            return str(message.headers[h.PRODUCER]) or ANONYMOUS
+        return message.user_id or ANONYMOUS
 
     def _decode(self, message: IncomingMessage) -> tuple[Envelope[Any], Route]:
         if len(message.body) > self.settings.max_body_bytes:
@@ -350,7 +347,7 @@ class Pipeline:
             h.ATTEMPT: attempt,
             h.ORIGINAL_ROUTING_KEY: _original_routing_key(message),
             h.ORIGINAL_EXCHANGE: _original_exchange(message),
-            h.PRODUCER: self._producer_of(message) or "",
+            h.PRODUCER: self._producer_of(message),
         }
         try:
             await self.broker.publish(
@@ -392,7 +389,7 @@ class Pipeline:
             h.WORKER: self.worker,
             h.QUEUE: message.queue,
             h.DEAD_AT: datetime.now(UTC).isoformat(),
-            h.PRODUCER: self._producer_of(message) or "",
+            h.PRODUCER: self._producer_of(message),
         }
         self._m.dead_letters.labels(self.worker, reason).inc()
         _log.warning("message.dead_lettered", reason=reason, detail=detail[:200], attempt=attempt)

@@ -1,53 +1,105 @@
-"""Acting on someone's behalf: an event's ``actor`` is trusted only with a valid token.
+"""Actor assertion: who may say, in an event, on whose behalf it runs.
 
-The role written in the event is ignored; only the verified token's subject and role count,
-and the event type's ``act`` rule (:data:`common.security.rules.EVENT_RULES`) names the least
-role it must hold. No rule for the type means the worker never acts for an actor on it.
+An event never carries a credential. Its ``actor`` (subject, role, optional tenant) is an
+identity *asserted by the producer*: an ingress that verified the person's token itself. A
+consumer trusts it because RabbitMQ validated the producer's AMQP ``user_id`` and this policy
+lets that producer assert actors for the event type, up to a highest role. On top, the type's
+``act`` rule (:data:`common.security.rules.EVENT_RULES`) names the least role the actor must
+hold for a worker to act on its behalf.
+
+The built-in table (:data:`DEFAULT_ACTOR_ASSERTERS`):
+
+* the operators' tool user ``operator`` may assert any role up to ``admin`` on the types
+  operators publish (the console and the CLI authenticate the person first);
+* each worker may relay, on the result and notification types it produces, the actor of the
+  event that caused them (``new_event(causation=...)`` copies it), up to ``admin``;
+* nobody else: an outside producer asserts actors only once the settings name it
+  (``EVENTGUARD_SECURITY__ACTOR_ASSERTERS``), and users in ``any_type_producers`` (the demo)
+  may assert anything.
 """
 
 from __future__ import annotations
 
-from common.security.roles import Role, satisfies
-from common.security.rules import AccessRules
-from common.security.tokens import Claims, TokenError, TokenService
+from collections.abc import Iterable, Mapping
+
+from common.config import Settings
+from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
+from common.security.roles import Role, parse_role, satisfies
+from common.security.rules import EVENT_RULES, AccessRules, Decision
 from schemas.envelope import Actor
 
-__all__ = ["authorize_actor", "verify_actor"]
+__all__ = ["DEFAULT_ACTOR_ASSERTERS", "ActorPolicy", "authorize_actor"]
+
+_OPERATOR_TYPES = (
+    "quarantine.requested",
+    "quarantine.release.requested",
+    "ai.completion.requested",
+    "opportunity.scan.requested",
+    "marketplace.strategy.revoked",
+)
 
 
-async def _verified(actor: Actor | None, tokens: TokenService) -> Claims:
+def _defaults() -> dict[str, dict[str, Role]]:
+    table: dict[str, dict[str, Role]] = {t: {"operator": Role.ADMIN} for t in _OPERATOR_TYPES}
+    for event_type, users in DEFAULT_PRODUCERS.items():
+        if (event_type, "act") in EVENT_RULES:
+            continue  # a request type: workers never assert a person on one
+        for user in sorted(users & WORKER_USERS):
+            table.setdefault(event_type, {})[user] = Role.ADMIN
+    return table
+
+
+DEFAULT_ACTOR_ASSERTERS: Mapping[str, Mapping[str, Role]] = _defaults()
+
+
+class ActorPolicy:
+    """Decides whether a producer may assert an actor of some role on an event type."""
+
+    def __init__(
+        self, table: Mapping[str, Mapping[str, Role]], *, any_type: Iterable[str] = ()
+    ) -> None:
+        self._table = {t: dict(users) for t, users in table.items()}
+        self._any_type = frozenset(any_type)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActorPolicy:
+        """The built-in table with the settings' additions (a setting replaces a built-in cap)."""
+        table = {t: dict(users) for t, users in DEFAULT_ACTOR_ASSERTERS.items()}
+        for event_type, users in settings.security.actor_asserters.items():
+            for user, role in users.items():
+                table.setdefault(event_type, {})[user] = parse_role(role)
+        return cls(table, any_type=settings.security.any_type_producers)
+
+    def highest(self, event_type: str, producer: str) -> Role | None:
+        """The highest role ``producer`` may assert on ``event_type``, or None (may not)."""
+        if producer in self._any_type:
+            return Role.ADMIN
+        return self._table.get(event_type, {}).get(producer)
+
+    def may_assert(self, event_type: str, producer: str, role: Role) -> bool:
+        """True when ``producer`` may state an actor of ``role`` on ``event_type``."""
+        highest = self.highest(event_type, producer)
+        return highest is not None and satisfies(highest, role)
+
+
+def authorize_actor(
+    event_type: str, actor: Actor | None, producer: str, asserters: ActorPolicy, rules: AccessRules
+) -> Decision:
+    """Whether a worker may act for ``actor`` on ``event_type`` published by ``producer``.
+
+    No actor: allowed (the producer acts for itself; the producer policy already admitted it).
+    Otherwise refused with reason ``actor_not_allowed`` (the producer may not assert actors on
+    this type), ``actor_role_too_high`` (not that role) or ``insufficient_role`` (the type's
+    ``act`` rule wants more). A type without an ``act`` rule (results, notifications) only
+    carries the actor along: the assertion policy alone decides.
+    """
     if actor is None:
-        raise TokenError("no_actor")
-    if not actor.token:
-        raise TokenError("no_token")
-    claims = await tokens.verify(actor.token)
-    if claims.sub != actor.subject:
-        raise TokenError("actor_mismatch")
-    return claims
-
-
-async def verify_actor(actor: Actor | None, tokens: TokenService, *, at_least: Role) -> str:
-    """The verified subject of ``actor`` when its token proves a role of at least ``at_least``.
-
-    Raises TokenError (reason ``no_actor``, ``no_token``, ``actor_mismatch``,
-    ``insufficient_role`` or the token's own reason) otherwise.
-    """
-    claims = await _verified(actor, tokens)
-    if not satisfies(claims.role, at_least):
-        raise TokenError("insufficient_role")
-    return claims.sub
-
-
-async def authorize_actor(
-    event_type: str, actor: Actor | None, tokens: TokenService, rules: AccessRules
-) -> Claims:
-    """The actor's verified claims when the type's ``act`` rule admits their role.
-
-    TokenError as for :func:`verify_actor`, plus ``no_rule``; a worker turns it into
-    ``Reject(..., reason="unauthorized")`` so the event is dead-lettered.
-    """
-    claims = await _verified(actor, tokens)
-    decision = rules.check_event(event_type, "act", claims.role)
-    if not decision.allowed:
-        raise TokenError(decision.reason)
-    return claims
+        return Decision(True)
+    role = parse_role(actor.role)
+    highest = asserters.highest(event_type, producer)
+    if highest is None:
+        return Decision(False, "actor_not_allowed")
+    if not satisfies(highest, role):
+        return Decision(False, "actor_role_too_high", highest)
+    decision = rules.check_event(event_type, "act", role)
+    return Decision(True) if decision.reason == "no_rule" else decision

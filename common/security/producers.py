@@ -5,6 +5,10 @@ the publishing connection, so it cannot be forged by a client. Each worker and e
 producer has its own RabbitMQ user, named as below. A type with no entry is denied to
 everyone; settings add producers per type (and, for local development only, users allowed
 every type).
+
+A message without a ``user_id`` is attributed to :data:`ANONYMOUS` (never to the consuming
+worker's own user), and the anonymous producer may publish nothing: whatever the settings
+say, it is refused every type.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Iterable, Mapping
 
 from common.config import Settings
 
-__all__ = ["DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
+__all__ = ["ANONYMOUS", "DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
+
+ANONYMOUS = "anonymous"  # the producer of a message without an AMQP user_id
 
 WORKER_USERS = frozenset({"health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"})
 _OPERATORS = frozenset({"operator"})
@@ -62,7 +68,7 @@ class ProducerPolicy:
 
     def is_allowed(self, event_type: str, user_id: str | None) -> bool:
         """True when the AMQP user ``user_id`` may publish ``event_type`` (default deny)."""
-        if not user_id:
+        if not user_id or user_id == ANONYMOUS:
             return False
         if user_id in self._any_type:
             return True

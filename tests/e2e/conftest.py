@@ -291,9 +291,9 @@ async def load(
         types: tuple[str, ...] | None = None,
         scan_user: str | None = None,
     ) -> LoadGenerator:
-        settings = Settings.model_validate(
-            {"security": {"jwt_signing_key": fleet_env["EVENTGUARD_SECURITY__JWT_SIGNING_KEY"]}}
-        )
+        # The load publishes as guest, which the fleet lets assert actors (any-type producer).
+        any_type = json.loads(fleet_env["EVENTGUARD_SECURITY__ANY_TYPE_PRODUCERS"])
+        settings = Settings.model_validate({"security": {"any_type_producers": any_type}})
         consumers = consumers_of(CONSUMES, workers)
         if types is not None:
             consumers = {t: w for t, w in consumers.items() if t in types}

@@ -47,7 +47,8 @@ class Budgets:
             scopes.append(("global", self._s.global_max_tokens, self._s.global_max_cost_usd))
         limited = self._s.actor_max_tokens is not None or self._s.actor_max_cost_usd is not None
         if actor is not None and limited:
-            scopes.append((f"actor:{actor}", self._s.actor_max_tokens, self._s.actor_max_cost_usd))
+            # ``actor`` is the requester's key: ``actor:<subject>`` or ``producer:<user>``.
+            scopes.append((actor, self._s.actor_max_tokens, self._s.actor_max_cost_usd))
         return scopes
 
     def check_request(self, worst: Usage, max_cost_usd: float | None) -> str | None:

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from common.bus.router import Emit
 from common.logging import get_logger
-from common.quarantine_view import QuarantineView
 from common.reliability import RequestDeduplicator
+from common.security.admission import requester
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
@@ -72,13 +72,11 @@ class AiFallback(BaseService):
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, clock=wall_clock)
         settings = ctx.settings.ai_fallback
         self.settings = settings
         self.models = load_models(settings)
         self.metrics = ctx.metrics.ai_fallback
-        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, clock=wall_clock)
-        self.quarantine.register(self.router)
         self.quarantine.add_listener(self._on_quarantine_change)
         self.health = HealthBook(
             self.models, store=ctx.store, alpha=settings.health_alpha, clock=clock
@@ -176,7 +174,8 @@ class AiFallback(BaseService):
     async def on_requested(self, event: Envelope[CompletionRequested]) -> Emit:
         """Answer one completion request (succeeded or failed, never dead-lettered)."""
         request = event.data
-        actor = event.actor.subject if event.actor is not None else None
+        # Budgets count against who asked as admitted: the verified actor, else the producer.
+        actor = requester(event).key
         try:
             data: CompletionSucceeded | CompletionFailed = await self._answer(
                 event.id, request, actor

@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.bus.router import Emit
-from common.errors import ConfigError
+from common.errors import ConfigError, Reject
 from common.logging import get_logger
+from common.security.admission import requester
+from common.security.roles import Role, satisfies
 from common.service import AdminRoute, BaseService, WorkerContext
 from common.store import Store
 from schemas.envelope import Envelope, new_event
@@ -147,6 +149,7 @@ class OpportunityDiscovery(BaseService):
         started = time.perf_counter()
         request = event.data
         scan_id = event.id
+        _check_scanned_user(event)
         holding = await self.entitlements.owned(request.user_id)
         owned = holding.strategies
         missing: list[Missing] = []
@@ -318,3 +321,12 @@ class OpportunityDiscovery(BaseService):
     def admin_routes(self) -> list[AdminRoute]:
         """Scan status under /admin/opportunity/."""
         return admin.routes(self)
+
+
+def _check_scanned_user(event: Envelope[ScanRequested]) -> None:
+    """A person may scan only for themselves (operators for anyone); without an actor the
+    admitted producer vouches for ``user_id`` (the producer policy lets it ask)."""
+    asked = requester(event)
+    others = not asked.person or satisfies(asked.role, Role.OPERATOR)
+    if not others and event.data.user_id != asked.subject:
+        raise Reject(f"{asked.subject!r} may not scan for another user", reason="unauthorized")

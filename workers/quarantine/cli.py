@@ -3,7 +3,8 @@
 ``list`` and ``show`` read Redis only. ``release`` and ``discard`` run the same exactly-once
 steps as the worker (:class:`~workers.quarantine.release.Releaser`): Redis for the state,
 the broker to re-publish and to announce the change. Having the broker and Redis credentials
-is what makes the caller an operator here; ``--by`` names the reviewer on the record.
+is what makes the caller an operator here, so the record names that verified identity (the
+AMQP user) beside the reviewer ``--by`` states: ``alice (cli as operator)``.
 """
 
 from __future__ import annotations
@@ -154,13 +155,18 @@ async def _settle(outcome: Outcome, publisher: Publisher) -> int:
     return 1
 
 
+def _by(args: argparse.Namespace, settings: Settings) -> str:
+    """The stated reviewer and the identity the broker verified."""
+    return f"{args.by[:100]} (cli as {settings.broker_user})"
+
+
 async def _release(args: argparse.Namespace, settings: Settings) -> int:
     async with _releaser(settings) as (releaser, publisher):
-        outcome = await releaser.release(args.record_id, by=args.by, note=args.note)
+        outcome = await releaser.release(args.record_id, by=_by(args, settings), note=args.note)
         return await _settle(outcome, publisher)
 
 
 async def _discard(args: argparse.Namespace, settings: Settings) -> int:
     async with _releaser(settings) as (releaser, publisher):
-        outcome = await releaser.discard(args.record_id, by=args.by, note=args.note)
+        outcome = await releaser.discard(args.record_id, by=_by(args, settings), note=args.note)
         return await _settle(outcome, publisher)

@@ -9,7 +9,6 @@ from typing import Any
 
 from common.bus.message import OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
-from common.security.tokens import TokenService
 from common.testing import Harness
 from schemas.envelope import Actor
 from schemas.quarantine import QuarantineReleaseRequested, QuarantineRequested
@@ -18,7 +17,9 @@ from workers.quarantine.service import QuarantineService
 __all__ = ["prepare", "scenario"]
 
 _POISON = b'{"id": "demo-poison", "type": "quarantine.requested", "data": '  # cut off: not JSON
-_OPERATOR = Actor(subject="demo-operator", role="operator")  # with a token minted per run
+# Published by the operators' tool user ("operator"), which may assert operator actors: the
+# event carries who asked, never a credential.
+_OPERATOR = Actor(subject="demo-operator", role="operator")
 
 
 async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
@@ -36,13 +37,7 @@ def _service(env: Harness) -> QuarantineService:
 async def scenario(env: Harness, say: Callable[[str], None]) -> None:
     """Poison -> eventguard.dead -> record -> list -> release (live) -> discard; TTL expiry."""
     quarantine = _service(env)
-    security = env.runtime.settings.security
-    token = (
-        TokenService(security, store=env.store).issue(_OPERATOR.subject, "operator")
-        if security.jwt_signing_key is not None
-        else None
-    )
-    operator = _OPERATOR.model_copy(update={"token": token})
+    operator = _OPERATOR
     say("quarantine: publishing a truncated (invalid JSON) quarantine.requested")
     await env.broker.publish(
         OutgoingMessage(

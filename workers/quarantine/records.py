@@ -20,6 +20,7 @@ from typing import Any
 from common.bus import headers as h
 from common.bus.message import HeaderValue, IncomingMessage
 from common.bus.topology import EVENTS_EXCHANGE
+from common.security.producers import ANONYMOUS
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineEntryAdded
 
@@ -57,7 +58,10 @@ PERMANENT_REASONS = frozenset(
     }
 )
 # Reasons a message ran out of chances for, though it might pass later.
-TRANSIENT_REASONS = frozenset({"max_attempts", "delivery_limit", "expired", "maxlen"})
+# (``producer_blocked`` passes once the producer's block ends.)
+TRANSIENT_REASONS = frozenset(
+    {"max_attempts", "delivery_limit", "expired", "maxlen", "producer_blocked"}
+)
 ENTITY_REASONS = frozenset({"requested", "health_alert", "flood"})
 REASON_CODES = PERMANENT_REASONS | TRANSIENT_REASONS | ENTITY_REASONS | {"rejected", "unknown"}
 
@@ -183,6 +187,11 @@ class DeadMessage:
     dead_at: str
     destination: Destination | None
     headers_json: str = ""  # encode_headers(headers), when already computed
+    # Set by workers.quarantine.scrub: the original body's digest and size, and whether
+    # anything was redacted before recording.
+    original_sha256: str = ""
+    original_size: int | None = None
+    redacted: bool = False
 
     def fields(self, *, now: float) -> dict[str, Any]:
         """The record hash of this message."""
@@ -200,7 +209,9 @@ class DeadMessage:
             "created_at": repr(now),
             "updated_at": repr(now),
             "body": self.body,
-            "body_size": str(len(self.body)),
+            "body_size": str(len(self.body) if self.original_size is None else self.original_size),
+            "body_sha256": self.original_sha256 or hashlib.sha256(self.body).hexdigest(),
+            "redacted": "1" if self.redacted else "0",
             "headers": self.headers_json or encode_headers(self.headers),
             "props": json.dumps(self.properties, sort_keys=True),
             "exchange": dest.exchange if dest else "",
@@ -295,7 +306,12 @@ def dead_message_from(message: IncomingMessage) -> DeadMessage:
     else:
         reason = "unknown"
     event_id, event_type = _peek_event(message.body)
-    producer = _text(headers.get(h.PRODUCER), 200) or (message.user_id or "")
+    # The pipeline names the producer in a header (``anonymous`` when the message had no
+    # user_id); without it, the message's own user_id. Never the dead-lettering worker's user.
+    if h.PRODUCER in headers:
+        producer = _text(headers.get(h.PRODUCER), 200) or ANONYMOUS
+    else:
+        producer = message.user_id or ANONYMOUS
     properties = {
         "message_id": message.message_id,
         "type": message.type,

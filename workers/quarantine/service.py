@@ -32,7 +32,8 @@ from common.bus.topology import DEAD_QUEUE
 from common.errors import Reject
 from common.logging import get_logger
 from common.quarantine_view import ENTITY_KINDS
-from common.security.tokens import TokenService
+from common.security.admission import requester
+from common.security.redaction import redact, redact_text
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
@@ -41,17 +42,12 @@ from schemas.quarantine import (
     QuarantineRequested,
 )
 from workers.quarantine import admin
-from workers.quarantine.authz import (
-    ADMIN_ROLES,
-    RELEASE_ROLES,
-    TokenVerifier,
-    actor_subject,
-    require_role,
-)
+from workers.quarantine.authz import ADMIN_ROLES, RELEASE_ROLES, require_role
 from workers.quarantine.housekeeping import Housekeeping
 from workers.quarantine.records import ACTIVE, dead_message_from, entry_added
 from workers.quarantine.release import Outcome, Releaser
 from workers.quarantine.repository import Repository
+from workers.quarantine.scrub import scrub
 
 __all__ = ["QuarantineService"]
 
@@ -70,25 +66,13 @@ def _entity_record_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def _token_verifier(ctx: WorkerContext) -> TokenVerifier | None:
-    if ctx.settings.security.jwt_signing_key is None:
-        return None
-    tokens = TokenService(ctx.settings.security, store=ctx.store)
-
-    async def verify(token: str) -> tuple[str, str]:
-        claims = await tokens.verify(token)  # signature, every claim, revocation
-        return claims.sub, claims.role.value
-
-    return verify
-
-
 class QuarantineService(BaseService):
     """Records dead messages and blocked entities in Redis and releases them on request."""
 
     name = "quarantine"
 
     def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(ctx)
+        super().__init__(ctx, clock=clock)
         self.settings = ctx.settings.quarantine
         self.clock = clock
         self.repo = Repository(ctx.store)
@@ -101,8 +85,6 @@ class QuarantineService(BaseService):
             source=ctx.name,
         )
         self._m = ctx.metrics.quarantine
-        # Actor tokens are verified whenever a signing key is configured (see .authz).
-        self.verify_token: TokenVerifier | None = _token_verifier(ctx)
         self.housekeeping = Housekeeping(
             repo=self.repo,
             releaser=self.releaser,
@@ -161,7 +143,7 @@ class QuarantineService(BaseService):
 
     async def on_dead(self, message: IncomingMessage) -> Emit:
         """Record one dead message; contain a flood from its producer or of its type."""
-        dead = dead_message_from(message)
+        dead = scrub(dead_message_from(message), self.settings.secret_fields)
         now = self.clock()
         s = self.settings
         # A dead event of our own is recorded but not announced: the announcement could be
@@ -243,9 +225,9 @@ class QuarantineService(BaseService):
             kind=kind,
             entity_id=entity_id,
             reason=reason,
-            detail=detail,
+            detail=redact_text(detail),  # free text from a request: no credential is kept
             severity=severity,
-            evidence=evidence,
+            evidence=redact(dict(evidence)),
             requested_by=requested_by,
             expires_at=None if ttl_s is None else now + ttl_s,
             now=now,
@@ -269,7 +251,9 @@ class QuarantineService(BaseService):
                 "quarantine.requested blocks entities; messages arrive dead-lettered",
                 reason="schema_violation",
             )
-        requested_by = actor_subject(event.actor, data.requested_by)
+        # Who asked, from the admitted identity (the actor, else the producer), never the
+        # payload's ``requested_by``.
+        requested_by = requester(event).subject
         if data.permanent:
             requested_by = await self._require(event, ADMIN_ROLES, "a permanent block")
         ttl = None if data.permanent else (data.ttl_s or self.settings.default_ttl_s)
@@ -305,7 +289,7 @@ class QuarantineService(BaseService):
             severity="critical",
             evidence={k[:100]: v for k, v in list(data.labels.items())[:40]}
             | {"fingerprint": data.fingerprint, "value": str(data.value)},
-            requested_by=event.source,
+            requested_by=requester(event).subject,  # the admitted producer, not ``source``
             ttl_s=self.settings.alert_ttl_s,
             now=self.clock(),
             causation=event,
@@ -316,7 +300,7 @@ class QuarantineService(BaseService):
 
     async def _require(self, event: Envelope[Any], roles: frozenset[str], action: str) -> str:
         try:
-            return await require_role(event.actor, roles, action=action, verify=self.verify_token)
+            return require_role(event.actor, roles, action=action)
         except Reject:
             self.ctx.metrics.security.denials.labels("event", "role").inc()
             raise

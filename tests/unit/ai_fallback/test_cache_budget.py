@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+from common.testing import Harness
 from schemas.ai import Message
-from schemas.envelope import Actor
+from schemas.envelope import Actor, Envelope
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model, reply_to
 from workers.ai_fallback.cache import cache_key
 from workers.ai_fallback.simulator import ProviderSimulator, Step
@@ -143,3 +145,23 @@ async def test_global_cost_budget(sim: ProviderSimulator) -> None:
     assert "over_budget" in reasons
     failed = next(o for o in outs if o.type == "ai.completion.failed")
     assert "global cost budget" in failed.data.detail
+
+
+async def test_without_an_actor_the_budget_is_the_producers(sim: ProviderSimulator) -> None:
+    """No actor: usage counts against the admitted producer (RabbitMQ's user), so one service
+    cannot spend another's budget nor escape the per-requester limit."""
+    settings = ai_settings([model(sim, "a")], actor_max_tokens=45)
+
+    async def from_producer(h: Harness, text: str, user_id: str) -> Envelope[Any]:
+        request = ask(text, max_tokens=20, temperature=0.5)
+        sent = await h.publish("ai.completion.requested", request, user_id=user_id)
+        return await reply_to(h, sent.id)
+
+    async with fleet(settings) as (h, _):
+        first = await from_producer(h, "one two", "chat")
+        second = await from_producer(h, "three four", "chat")
+        third = await from_producer(h, "five six", "chat")
+        other = await from_producer(h, "five six", "marketplace")
+    assert first.type == second.type == "ai.completion.succeeded"
+    assert third.data.reason == "over_budget"
+    assert other.type == "ai.completion.succeeded"

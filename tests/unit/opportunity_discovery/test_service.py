@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from common.bus import headers as h
 from common.config import OpportunitySettings, Settings
 from common.errors import ConfigError
 from common.reliability import State
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
-from schemas.envelope import Envelope
+from schemas.envelope import Actor, Envelope
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
 from workers.opportunity_discovery import create
@@ -226,3 +227,30 @@ async def test_an_unknown_exchange_refuses_start_up_naming_the_setting() -> None
     with pytest.raises(ConfigError, match="VENUES"):
         async with run_workers([("opp", create)], settings=settings):
             pass
+
+
+async def test_a_user_actor_scans_only_for_itself() -> None:
+    """A user actor naming someone else's user_id is dead-lettered unauthorized before any
+    scan; the same user for itself, or an operator for anyone, is served."""
+    clock = Clock()
+    async with run_workers(
+        [("opp", _factory(clock, MarketSimulator()))], settings=_settings()
+    ) as fleet:
+        await _buy(fleet, "spot_arbitrage")
+        mallory = Actor(subject="mallory", role="user")
+        await fleet.publish(
+            "opportunity.scan.requested", ScanRequested(user_id="alice"), actor=mallory
+        )
+        await fleet.settle()
+        (dead,) = fleet.dead()
+        assert dead.headers[h.REASON] == "unauthorized"
+        assert fleet.emitted("opportunity.scan.completed") == []
+        for actor in (Actor(subject="alice", role="user"), Actor(subject="olga", role="operator")):
+            request = await fleet.publish(
+                "opportunity.scan.requested", ScanRequested(user_id="alice"), actor=actor
+            )
+            request_id = request.id
+            await fleet.wait_for(
+                "opportunity.scan.completed",
+                lambda e: e.causation_id == request_id,  # noqa: B023 - awaited in this iteration
+            )

@@ -37,3 +37,9 @@ async def test_missing_settings_are_named() -> None:
     args = _parse("release", "r1", "--by", "alice")
     with pytest.raises(ConfigError, match="EVENTGUARD_BROKER_URL"):
         await args.func(args, settings)
+
+
+def test_a_cli_release_records_the_verified_broker_user() -> None:
+    """``--by`` is only stated; the record also names the AMQP user the broker verified."""
+    args = _parse("release", "r1", "--by", "alice")
+    assert cli._by(args, Settings(broker_user="operator")) == "alice (cli as operator)"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from common.config import QuarantineSettings, Settings
-from common.security import ProducerPolicy, demo_settings
+from common.security import demo_settings
+from common.security.admission import Admission
 from common.testing import fast_runtime_settings, run_workers
 from workers.quarantine import create, demo
 
@@ -18,11 +19,11 @@ async def test_demo_story_runs() -> None:
         settings = Settings(
             runtime=fast_runtime_settings(),
             quarantine=QuarantineSettings(**overrides["quarantine"]),
-            security=demo_settings(),  # tokens are required and verified, as in the demo
+            security=demo_settings(),  # as in the demo: the fleet admission decides
         )
-        policy = ProducerPolicy.from_settings(settings)
+        admission = Admission.from_settings(settings)
         async with run_workers(
-            [("quarantine", create)], settings=settings, authorize=policy.is_allowed
+            [("quarantine", create)], settings=settings, authorize=admission
         ) as env:
             await demo.scenario(env, lines.append)
     text = "\n".join(lines)

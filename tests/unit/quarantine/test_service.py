@@ -16,8 +16,7 @@ from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
 from common.errors import DeliveryError
 from common.quarantine_view import QuarantineView
-from common.security import demo_settings
-from common.security.tokens import TokenService
+from common.security.admission import Admission
 from common.service import BaseService, WorkerContext
 from common.testing import Harness, run_workers
 from schemas.envelope import Actor
@@ -390,14 +389,14 @@ async def test_a_failed_announcement_gives_its_claim_back_at_once() -> None:
 
 
 class Viewer(BaseService):
-    """A worker that keeps the local quarantine view, like ai_fallback."""
+    """A worker that reads the local quarantine view every service keeps, like ai_fallback."""
 
     name = "viewer"
 
-    def __init__(self, ctx: WorkerContext) -> None:
-        super().__init__(ctx)
-        self.view = QuarantineView(store=ctx.store, owner=ctx.name)
-        self.view.register(self.router)
+    @property
+    def view(self) -> QuarantineView:
+        """The view the base service registered."""
+        return self.quarantine
 
 
 async def test_other_workers_view_follows_alerts_and_releases() -> None:
@@ -466,20 +465,22 @@ async def test_entity_block_cannot_be_discarded() -> None:
         assert await q.is_blocked("strategy", "s9")
 
 
-async def test_with_signing_keys_release_needs_a_verified_token() -> None:
-    """With keys configured, a claimed operator without a token is refused; a minted one works."""
+async def test_release_needs_an_operator_asserted_by_an_allowed_producer() -> None:
+    """An operator actor from a producer the actor policy does not trust is dead-lettered
+    unauthorized before the handler; the operators' tool user's assertion is acted on."""
     holder: dict[str, Any] = {}
-    config = settings().model_copy(update={"security": demo_settings()})
-    async with run_workers(factories(Clock(), holder), settings=config) as env:
+    config = settings()
+    admission = Admission.from_settings(config)
+    async with run_workers(factories(Clock(), holder), settings=config, authorize=admission) as env:
         request = QuarantineReleaseRequested(record_id="nope")
-        await env.publish("quarantine.release.requested", request, actor=OPERATOR)
+        await env.publish("quarantine.release.requested", request, actor=OPERATOR, user_id="chat")
         await until(
             lambda: env.metrics.quarantine.added.labels("message", "unauthorized")._value.get() == 1
         )
         assert env.emitted("quarantine.release.refused") == []
-        token = TokenService(config.security, store=env.store).issue("alice", "operator")
-        signed = OPERATOR.model_copy(update={"token": token})
-        await env.publish("quarantine.release.requested", request, actor=signed)
+        await env.publish(
+            "quarantine.release.requested", request, actor=OPERATOR, user_id="operator"
+        )
         refused = await env.wait_for("quarantine.release.refused")
         assert refused.data.reason == "unknown_record"
 

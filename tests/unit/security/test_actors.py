@@ -1,49 +1,130 @@
-"""Acting for an event's actor: only a verified token's subject and role count."""
+"""Actor assertion: an event's actor is an identity asserted by a producer allowed to."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from common.security.actors import authorize_actor, verify_actor
+import pytest
+from pydantic import ValidationError
+
+from common.config import SecuritySettings, Settings
+from common.security.actors import DEFAULT_ACTOR_ASSERTERS, ActorPolicy, authorize_actor
+from common.security.admission import Admission
 from common.security.roles import Role
 from common.security.rules import AccessRules
-from common.security.tokens import TokenError
-from schemas.envelope import Actor
-from tests.unit.security import _mint as m
+from eventguard.cli import parse_actor
+from schemas.envelope import Actor, Envelope, new_event
+from schemas.quarantine import QuarantineReleaseRequested
+from schemas.registry import envelope_model
+
+_POLICY = ActorPolicy.from_settings(Settings())
 
 
-async def test_actor_with_a_matching_token_is_authorised() -> None:
-    """The token's subject matches and its role meets the type's rule."""
-    tokens = m.service(now=m.NOW)
-    actor = Actor(subject="alice", role="operator", token=tokens.issue("alice", "operator"))
-    claims = await authorize_actor("quarantine.release.requested", actor, tokens, AccessRules())
-    assert claims.role is Role.OPERATOR
-    assert await verify_actor(actor, tokens, at_least=Role.USER) == "alice"
+def _release(actor: Actor | None) -> Envelope[Any]:
+    return new_event(
+        "quarantine.release.requested",
+        QuarantineReleaseRequested(record_id="r1"),
+        source="t",
+        actor=actor,
+    )
+
+
+def test_actor_token_is_a_schema_violation() -> None:
+    """A ``token`` inside ``actor`` is refused by the envelope model: events carry no credential."""
+    body = _release(Actor(subject="alice", role="admin")).model_dump(mode="json")
+    body["actor"]["token"] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    with pytest.raises(ValidationError, match=r"actor\.token"):
+        envelope_model("quarantine.release.requested").model_validate(body)
+    with pytest.raises(ValidationError):
+        Actor.model_validate({"subject": "a", "role": "admin", "token": "x"})
+
+
+def test_actor_role_must_be_a_known_role() -> None:
+    """An unknown role in an actor is a schema violation, never promoted or demoted."""
+    with pytest.raises(ValidationError):
+        Actor.model_validate({"subject": "a", "role": "superuser"})
+    assert Actor(subject="a", role="user", tenant="acme").tenant == "acme"
+
+
+def test_the_operators_tool_may_assert_up_to_admin_on_operator_types() -> None:
+    """The operators' tool user asserts operators and admins on the types operators publish."""
+    admin = Actor(subject="root", role="admin")
+    decision = authorize_actor(
+        "quarantine.release.requested", admin, "operator", _POLICY, AccessRules()
+    )
+    assert decision.allowed
 
 
 @pytest.mark.parametrize(
-    ("subject", "claimed", "token_role", "event_type", "reason"),
+    ("event_type", "role", "producer", "reason"),
     [
-        ("alice", "admin", "user", "quarantine.release.requested", "insufficient_role"),
-        ("mallory", "operator", "operator", "quarantine.release.requested", "actor_mismatch"),
-        ("alice", "admin", "admin", "ai.completion.succeeded", "no_rule"),
+        ("quarantine.release.requested", "operator", "chat", "actor_not_allowed"),
+        ("quarantine.release.requested", "admin", "marketplace", "actor_not_allowed"),
+        ("quarantine.release.requested", "user", "operator", "insufficient_role"),
+        ("quarantine.requested", "operator", "ai_fallback", "actor_not_allowed"),
+        ("ai.completion.requested", "user", "anonymous", "actor_not_allowed"),
     ],
 )
-async def test_actor_refusals(
-    subject: str, claimed: str, token_role: str, event_type: str, reason: str
-) -> None:
-    """The claimed role is ignored; a foreign token or a type without a rule is refused."""
-    tokens = m.service(now=m.NOW)
-    actor = Actor(subject=subject, role=claimed, token=tokens.issue("alice", token_role))
-    with pytest.raises(TokenError) as caught:
-        await authorize_actor(event_type, actor, tokens, AccessRules())
-    assert caught.value.reason == reason
+def test_actor_refusals(event_type: str, role: str, producer: str, reason: str) -> None:
+    """A producer not trusted to assert actors on the type, or a role below the type's rule."""
+    actor = Actor.model_validate({"subject": "alice", "role": role})
+    decision = authorize_actor(event_type, actor, producer, _POLICY, AccessRules())
+    assert (decision.allowed, decision.reason) == (False, reason)
 
 
-async def test_actor_without_a_token_is_refused() -> None:
-    """No actor or no token: refused, whatever role the event claims."""
-    tokens = m.service(now=m.NOW)
-    with pytest.raises(TokenError, match="no_actor"):
-        await verify_actor(None, tokens, at_least=Role.USER)
-    with pytest.raises(TokenError, match="no_token"):
-        await verify_actor(Actor(subject="a", role="admin"), tokens, at_least=Role.USER)
+def test_workers_relay_actors_only_on_the_types_they_produce() -> None:
+    """A worker carries the requester's actor on its results; request types are not its own."""
+    assert _POLICY.highest("ai.completion.succeeded", "ai_fallback") is Role.ADMIN
+    assert _POLICY.highest("quarantine.entry.added", "quarantine") is Role.ADMIN
+    assert _POLICY.highest("ai.completion.succeeded", "quarantine") is None
+    assert _POLICY.highest("ai.completion.requested", "ai_fallback") is None
+    outside = {"chat", "marketplace", "anonymous", "guest"}
+    assert not any(outside & set(users) for users in DEFAULT_ACTOR_ASSERTERS.values())
+
+
+def test_settings_make_a_producer_an_ingress_with_a_role_cap() -> None:
+    """A configured ingress asserts actors up to its cap; above it the actor is refused."""
+    settings = Settings(
+        security=SecuritySettings(actor_asserters={"ai.completion.requested": {"chat": "user"}})
+    )
+    policy = ActorPolicy.from_settings(settings)
+    user = Actor(subject="alice", role="user")
+    admin = Actor(subject="alice", role="admin")
+    rules = AccessRules()
+    assert authorize_actor("ai.completion.requested", user, "chat", policy, rules).allowed
+    refused = authorize_actor("ai.completion.requested", admin, "chat", policy, rules)
+    assert refused.reason == "actor_role_too_high"
+
+
+def test_no_actor_is_the_producer_acting_for_itself() -> None:
+    """Without an actor nothing is asserted: the producer policy alone decides."""
+    assert authorize_actor("ai.completion.requested", None, "chat", _POLICY, AccessRules()).allowed
+
+
+def test_admission_refuses_unauthorised_producers_and_actors_with_a_reason() -> None:
+    """Admission answers (unauthorized, why) for a bad producer or a bad actor, None otherwise."""
+    admission = Admission.from_settings(Settings())
+    operator = Actor(subject="alice", role="operator")
+    assert admission(_release(operator), "operator") is None
+    refused = admission(_release(operator), "chat")
+    assert refused is not None
+    assert refused[0] == "unauthorized"
+    assert "may not publish" in refused[1]
+    settings = Settings(
+        security=SecuritySettings(producers={"quarantine.release.requested": frozenset({"chat"})})
+    )
+    refused = Admission.from_settings(settings)(_release(operator), "chat")
+    assert refused is not None
+    assert "actor_not_allowed" in refused[1]
+    assert admission(_release(None), "anonymous") is not None
+
+
+def test_the_cli_asserts_an_actor_without_a_credential() -> None:
+    """``eventguard publish --actor alice:operator[:acme]``: an identity, bad roles refused."""
+    assert parse_actor("alice:operator:acme") == Actor(
+        subject="alice", role="operator", tenant="acme"
+    )
+    assert parse_actor("bob:user") == Actor(subject="bob", role="user")
+    assert parse_actor(None) is None
+    with pytest.raises(ValueError, match="role"):
+        parse_actor("mallory:root")

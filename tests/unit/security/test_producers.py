@@ -8,6 +8,7 @@ from structlog.testing import capture_logs
 from common.bus import headers as h
 from common.bus.router import Emit
 from common.config import SecuritySettings, Settings
+from common.security.admission import Admission
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS, ProducerPolicy
 from common.service import BaseService, WorkerContext
 from common.testing import run_workers
@@ -92,10 +93,10 @@ class _Counting(BaseService):
 
 async def test_unallowed_producer_is_dead_lettered_and_the_worker_goes_on() -> None:
     """An event from a producer not allowed for its type never reaches the handler."""
-    policy = ProducerPolicy.from_settings(Settings())
+    admission = Admission.from_settings(Settings())
     data = QuarantineRequested(kind="producer", entity_id="p1", reason="r", requested_by="t")
     _Counting.calls = 0
-    async with run_workers([("counting", _Counting)], authorize=policy.is_allowed) as fleet:
+    async with run_workers([("counting", _Counting)], authorize=admission) as fleet:
         with capture_logs():
             await fleet.publish("quarantine.requested", data, user_id="chat")
             await fleet.settle()

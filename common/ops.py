@@ -40,13 +40,13 @@ from common.service import AdminRoute
 from common.validation import endpoint
 from schemas.envelope import Envelope
 
-__all__ = ["EventStream", "OpsServer", "build_app"]
+__all__ = ["EventStream", "OpsServer", "build_app", "ops_routes", "rooted"]
 
 _log = get_logger("eventguard.ops")
 _STREAM_QUEUE = 1_000
 _READY_CACHE_S = 1.0
 _WS_UNAUTHORIZED = 4401  # the application range (4000-4999): "unauthorized", like HTTP 401
-_API_VERSION = "1"
+API_VERSION = "1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -140,7 +140,7 @@ def build_app(
     documented: list[AdminRoute] = []
 
     async def openapi(_request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(documented, version=_API_VERSION))
+        return web.json_response(openapi_document(documented, version=API_VERSION))
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -150,15 +150,24 @@ def build_app(
     app.router.add_get("/admin/stream", stream_events)
     owner = next(iter(runtime.workers.values()), None)
     ops_auditor = Auditor(owner.publisher if owner else None, worker=_owner_name(runtime))
-    ops_routes = [
-        AdminRoute("GET", "workers", workers, "operator", "workers.read", summary="the workers"),
-        *token_routes.routes(auth),
-    ]
-    documented.extend(_mount(app, auth, ops_routes, ops_auditor))
+    documented.extend(_mount(app, auth, ops_routes(auth, workers), ops_auditor))
     for name, running in runtime.workers.items():
         auditor = Auditor(running.publisher, worker=name)
         documented.extend(_mount(app, auth, running.service.admin_routes(), auditor))
     return app
+
+
+def ops_routes(auth: AdminAuth, workers: Handler) -> list[AdminRoute]:
+    """The ops server's own admin routes (``workers`` answers ``GET /admin/workers``)."""
+    return [
+        AdminRoute("GET", "workers", workers, "operator", "workers.read", summary="the workers"),
+        *token_routes.routes(auth),
+    ]
+
+
+def rooted(routes: Sequence[AdminRoute]) -> list[AdminRoute]:
+    """``routes`` with their paths under ``/admin/``, as mounted (for the OpenAPI document)."""
+    return [replace(route, path="/admin/" + route.path.lstrip("/")) for route in routes]
 
 
 def _owner_name(runtime: Runtime) -> str:
@@ -168,7 +177,6 @@ def _owner_name(runtime: Runtime) -> str:
 def _mount(
     app: web.Application, auth: AdminAuth, routes: Sequence[AdminRoute], auditor: Auditor
 ) -> list[AdminRoute]:
-    mounted = []
     for route in routes:
         path = "/admin/" + route.path.lstrip("/")
         auth.allow(route.method, path, route.min_role)
@@ -177,8 +185,7 @@ def _mount(
             action = route.action or f"{route.method.lower()}:{route.path}"
             handler = auditor.wrap(handler, action=action)
         app.router.add_route(route.method, path, handler)
-        mounted.append(replace(route, path=path))
-    return mounted
+    return rooted(routes)
 
 
 async def _pump(

@@ -28,6 +28,7 @@ from common.service import AdminRoute
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_DEPTH",
+    "EmptyBody",
     "RequestModel",
     "body_of",
     "endpoint",
@@ -49,6 +50,10 @@ class RequestModel(BaseModel):
     """Base of admin request models: unknown fields refused, strict types, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EmptyBody(RequestModel):
+    """The body of a route that takes none: nothing, or ``{}``."""
 
 
 def _depth(raw: bytes) -> int:

@@ -24,7 +24,7 @@ from common.problems import Problem
 from common.security.http import PRINCIPAL, AdminAuth
 from common.security.tokens import TokenError, TokenService
 from common.service import AdminRoute
-from common.validation import RequestModel, body_of
+from common.validation import EmptyBody, RequestModel, body_of
 
 __all__ = ["LogoutBody", "RefreshBody", "RevokeBody", "TokenPair", "routes"]
 
@@ -48,7 +48,7 @@ class TokenPair(RequestModel):
     expires_in: int
 
 
-class LogoutBody(RequestModel):
+class LogoutBody(EmptyBody):
     """Nothing is needed: the access token presented names its family."""
 
 

@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
-from common.validation import RequestModel, body_of
+from common.validation import EmptyBody, RequestModel, body_of
 from workers.health_monitor.evaluator import Sample
 
 if TYPE_CHECKING:
@@ -103,7 +103,14 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
 
     return [
         AdminRoute("GET", "health/alerts", list_alerts, "operator", "health.alerts.read"),
-        AdminRoute("POST", "health/alerts/{fingerprint}/ack", ack, "operator", "health.alert.ack"),
+        AdminRoute(
+            "POST",
+            "health/alerts/{fingerprint}/ack",
+            ack,
+            "operator",
+            "health.alert.ack",
+            body=EmptyBody,
+        ),
         AdminRoute("GET", "health/silences", list_silences, "operator", "health.silences.read"),
         AdminRoute(
             "POST", "health/silences", add_silence, "operator", "health.silence", body=SilenceBody
@@ -112,7 +119,14 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
             "DELETE", "health/silences/{silence}", delete_silence, "operator", "health.unsilence"
         ),
         AdminRoute("GET", "health/rules", list_rules, "operator", "health.rules.read"),
-        AdminRoute("POST", "health/rules/{rule}/eval", evaluate, "operator", "health.rule.eval"),
+        AdminRoute(
+            "POST",
+            "health/rules/{rule}/eval",
+            evaluate,
+            "operator",
+            "health.rule.eval",
+            body=EmptyBody,
+        ),
     ]
 
 

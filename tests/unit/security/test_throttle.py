@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.ops import build_app
-from common.security import AdminAuth, ApiKeyStore, Role, demo_settings
+from common.security import AdminAuth, ApiKeyStore, Role, TokenService, demo_settings
 from common.security.throttle import AuthThrottle
 from tests.unit.security._ops import Ops, ops_server
 
@@ -27,7 +27,8 @@ async def ops() -> AsyncIterator[Ops]:
 
 async def test_failures_from_one_address_are_throttled(ops: Ops) -> None:
     """After 3 bad tokens even a good one from that address gets 429 with Retry-After."""
-    bad = {"Authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}
+    forged = TokenService(demo_settings(), store=None).issue("eve", "admin")  # another key
+    bad = {"Authorization": f"Bearer {forged}"}
     statuses = [(await ops.client.get("/admin/workers", headers=bad)).status for _ in range(3)]
     assert statuses == [401, 401, 401]
     blocked = await ops.client.get("/admin/workers", headers=ops.bearer("operator"))

@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import Field, StringConstraints, model_validator
 
 from common.problems import Problem
-from common.security.http import PRINCIPAL, AdminAuth
+from common.security.http import PRINCIPAL, AdminAuth, Principal
 from common.security.tokens import TokenError, TokenService
 from common.service import AdminRoute
 from common.validation import EmptyBody, RequestModel, body_of
@@ -98,6 +98,9 @@ def routes(auth: AdminAuth) -> list[AdminRoute]:
             _log.warning("token.refused", route="refresh", reason=error.reason)
             await auth.count_failure(request)
             raise Problem(401, "invalid_token", code="invalid_token") from None
+        # The audit record names who refreshed: the subject the new tokens were issued to.
+        claims = await tokens.verify(access)
+        request[PRINCIPAL] = Principal(claims.sub, claims.role, "token", claims=claims)
         pair = TokenPair(
             access_token=access,
             refresh_token=refresh_token,

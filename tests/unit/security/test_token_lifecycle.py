@@ -114,6 +114,7 @@ async def test_refresh_route_rotates_and_detects_reuse(ops: Ops) -> None:
     _access, refresh = ops.tokens.issue_pair("alice", "operator")
     first = await ops.client.post("/admin/tokens/refresh", json={"refresh_token": refresh})
     assert first.status == 200
+    assert ops.fleet.emitted("ops.audit.recorded")[-1].data.subject == "alice"  # audited as her
     pair = await first.json()
     assert pair["token_type"] == "Bearer"
     new_access = {"Authorization": f"Bearer {pair['access_token']}"}

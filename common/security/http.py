@@ -141,13 +141,11 @@ class AdminAuth:
         metrics: Metrics,
         rules: AccessRules | None = None,
         throttle: AuthThrottle | None = None,
-        key_throttle: AuthThrottle | None = None,
     ) -> None:
         self.tokens = tokens
         self.api_keys = api_keys
         self.rules = rules or AccessRules()
-        self.throttle = throttle  # failures per client address
-        self.key_throttle = key_throttle  # failures per key id
+        self.throttle = throttle  # failures per client address ("addr") and key id ("key")
         self._denials = metrics.security.denials
 
     @classmethod
@@ -167,9 +165,13 @@ class AdminAuth:
             tokens=tokens,
             api_keys=api_keys,
             metrics=metrics,
-            throttle=AuthThrottle(store, limit=security.auth_failure_limit, window_s=window),
-            key_throttle=AuthThrottle(
-                store, limit=security.auth_failure_limit * _KEY_LIMIT_FACTOR, window_s=window
+            throttle=AuthThrottle(
+                store,
+                limits={
+                    "addr": security.auth_failure_limit,
+                    "key": security.auth_failure_limit * _KEY_LIMIT_FACTOR,
+                },
+                window_s=window,
             ),
         )
 
@@ -234,27 +236,21 @@ class AdminAuth:
             return "api_key_revoked"
         return None
 
-    def _scopes(self, request: web.Request) -> tuple[list[Scope], list[Scope]]:
+    def _scopes(self, request: web.Request) -> list[Scope]:
         kids = self.tokens.keys.kids() if self.tokens is not None else frozenset()
         key_id = _presented_key_id(request, kids)
-        return [("addr", request.remote or "unknown")], [("key", key_id)] if key_id else []
+        scopes: list[Scope] = [("addr", request.remote or "unknown")]
+        return [*scopes, ("key", key_id)] if key_id else scopes
 
     async def _throttled(self, request: web.Request) -> int | None:
-        addr, key = self._scopes(request)
-        waits = [
-            await throttle.retry_after(scopes)
-            for throttle, scopes in ((self.throttle, addr), (self.key_throttle, key))
-            if throttle is not None
-        ]
-        found = [w for w in waits if w is not None]
-        return max(found) if found else None
+        if self.throttle is None:
+            return None
+        return await self.throttle.retry_after(self._scopes(request))
 
     async def count_failure(self, request: web.Request) -> None:
         """Count one failed authentication against the request's address and key id."""
-        addr, key = self._scopes(request)
-        for throttle, scopes in ((self.throttle, addr), (self.key_throttle, key)):
-            if throttle is not None:
-                await throttle.failed(scopes)
+        if self.throttle is not None:
+            await self.throttle.failed(self._scopes(request))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

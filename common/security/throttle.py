@@ -1,5 +1,8 @@
 """A brake on guessing: failed authentications counted per client address and per key id.
 
+One Redis round trip per request (a pipeline reading every scope's counter), one more per
+failure.
+
 Each failed authentication (credentials present but refused) adds one to a fixed-window counter
 in Redis for the client address and one for the key id it named (a token's ``kid`` header, an
 API key's id; ``unknown`` for a kid that no key has). While either counter is at the limit,
@@ -15,7 +18,7 @@ one that still bites (forwarded headers are not trusted, since any client can se
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
@@ -23,15 +26,16 @@ if TYPE_CHECKING:  # annotations only: importing common.store here would cycle v
 
 __all__ = ["AuthThrottle", "Scope"]
 
-Scope = tuple[str, str]  # ("addr", "10.0.0.7") or ("kid", "k1")
+Scope = tuple[str, str]  # ("addr", "10.0.0.7") or ("key", "kid:k1")
 
 
 class AuthThrottle:
-    """``limit`` failures per scope per ``window_s`` seconds, counted in ``store``."""
+    """At most ``limits[kind]`` failures per scope of that kind per ``window_s`` seconds,
+    counted in ``store`` (a kind without a limit, or with 0, is not counted)."""
 
-    def __init__(self, store: Store | None, *, limit: int, window_s: int) -> None:
+    def __init__(self, store: Store | None, *, limits: Mapping[str, int], window_s: int) -> None:
         self._store = store
-        self.limit = limit
+        self.limits = {kind: limit for kind, limit in limits.items() if limit > 0}
         self.window_s = window_s
 
     @staticmethod
@@ -42,8 +46,8 @@ class AuthThrottle:
 
     async def retry_after(self, scopes: Sequence[Scope]) -> int | None:
         """Seconds until the first of ``scopes`` at its limit may try again; None when none is."""
-        store = self._store
-        if store is None or self.limit <= 0 or not scopes:
+        store, scopes = self._store, [s for s in scopes if s[0] in self.limits]
+        if store is None or not scopes:
             return None
         keys = [self._key(store, scope) for scope in scopes]
 
@@ -57,15 +61,15 @@ class AuthThrottle:
         found: list[Any] = await store.execute(read)
         waits = [
             max(1, int(ttl))
-            for count, ttl in zip(found[::2], found[1::2], strict=True)
-            if count is not None and int(count) >= self.limit
+            for scope, count, ttl in zip(scopes, found[::2], found[1::2], strict=True)
+            if count is not None and int(count) >= self.limits[scope[0]]
         ]
         return max(waits) if waits else None
 
     async def failed(self, scopes: Sequence[Scope]) -> None:
         """Count one failure against each of ``scopes``."""
-        store = self._store
-        if store is None or self.limit <= 0 or not scopes:
+        store, scopes = self._store, [s for s in scopes if s[0] in self.limits]
+        if store is None or not scopes:
             return
         keys = [self._key(store, scope) for scope in scopes]
         window = self.window_s

@@ -50,7 +50,7 @@ async def test_cli_revoke_by_subject_is_seen_by_a_running_verifier(
 
 async def test_failure_counters_block_at_the_limit_and_say_how_long(store: Store) -> None:
     """Three failures reach the limit; the wait is the window's remaining seconds."""
-    throttle = AuthThrottle(store, limit=3, window_s=30)
+    throttle = AuthThrottle(store, limits={"addr": 3}, window_s=30)
     scopes = [("addr", "192.0.2.7")]
     for _ in range(2):
         await throttle.failed(scopes)

@@ -62,9 +62,10 @@ async def ops_server(
             tokens=tokens,
             api_keys=ApiKeyStore(fleet.store),
             metrics=fleet.metrics,
-            throttle=AuthThrottle(fleet.store, limit=security.auth_failure_limit, window_s=window),
-            key_throttle=AuthThrottle(
-                fleet.store, limit=security.auth_failure_limit * 10, window_s=window
+            throttle=AuthThrottle(
+                fleet.store,
+                limits={"addr": security.auth_failure_limit, "key": security.auth_failure_limit},
+                window_s=window,
             ),
         )
         stream = EventStream()

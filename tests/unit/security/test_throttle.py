@@ -53,7 +53,7 @@ async def test_failures_for_one_key_id_are_throttled() -> None:
             tokens=ops.tokens,
             api_keys=keys,
             metrics=ops.fleet.metrics,
-            key_throttle=AuthThrottle(ops.fleet.store, limit=2, window_s=60),
+            throttle=AuthThrottle(ops.fleet.store, limits={"key": 2}, window_s=60),
         )
         app = build_app(ops.fleet.runtime, auth=auth, stream=ops.stream)
         async with TestClient(TestServer(app)) as client:

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import RootModel
 
 from common.audit import STATE_CHANGING, Auditor
 from common.logging import get_logger
@@ -37,7 +38,7 @@ from common.runtime import Runtime
 from common.security import token_routes
 from common.security.http import PRINCIPAL, WS_PROTOCOL, AdminAuth, Principal
 from common.service import AdminRoute
-from common.validation import endpoint
+from common.validation import Answer, endpoint
 from schemas.envelope import Envelope
 
 __all__ = ["EventStream", "OpsServer", "build_app", "ops_routes", "rooted"]
@@ -113,17 +114,18 @@ def build_app(
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def workers(_request: web.Request) -> web.Response:
-        return web.json_response(
+        answer = Workers(
             {
-                name: {
-                    "queues": w.queues,
-                    "types": w.service.router.event_types,
-                    "paused": w.paused,
-                    "in_flight": w.pipeline.in_flight,
-                }
+                name: WorkerInfo(
+                    queues=w.queues,
+                    types=list(w.service.router.event_types),
+                    paused=w.paused,
+                    in_flight=w.pipeline.in_flight,
+                )
                 for name, w in runtime.workers.items()
             }
         )
+        return web.json_response(answer.model_dump())
 
     async def stream_events(request: web.Request) -> web.WebSocketResponse:
         principal = request[PRINCIPAL]
@@ -157,10 +159,31 @@ def build_app(
     return app
 
 
+class WorkerInfo(Answer):
+    """One worker of this process."""
+
+    queues: list[str]
+    types: list[str]
+    paused: bool
+    in_flight: int
+
+
+class Workers(RootModel[dict[str, WorkerInfo]]):
+    """The workers of this process, by name."""
+
+
 def ops_routes(auth: AdminAuth, workers: Handler) -> list[AdminRoute]:
     """The ops server's own admin routes (``workers`` answers ``GET /admin/workers``)."""
     return [
-        AdminRoute("GET", "workers", workers, "operator", "workers.read", summary="the workers"),
+        AdminRoute(
+            "GET",
+            "workers",
+            workers,
+            "operator",
+            "workers.read",
+            response=Workers,
+            summary="the workers of this process",
+        ),
         *token_routes.routes(auth),
     ]
 

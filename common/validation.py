@@ -28,6 +28,7 @@ from common.service import AdminRoute
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_DEPTH",
+    "Answer",
     "EmptyBody",
     "RequestModel",
     "body_of",
@@ -50,6 +51,12 @@ class RequestModel(BaseModel):
     """Base of admin request models: unknown fields refused, strict types, immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Answer(BaseModel):
+    """Base of admin answer models (the OpenAPI document's 200 schemas): no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class EmptyBody(RequestModel):

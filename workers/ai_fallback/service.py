@@ -25,7 +25,7 @@ from common.problems import Problem
 from common.quarantine_view import QuarantineView
 from common.reliability import RequestDeduplicator
 from common.service import AdminRoute, BaseService, WorkerContext
-from common.validation import EmptyBody
+from common.validation import Answer, EmptyBody
 from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
 from workers.ai_fallback.alerts import auth_alert, auth_resolved
@@ -60,6 +60,13 @@ class _Job:
     max_cost: float | None
     actor: str | None
     digest: str | None
+
+
+class ModelEnabled(Answer):
+    """The model's disable and cool-down are lifted (``lifted``: it had one)."""
+
+    model: str
+    lifted: bool
 
 
 class AiFallback(BaseService):
@@ -152,6 +159,7 @@ class AiFallback(BaseService):
                 "operator",
                 "ai.model.enable",
                 body=EmptyBody,
+                response=ModelEnabled,
                 summary="lift a model's auth disable and cool-down",
             ),
         ]
@@ -165,7 +173,7 @@ class AiFallback(BaseService):
         if was_disabled:
             await self._auth_resolved(self.models[name])
         self.walker.publish_state(self.models[name])
-        return web.json_response({"model": name, "lifted": lifted})
+        return web.json_response(ModelEnabled(model=name, lifted=lifted).model_dump())
 
     async def _models_page(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"models": self.describe()})

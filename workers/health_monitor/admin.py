@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
-from common.validation import EmptyBody, RequestModel, body_of
+from common.validation import Answer, EmptyBody, RequestModel, body_of
 from workers.health_monitor.evaluator import Sample
 
 if TYPE_CHECKING:
@@ -42,6 +42,29 @@ class SilenceBody(RequestModel):
     comment: str = Field(default="", max_length=500)
 
 
+class AckAnswer(Answer):
+    """Who acknowledged the alert."""
+
+    acknowledged_by: str
+
+
+class SilenceAnswer(Answer):
+    """A silence as stored."""
+
+    id: str
+    matchers: dict[str, str]
+    expires_at: float
+    created_by: str
+    comment: str
+    created_at: float
+
+
+class RemovedAnswer(Answer):
+    """The silence is gone."""
+
+    removed: bool
+
+
 def routes(monitor: HealthMonitor) -> list[AdminRoute]:
     """The routes, bound to ``monitor``."""
 
@@ -55,7 +78,7 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
             raise Problem(404, "no such alert", code="unknown_alert")
         alert.acknowledged_by = _who(request)
         await monitor.book.save(monitor.evaluator.alerts)
-        return web.json_response({"acknowledged_by": alert.acknowledged_by})
+        return web.json_response(AckAnswer(acknowledged_by=alert.acknowledged_by).model_dump())
 
     async def list_silences(_request: web.Request) -> web.Response:
         silences = [vars(s) for s in monitor.book.silences.values()]
@@ -71,13 +94,13 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
             comment=body.comment,
             now=now,
         )
-        return web.json_response(vars(silence), status=201)
+        return web.json_response(SilenceAnswer(**vars(silence)).model_dump(), status=201)
 
     async def delete_silence(request: web.Request) -> web.Response:
         removed = await monitor.book.remove_silence(request.match_info["silence"])
         if not removed:
             raise Problem(404, "no such silence", code="unknown_silence")
-        return web.json_response({"removed": removed})
+        return web.json_response(RemovedAnswer(removed=removed).model_dump())
 
     async def list_rules(_request: web.Request) -> web.Response:
         return web.json_response({"rules": [r.model_dump(by_alias=True) for r in monitor.rules]})
@@ -110,13 +133,25 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
             "operator",
             "health.alert.ack",
             body=EmptyBody,
+            response=AckAnswer,
         ),
         AdminRoute("GET", "health/silences", list_silences, "operator", "health.silences.read"),
         AdminRoute(
-            "POST", "health/silences", add_silence, "operator", "health.silence", body=SilenceBody
+            "POST",
+            "health/silences",
+            add_silence,
+            "operator",
+            "health.silence",
+            body=SilenceBody,
+            response=SilenceAnswer,
         ),
         AdminRoute(
-            "DELETE", "health/silences/{silence}", delete_silence, "operator", "health.unsilence"
+            "DELETE",
+            "health/silences/{silence}",
+            delete_silence,
+            "operator",
+            "health.unsilence",
+            response=RemovedAnswer,
         ),
         AdminRoute("GET", "health/rules", list_rules, "operator", "health.rules.read"),
         AdminRoute(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from pydantic import ConfigDict, Field, field_validator
@@ -26,7 +26,7 @@ from pydantic import ConfigDict, Field, field_validator
 from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
-from common.validation import RequestModel, body_of, query_of
+from common.validation import Answer, RequestModel, body_of, query_of
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, STATUSES, classify
 
@@ -113,12 +113,32 @@ class ExtendBody(NoteBody):
     ttl_s: int = Field(ge=1, le=365 * 24 * 3600)
 
 
+class ReviewAnswer(Answer):
+    """The record is now under review."""
+
+    status: Literal["under_review"]
+
+
+class DecisionAnswer(Answer):
+    """The record's new status and the event that announced it."""
+
+    status: str
+    event: dict[str, Any]
+
+
+class BlockAnswer(Answer):
+    """The block's previous status and its new end (None: permanent)."""
+
+    status: str | None
+    expires_at: float | None
+    permanent: bool
+
+
 async def _answer(service: QuarantineService, outcome: Any) -> web.Response:
     await service.ctx.publisher.publish(outcome.event)
     if outcome.changed:
-        return web.json_response(
-            {"status": outcome.status, "event": outcome.event.data.model_dump()}
-        )
+        answer = DecisionAnswer(status=outcome.status, event=outcome.event.data.model_dump())
+        return web.json_response(answer.model_dump(mode="json"))
     refusal = outcome.event.data
     status = 404 if refusal.reason == "unknown_record" else 409
     raise Problem(status, refusal.detail or refusal.reason, code=refusal.reason)
@@ -184,7 +204,7 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
             request.match_info["id"], by=_reviewer(request), note=note
         )
         if result == "ok":
-            return web.json_response({"status": "under_review"})
+            return web.json_response(ReviewAnswer(status="under_review").model_dump())
         raise _conflict(result)
 
     async def release(request: web.Request) -> web.Response:
@@ -221,9 +241,10 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
         record = await service.repo.get(request.match_info["id"])
         if record is not None:
             await service.ctx.publisher.publish(service.added_event(record, None))
-        return web.json_response(
-            {"status": done.previous, "expires_at": expires_at, "permanent": expires_at is None}
+        answer = BlockAnswer(
+            status=done.previous, expires_at=expires_at, permanent=expires_at is None
         )
+        return web.json_response(answer.model_dump())
 
     base = "quarantine/records"
     return [
@@ -232,16 +253,48 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
         AdminRoute("GET", "quarantine/summary", summary, "operator", "quarantine.read"),
         AdminRoute("GET", "quarantine/blacklist", blacklist, "operator", "quarantine.read"),
         AdminRoute(
-            "POST", base + "/{id}/review", review, "operator", "quarantine.review", body=NoteBody
+            "POST",
+            base + "/{id}/review",
+            review,
+            "operator",
+            "quarantine.review",
+            body=NoteBody,
+            response=ReviewAnswer,
         ),
         AdminRoute(
-            "POST", base + "/{id}/release", release, "operator", "quarantine.release", body=NoteBody
+            "POST",
+            base + "/{id}/release",
+            release,
+            "operator",
+            "quarantine.release",
+            body=NoteBody,
+            response=DecisionAnswer,
         ),
         AdminRoute(
-            "POST", base + "/{id}/discard", discard, "operator", "quarantine.discard", body=NoteBody
+            "POST",
+            base + "/{id}/discard",
+            discard,
+            "operator",
+            "quarantine.discard",
+            body=NoteBody,
+            response=DecisionAnswer,
         ),
         AdminRoute(
-            "POST", base + "/{id}/extend", extend, "operator", "quarantine.extend", body=ExtendBody
+            "POST",
+            base + "/{id}/extend",
+            extend,
+            "operator",
+            "quarantine.extend",
+            body=ExtendBody,
+            response=BlockAnswer,
         ),
-        AdminRoute("POST", base + "/{id}/block", block, "admin", "quarantine.block", body=NoteBody),
+        AdminRoute(
+            "POST",
+            base + "/{id}/block",
+            block,
+            "admin",
+            "quarantine.block",
+            body=NoteBody,
+            response=BlockAnswer,
+        ),
     ]

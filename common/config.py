@@ -131,6 +131,8 @@ class QuarantineSettings(_Section):
             "credentials", "private_key", "signing_key",
         }
     )  # fmt: skip
+    # The admin audit trail (ops.audit.recorded) is kept this long.
+    audit_retention_s: int = Field(default=30 * 24 * 3600, ge=3600)
 
 
 class VerificationKey(_Section):
@@ -167,6 +169,13 @@ class SecuritySettings(_Section):
     actor_asserters: dict[
         str, dict[str, Literal["guest", "user", "operator", "admin", "service"]]
     ] = {}
+    # Round 2 (issue 14). No access token outlives max_access_ttl_s (the CLI refuses more);
+    # failed authentications are limited per client address and per key id (0 disables).
+    max_access_ttl_s: int = Field(default=24 * 3600, ge=60, le=24 * 3600)
+    auth_failure_limit: int = Field(default=20, ge=0, le=100_000)
+    auth_failure_window_s: int = Field(default=300, ge=1, le=86_400)
+    # How often /admin/stream re-checks its token (revocation); it closes at expiry anyway.
+    stream_recheck_s: float = Field(default=5.0, gt=0, le=300)
 
 
 class HealthMonitorSettings(_Section):

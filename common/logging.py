@@ -1,9 +1,10 @@
 """structlog, configured once at start-up (never at import).
 
-JSON lines when stderr is not a terminal (containers), a console renderer on a TTY. Every line
-carries the context bound with :func:`bind_message` (event_id, correlation_id, worker, type)
-through contextvars, and passes a redaction processor so tokens, keys and passwords never
-reach a log.
+JSON lines when stderr is not a terminal (containers) or ``EVENTGUARD_LOG_FORMAT=json``, a
+console renderer on a TTY. Every line, structlog's and the standard library's loggers' alike
+(aiohttp, asyncio), carries the context bound with :func:`bind_message` (event_id,
+correlation_id, worker, type) through contextvars, and passes a redaction processor last, so
+tokens, keys and passwords never reach a log.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -23,16 +24,28 @@ from common.security.redaction import redact_secrets
 __all__ = ["bind_message", "configure_logging", "get_logger"]
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the standard library's root logger (call once, from the CLI)."""
-    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the standard library's root logger (call once, from the CLI).
+
+    Records of standard-library loggers (aiohttp, asyncio, aiormq, warnings) go through the same
+    processors as structlog's own: the same context, the same renderer (a JSON line in
+    containers) and the redaction processor last before rendering, so a token that aiohttp
+    quotes in a warning or a traceback is removed like any other.
+    """
+    stream = stream if stream is not None else sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
-    processors: list[Processor] = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    processors: list[Processor] = [
+        *shared,
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
         redact_secrets,  # last before rendering: tracebacks are text by now and get redacted too
@@ -43,10 +56,28 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.StackInfoRenderer(),
+                structlog.processors.format_exc_info,
+                redact_secrets,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.captureWarnings(True)
     for noisy in ("aiormq", "aio_pika", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

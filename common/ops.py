@@ -2,33 +2,53 @@
 
 * ``/healthz``: the event loop answers and every running worker has its consumers attached
   (a paused worker counts as healthy: it is waiting for a dependency, not broken);
-* ``/readyz``: broker connected, consumers active (not paused), Redis answers;
+* ``/readyz``: broker connected, consumers active (not paused), Redis answers (the probes run
+  at most once a second; callers in between get the cached answer, so the public endpoint
+  cannot be used to load Redis and the broker);
 * ``/metrics``: Prometheus text format;
 * ``/admin/*``: the workers' admin routes plus ``/admin/stream``, a WebSocket of the events the
   workers publish. Every admin request is authenticated and checked against the access rules
-  by the security middleware; anything without a rule is denied.
+  by the security middleware; anything without a rule is denied. The stream re-checks its
+  token every ``security.stream_recheck_s`` and at its expiry, and closes with code 4401 and
+  the reason (``token_expired``, ``token_revoked``) when it no longer holds;
+* ``/admin/openapi.json`` (public): the OpenAPI 3.1 document of the admin API, generated from
+  the routes' pydantic models, which also validate every request body and query string
+  (:mod:`common.validation`). Every error is an RFC 9457 problem document
+  (:mod:`common.problems`); every state-changing call is audited (:mod:`common.audit`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import RootModel
 
+from common.audit import STATE_CHANGING, Auditor
 from common.logging import get_logger
+from common.openapi import openapi_document
+from common.problems import problem_middleware
 from common.runtime import Runtime
-from common.security.http import WS_PROTOCOL, AdminAuth
+from common.security import token_routes
+from common.security.http import PRINCIPAL, WS_PROTOCOL, AdminAuth, Principal
 from common.service import AdminRoute
+from common.validation import Answer, endpoint
 from schemas.envelope import Envelope
 
-__all__ = ["EventStream", "OpsServer", "build_app"]
+__all__ = ["EventStream", "OpsServer", "build_app", "ops_routes", "rooted"]
 
 _log = get_logger("eventguard.ops")
 _STREAM_QUEUE = 1_000
+_READY_CACHE_S = 1.0
+_WS_UNAUTHORIZED = 4401  # the application range (4000-4999): "unauthorized", like HTTP 401
+API_VERSION = "1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class EventStream:
@@ -58,74 +78,166 @@ class EventStream:
             self._clients.discard(queue)
 
 
-def build_app(runtime: Runtime, *, auth: AdminAuth, stream: EventStream) -> web.Application:
+def build_app(
+    runtime: Runtime,
+    *,
+    auth: AdminAuth,
+    stream: EventStream,
+    ready_cache_s: float = _READY_CACHE_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
     """The ops application for ``runtime``."""
-    app = web.Application(middlewares=[auth.middleware], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[problem_middleware, auth.middleware], client_max_size=1024**2
+    )
+    recheck_s = runtime.settings.security.stream_recheck_s
+    ready_cache: list[tuple[float, dict[str, Any]]] = []
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = runtime.consumers_attached()
         return web.json_response({"status": "ok" if ok else "down"}, status=200 if ok else 503)
 
     async def readyz(_request: web.Request) -> web.Response:
-        checks = await runtime.ready()
-        paused = [name for name, w in runtime.workers.items() if w.paused]
-        ready = all(checks.values()) and not paused
-        body = {"ready": ready, "checks": checks, "paused": paused}
-        return web.json_response(body, status=200 if ready else 503)
+        now = clock()
+        if ready_cache and now - ready_cache[0][0] < ready_cache_s:
+            body = ready_cache[0][1]
+        else:
+            checks = await runtime.ready()
+            paused = [name for name, w in runtime.workers.items() if w.paused]
+            ready = all(checks.values()) and not paused
+            body = {"ready": ready, "checks": checks, "paused": paused}
+            ready_cache[:] = [(now, body)]
+        return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics(_request: web.Request) -> web.Response:
         payload = generate_latest(runtime.metrics.registry)
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def workers(_request: web.Request) -> web.Response:
-        return web.json_response(
+        answer = Workers(
             {
-                name: {
-                    "queues": w.queues,
-                    "types": w.service.router.event_types,
-                    "paused": w.paused,
-                    "in_flight": w.pipeline.in_flight,
-                }
+                name: WorkerInfo(
+                    queues=w.queues,
+                    types=list(w.service.router.event_types),
+                    paused=w.paused,
+                    in_flight=w.pipeline.in_flight,
+                )
                 for name, w in runtime.workers.items()
             }
         )
+        return web.json_response(answer.model_dump())
 
     async def stream_events(request: web.Request) -> web.WebSocketResponse:
+        principal = request[PRINCIPAL]
         ws = web.WebSocketResponse(heartbeat=20, protocols=(WS_PROTOCOL,))
         await ws.prepare(request)
         with stream.client() as queue:
             reader = asyncio.create_task(_drain_incoming(ws))
             try:
-                while not ws.closed and not reader.done():
-                    getter = asyncio.create_task(queue.get())
-                    done, _ = await asyncio.wait(
-                        {getter, reader}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if getter in done:
-                        await ws.send_str(getter.result())
-                    else:
-                        getter.cancel()
+                await _pump(ws, queue, reader, auth=auth, principal=principal, every_s=recheck_s)
             finally:
                 reader.cancel()
         return ws
 
+    documented: list[AdminRoute] = []
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(documented, version=API_VERSION))
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    auth.allow("GET", "/admin/workers", "operator")
-    app.router.add_get("/admin/workers", workers)
+    app.router.add_get("/admin/openapi.json", openapi)
     auth.allow("GET", "/admin/stream", "operator")
     app.router.add_get("/admin/stream", stream_events)
-    for running in runtime.workers.values():
-        _mount(app, auth, running.service.admin_routes())
+    owner = next(iter(runtime.workers.values()), None)
+    ops_auditor = Auditor(owner.publisher if owner else None, worker=_owner_name(runtime))
+    documented.extend(_mount(app, auth, ops_routes(auth, workers), ops_auditor))
+    for name, running in runtime.workers.items():
+        auditor = Auditor(running.publisher, worker=name)
+        documented.extend(_mount(app, auth, running.service.admin_routes(), auditor))
     return app
 
 
-def _mount(app: web.Application, auth: AdminAuth, routes: Sequence[AdminRoute]) -> None:
+class WorkerInfo(Answer):
+    """One worker of this process."""
+
+    queues: list[str]
+    types: list[str]
+    paused: bool
+    in_flight: int
+
+
+class Workers(RootModel[dict[str, WorkerInfo]]):
+    """The workers of this process, by name."""
+
+
+def ops_routes(auth: AdminAuth, workers: Handler) -> list[AdminRoute]:
+    """The ops server's own admin routes (``workers`` answers ``GET /admin/workers``)."""
+    return [
+        AdminRoute(
+            "GET",
+            "workers",
+            workers,
+            "operator",
+            "workers.read",
+            response=Workers,
+            summary="the workers of this process",
+        ),
+        *token_routes.routes(auth),
+    ]
+
+
+def rooted(routes: Sequence[AdminRoute]) -> list[AdminRoute]:
+    """``routes`` with their paths under ``/admin/``, as mounted (for the OpenAPI document)."""
+    return [replace(route, path="/admin/" + route.path.lstrip("/")) for route in routes]
+
+
+def _owner_name(runtime: Runtime) -> str:
+    return next(iter(runtime.workers), "ops")
+
+
+def _mount(
+    app: web.Application, auth: AdminAuth, routes: Sequence[AdminRoute], auditor: Auditor
+) -> list[AdminRoute]:
     for route in routes:
         path = "/admin/" + route.path.lstrip("/")
         auth.allow(route.method, path, route.min_role)
-        app.router.add_route(route.method, path, route.handler)
+        handler = endpoint(route)
+        if route.method.upper() in STATE_CHANGING:
+            action = route.action or f"{route.method.lower()}:{route.path}"
+            handler = auditor.wrap(handler, action=action)
+        app.router.add_route(route.method, path, handler)
+    return rooted(routes)
+
+
+async def _pump(
+    ws: web.WebSocketResponse,
+    queue: asyncio.Queue[str],
+    reader: asyncio.Task[None],
+    *,
+    auth: AdminAuth,
+    principal: Principal,
+    every_s: float,
+) -> None:
+    """Send queued events until the client leaves or its credential stops holding."""
+    while not ws.closed and not reader.done():
+        why = await auth.recheck(principal)
+        if why is not None:
+            _log.info("stream.closed", subject=principal.subject, reason=why)
+            await ws.close(code=_WS_UNAUTHORIZED, message=why.encode())
+            return
+        wait = every_s
+        if principal.claims is not None:
+            wait = max(0.0, min(wait, principal.claims.exp - auth.now()))
+        getter = asyncio.create_task(queue.get())
+        done, _ = await asyncio.wait(
+            {getter, reader}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            await ws.send_str(getter.result())
+        else:
+            getter.cancel()
 
 
 async def _drain_incoming(ws: web.WebSocketResponse) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from common.bus.broker import Broker
 from common.bus.publisher import Publisher
@@ -50,6 +51,12 @@ class AdminRoute:
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     min_role: str = "operator"
     action: str = field(default="")
+    # The pydantic models of the request (validated before the handler runs, see
+    # common.validation) and of the 200 answer; the OpenAPI document is generated from them.
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    summary: str = ""
 
 
 class Service(Protocol):

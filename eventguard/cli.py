@@ -35,6 +35,7 @@ from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
+from eventguard.admin_api import admin_openapi
 from eventguard.consumes import consumed_types
 from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import Actor, new_event
@@ -88,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="event schemas")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
-    export = schema_sub.add_parser("export", help="write JSON Schema and AsyncAPI 3.0")
+    export = schema_sub.add_parser(
+        "export", help="write JSON Schema and AsyncAPI 3.0 (events), OpenAPI 3.1 (admin API)"
+    )
     export.add_argument("--out", type=Path, default=Path("schema-out"))
     export.set_defaults(func=_schema_export)
 
@@ -233,6 +236,9 @@ async def _topology_definitions(_args: argparse.Namespace, settings: Settings) -
 
 async def _schema_export(args: argparse.Namespace, _settings: Settings) -> int:
     written = write_all(args.out, consumed_types(), version=_VERSION)
+    openapi = args.out / "openapi.json"
+    openapi.write_text(json.dumps(admin_openapi(), indent=2) + "\n")
+    written.append(openapi)
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 

@@ -10,22 +10,27 @@ from common.bus.memory import MemoryBroker
 from common.bus.publisher import Publisher
 from common.config import Settings
 from common.metrics import Metrics
-from common.service import WorkerContext
+from common.service import Service, WorkerContext
 from common.store import Store
 from workers.registry import WORKERS
 
-__all__ = ["consumed_types"]
+__all__ = ["consumed_types", "inert_services"]
 
 
-def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
-    """Worker name -> the event types its queue is bound to (built on inert parts)."""
+def inert_services(settings: Settings | None = None) -> dict[str, Service]:
+    """Every worker's service, built on inert parts (nothing started, nothing connected)."""
     settings = settings or Settings()
     metrics = Metrics(CollectorRegistry())
     broker = MemoryBroker()
     store = Store(fakeredis.FakeAsyncRedis(), prefix="inspect:")
-    result: dict[str, list[str]] = {}
+    services: dict[str, Service] = {}
     for name, factory in WORKERS.items():
         publisher = Publisher(broker, worker=name, user_id=None, metrics=metrics)
         ctx = WorkerContext(name, settings, store, broker, publisher, metrics)
-        result[name] = factory(ctx).router.event_types
-    return result
+        services[name] = factory(ctx)
+    return services
+
+
+def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
+    """Worker name -> the event types its queue is bound to (built on inert parts)."""
+    return {name: service.router.event_types for name, service in inert_services(settings).items()}

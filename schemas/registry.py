@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from schemas import ai, health, marketplace, opportunity, quarantine
+from schemas import ai, health, marketplace, opportunity, ops, quarantine
 from schemas.envelope import Envelope, Payload
 
 __all__ = ["CATALOGUE", "envelope_model", "is_known", "payload_model"]
@@ -16,6 +16,7 @@ CATALOGUE: dict[str, type[Payload]] = {
     **ai.EVENTS,
     **opportunity.EVENTS,
     **marketplace.EVENTS,
+    **ops.EVENTS,
 }
 
 

@@ -136,6 +136,15 @@ class ApiKeyStore:
             return None
         return key
 
+    async def exists(self, key_id: str) -> bool:
+        """True while the key ``key_id`` is stored and unexpired (not revoked)."""
+        if _KEY_ID.fullmatch(key_id) is None:
+            return False
+        record = self._record(key_id)
+        fields: Any = await self._store.execute(lambda r: r.hgetall(record))
+        key = _facts(key_id, fields) if fields else None
+        return key is not None and (key.expires_at is None or key.expires_at > self._clock())
+
     async def revoke(self, key_id: str) -> bool:
         """Delete a key; False when it did not exist (or ``key_id`` is not an id at all)."""
         if _KEY_ID.fullmatch(key_id) is None:

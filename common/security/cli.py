@@ -4,7 +4,11 @@
 ``async def (args, settings) -> int`` (the exit code), set as ``func`` on the parser:
 
 * ``token issue --sub NAME --role ROLE [--ttl 15m] [--refresh]`` prints one signed token
-  (needs the signing key only);
+  (needs the signing key only); a ``--ttl`` above the configured maximum (access: 24 h) is
+  refused, saying what the maximum is;
+* ``token revoke --jti ID | --sub NAME`` revokes one token, or every token issued to a subject
+  until now (needs Redis);
+* ``keys generate [--algorithm HS256]`` prints a fresh signing key;
 * ``apikey create --name NAME --role ROLE [--ttl 90d]`` prints the key's facts as JSON, then
   the key on its own line: shown once, never stored;
 * ``apikey revoke KEY_ID`` and ``apikey list`` (facts only, never a secret).
@@ -16,33 +20,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from typing import Any
 
 from common.config import Settings
+from common.durations import parse_duration
 from common.security.apikeys import ApiKey, ApiKeyStore
+from common.security.keys import SIGNING_VARIABLE, generate_key
 from common.security.roles import Role
 from common.security.tokens import TokenKind, TokenService
 from common.store import Store
 
 __all__ = ["add_commands", "parse_duration"]
 
+_ALGORITHMS = ["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"]
 _TOKEN_ROLES = [role.value for role in Role if role is not Role.GUEST]
-_DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,8})(?P<unit>[smhd]?)")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``900``, ``90s``, ``15m``, ``12h`` or ``30d`` (argparse type)."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text[:20]!r} (e.g. 900, 15m, 12h, 30d)")
-    return int(match["n"]) * _UNIT_S[match["unit"]]
 
 
 def add_commands(sub: Any) -> None:
-    """Register the ``token`` and ``apikey`` command groups on ``sub`` (argparse subparsers)."""
+    """Register the ``token``, ``keys`` and ``apikey`` command groups on ``sub`` (argparse
+    subparsers)."""
     token = sub.add_parser("token", help="JWT access and refresh tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     issue = token_sub.add_parser("issue", help="print a signed token")
@@ -53,6 +50,19 @@ def add_commands(sub: Any) -> None:
     )
     issue.add_argument("--refresh", action="store_true", help="issue a refresh token")
     issue.set_defaults(func=issue_token)
+    revoke_token = token_sub.add_parser(
+        "revoke", help="revoke one token (--jti) or every token issued to a subject (--sub)"
+    )
+    which = revoke_token.add_mutually_exclusive_group(required=True)
+    which.add_argument("--jti", help="the token id (its jti claim)")
+    which.add_argument("--sub", help="the subject: every token issued to it until now")
+    revoke_token.set_defaults(func=revoke_tokens)
+
+    keys = sub.add_parser("keys", help="signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_sub.add_parser("generate", help="print a fresh signing key")
+    generate.add_argument("--algorithm", default="HS256", choices=_ALGORITHMS)
+    generate.set_defaults(func=generate_signing_key)
 
     apikey = sub.add_parser("apikey", help="API keys for services")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
@@ -94,6 +104,41 @@ async def issue_token(args: argparse.Namespace, settings: Settings) -> int:
         print(f"eventguard: {error}", file=sys.stderr)
         return 2
     print(token)
+    return 0
+
+
+async def revoke_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """``token revoke``: refuse one jti, or every token of a subject issued until now."""
+    store = _store(settings)
+    try:
+        tokens = TokenService(settings.security, store=store)
+        if args.jti is not None:
+            await tokens.revoke_jti(args.jti)
+            print(json.dumps({"revoked": "jti", "jti": args.jti}))
+        else:
+            since = await tokens.revoke_subject(args.sub)
+            until = since.isoformat()
+            print(json.dumps({"revoked": "sub", "sub": args.sub, "issued_until": until}))
+    except ValueError as error:
+        print(f"eventguard: {error}", file=sys.stderr)
+        return 2
+    finally:
+        await store.close()
+    return 0
+
+
+async def generate_signing_key(args: argparse.Namespace, _settings: Settings) -> int:
+    """``keys generate``: print a fresh key (an HMAC secret, or a PEM private key with its
+    public half on stderr)."""
+    secret, public = generate_key(args.algorithm)
+    print(secret)
+    if public is not None:
+        print(f"eventguard: the public key (for verification keys):\n{public}", file=sys.stderr)
+    print(
+        f"eventguard: set it as {SIGNING_VARIABLE} (algorithm {args.algorithm}); "
+        "it is shown once and stored nowhere",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -5,13 +5,17 @@ token's ``kid`` header picks the verification key, and that key's algorithm is t
 accepted for it, so ``alg: none`` or an HMAC token "signed" with a public key never verifies.
 
 Keys are checked when loaded, and a bad one stops start-up with the variable it came from:
-HMAC secrets at least as long as their hash (HS256: 32 bytes), RSA at least 2048 bits, ES256 on
-P-256, EdDSA on Ed25519, and verification keys public (a private key there is refused).
+HMAC secrets at least as long as their hash (HS256: 32 bytes) and random-looking (no
+repeated character or pattern, enough estimated entropy: see :func:`estimated_bits`), RSA at
+least 2048 bits, ES256 on P-256, EdDSA on Ed25519, and verification keys public (a private key
+there is refused).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +28,8 @@ from common.errors import ConfigError
 
 __all__ = [
     "HMAC_ALGORITHMS",
+    "MIN_DISTINCT_BYTES",
+    "MIN_ESTIMATED_BITS",
     "MIN_HMAC_BYTES",
     "SIGNING_VARIABLE",
     "VERIFY_VARIABLE",
@@ -31,6 +37,8 @@ __all__ = [
     "SigningKey",
     "VerifyKey",
     "demo_settings",
+    "estimated_bits",
+    "generate_key",
     "load_signing_key",
     "load_verify_key",
 ]
@@ -39,6 +47,10 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 # RFC 7518 3.2: an HMAC key at least as long as the hash output.
 MIN_HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 _MIN_RSA_BITS = 2048
+# An HMAC secret must also look random: this many distinct bytes, no repeated pattern, and
+# this many bits by a Shannon estimate (48 random URL-safe characters score about 250).
+MIN_DISTINCT_BYTES = 10
+MIN_ESTIMATED_BITS = 96
 SIGNING_VARIABLE = "EVENTGUARD_SECURITY__JWT_SIGNING_KEY"
 VERIFY_VARIABLE = "EVENTGUARD_SECURITY__JWT_VERIFICATION_KEYS"
 
@@ -61,6 +73,29 @@ class VerifyKey:
     key: Any = field(repr=False)
 
 
+def estimated_bits(secret: bytes) -> float:
+    """A Shannon estimate of the entropy in ``secret``: bits per byte (from the frequencies of
+    its own bytes) times its length. Random keys score near their true entropy; repeated or
+    low-variety keys score far below it."""
+    if not secret:
+        return 0.0
+    counts = Counter(secret)
+    size = len(secret)
+    per_byte = -sum(n / size * math.log2(n / size) for n in counts.values())
+    return per_byte * size
+
+
+def _weakness(secret: bytes) -> str | None:
+    """Why ``secret`` is too weak to be an HMAC key, or None."""
+    if len(set(secret)) < MIN_DISTINCT_BYTES:
+        return f"fewer than {MIN_DISTINCT_BYTES} distinct characters"
+    if secret in (secret + secret)[1:-1]:  # a shorter string repeated: "abcabcabc..."
+        return "a repeated pattern"
+    if estimated_bits(secret) < MIN_ESTIMATED_BITS:
+        return f"under {MIN_ESTIMATED_BITS} bits of estimated entropy"
+    return None
+
+
 def _check_hmac(algorithm: str, material: str, variable: str) -> bytes:
     secret = material.encode()
     if len(secret) < MIN_HMAC_BYTES[algorithm]:
@@ -69,7 +104,40 @@ def _check_hmac(algorithm: str, material: str, variable: str) -> bytes:
         )
     if material.lstrip().startswith("-----BEGIN"):
         raise ConfigError(f"{variable} is a PEM key, not an {algorithm} secret")
+    weakness = _weakness(secret)
+    if weakness is not None:
+        raise ConfigError(
+            f"{variable} is too weak for {algorithm} ({weakness}); "
+            "make one with `eventguard keys generate`"
+        )
     return secret
+
+
+def generate_key(algorithm: str) -> tuple[str, str | None]:
+    """A fresh key for ``algorithm``: (the secret or private PEM, the public PEM or None)."""
+    if algorithm in HMAC_ALGORITHMS:
+        # 1.5x the hash size in random bytes, URL-safe text (HS256: 48 bytes, 64 characters).
+        return secrets.token_urlsafe(MIN_HMAC_BYTES[algorithm] * 3 // 2), None
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise ValueError(f"unsupported algorithm {algorithm!r}")
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_pem, public_pem
 
 
 def _check_asymmetric(algorithm: str, key: Any, variable: str) -> None:

@@ -43,6 +43,8 @@ DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "opportunity.scan.completed": frozenset({"opportunity_discovery"}),
     "marketplace.strategy.purchased": frozenset({"marketplace"}),
     "marketplace.strategy.revoked": frozenset({"marketplace"}) | _OPERATORS,
+    # The admin audit trail: published by whichever worker served the call.
+    "ops.audit.recorded": WORKER_USERS,
 }
 
 

@@ -65,6 +65,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # JWTs (JWS compact form; the signature may be empty for alg "none").
     (re.compile(r"eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # A token offered as a WebSocket subprotocol, JWT-shaped or not.
+    (re.compile(r"(eventguard\.bearer\.)[^\s,'\"\]\)]+"), r"\1" + REDACTED),
     # HTTP credentials: "Bearer abc", "Basic dXNlcjpwYXNz".
     (re.compile(r"\b([Bb]earer|BEARER|Basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + REDACTED),
     # EventGuard API keys: the id is a label and may stay, the secret may not.

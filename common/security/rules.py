@@ -2,8 +2,8 @@
 
 Routes: the action is the HTTP method and the route is an exact path, or a path with aiohttp
 ``{placeholders}`` that each match one non-empty segment. Public routes are listed exactly
-(``/healthz``, ``/readyz``, ``/metrics``, GET and HEAD); a path that merely ends like one is not
-public, and ``/healthz/`` is not ``/healthz``.
+(``/healthz``, ``/readyz``, ``/metrics``, ``/admin/openapi.json``, GET and HEAD); a path that
+merely ends like one is not public, and ``/healthz/`` is not ``/healthz``.
 
 Event types: the action ``act`` is "the worker acts on behalf of the event's ``actor``"; the
 rule names the least role the actor's verified token must hold. :data:`EVENT_RULES` covers
@@ -23,7 +23,9 @@ from common.security.roles import Role, parse_role, satisfies
 __all__ = ["EVENT_RULES", "PUBLIC_ROUTES", "AccessRules", "Decision"]
 
 PUBLIC_ROUTES = frozenset(
-    (method, path) for path in ("/healthz", "/readyz", "/metrics") for method in ("GET", "HEAD")
+    (method, path)
+    for path in ("/healthz", "/readyz", "/metrics", "/admin/openapi.json")
+    for method in ("GET", "HEAD")
 )
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 _MAX_PATH = 2_048

@@ -4,7 +4,9 @@
   are timezone-aware (UTC) and checked against an injectable clock with a small leeway.
 * The algorithm is pinned per key (:mod:`common.security.keys`): the ``kid`` header picks the
   key, and only that key's algorithm is accepted.
-* Revocation by ``jti`` in Redis until the token would have expired anyway.
+* Revocation by ``jti`` in Redis until the token would have expired anyway, and per subject:
+  a not-before instant that refuses every token issued to the subject up to it.
+* Access tokens live at most ``max_access_ttl_s`` (24 h), refresh tokens ``refresh_ttl_s``.
 * Refresh rotation with reuse detection: a refresh token belongs to a family (``fam``), and so
   do the access tokens issued with it. Each refresh token may be exchanged once; presenting it
   again revokes the whole family, refresh and access tokens alike.
@@ -15,6 +17,7 @@ a client and to log, and never holding any part of the token.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
@@ -139,6 +142,12 @@ class TokenService:
         ttl = default_ttl if ttl_s is None else ttl_s
         if not 0 < ttl <= _MAX_TTL_S:
             raise ValueError(f"ttl must be between 1 s and {_MAX_TTL_S} s")
+        ceiling = self.max_ttl_s(kind)
+        if ttl > ceiling:
+            raise ValueError(
+                f"a {kind} token may live at most {ceiling} s (security.max_access_ttl_s / "
+                f"security.refresh_ttl_s); services use API keys"
+            )
         now = self.now()
         claims: dict[str, Any] = {
             "sub": sub,
@@ -162,6 +171,12 @@ class TokenService:
             algorithm=signing.algorithm,
             headers={"kid": signing.kid, "typ": "JWT"},
         )
+
+    def max_ttl_s(self, kind: TokenKind = "access") -> int:
+        """The longest lifetime a ``kind`` token may be issued with."""
+        if kind == "access":
+            return self._settings.max_access_ttl_s
+        return self._settings.refresh_ttl_s
 
     def issue_pair(self, sub: str, role: Role | str) -> tuple[str, str]:
         """An access token and a refresh token starting a new family (both carry it)."""
@@ -266,18 +281,46 @@ class TokenService:
     def _ttl(self, claims: Claims) -> int:
         return max(1, claims.exp - int(self._clock()) + self._settings.leeway_s)
 
+    def _subject_key(self, sub: str) -> str:
+        return self._key("subject-nbf", hashlib.sha256(sub.encode()).hexdigest()[:40])
+
+    def _longest_ttl(self) -> int:
+        longest = max(self._settings.max_access_ttl_s, self._settings.refresh_ttl_s)
+        return longest + self._settings.leeway_s
+
     async def _revoked(self, claims: Claims) -> bool:
-        keys = [self._key("revoked", claims.jti)]
+        """Revoked by jti, by family, or issued to a subject before its not-before."""
+        keys = [self._subject_key(claims.sub), self._key("revoked", claims.jti)]
         if claims.family:
             keys.append(self._key("family-revoked", claims.family))
-        found: Any = await self._redis().execute(lambda r: r.exists(*keys))
-        return bool(found)
+        found: list[Any] = await self._redis().execute(lambda r: r.mget(keys))
+        not_before, *flags = found
+        if any(flag is not None for flag in flags):
+            return True
+        return not_before is not None and claims.issued_at.timestamp() <= float(not_before)
 
     async def revoke(self, claims: Claims) -> None:
         """Refuse ``claims.jti`` from now until it would have expired."""
         key = self._key("revoked", claims.jti)
         ttl = self._ttl(claims)
         await self._redis().execute(lambda r: r.set(key, b"1", ex=ttl))
+
+    async def revoke_jti(self, jti: str) -> None:
+        """Refuse the token ``jti`` (whatever its kind) until any token could have expired."""
+        if not jti or len(jti) > _MAX_CLAIM_CHARS:
+            raise ValueError("jti must be 1 to 256 characters")
+        key, ttl = self._key("revoked", jti), self._longest_ttl()
+        await self._redis().execute(lambda r: r.set(key, b"1", ex=ttl))
+
+    async def revoke_subject(self, sub: str) -> datetime:
+        """Refuse every token issued to ``sub`` up to now (a per-subject not-before, kept until
+        the longest-lived of them would have expired); returns that instant."""
+        if not sub or len(sub) > _MAX_CLAIM_CHARS:
+            raise ValueError("sub must be 1 to 256 characters")
+        now = int(self._clock())
+        key, ttl = self._subject_key(sub), self._longest_ttl()
+        await self._redis().execute(lambda r: r.set(key, str(now).encode(), ex=ttl))
+        return datetime.fromtimestamp(now, tz=UTC)
 
     async def revoke_token(self, token: str) -> Claims:
         """Revoke a token that verifies (logout); returns its claims."""
@@ -295,6 +338,10 @@ class TokenService:
         key = self._key("family-revoked", family)
         ttl = self._settings.refresh_ttl_s + self._settings.leeway_s
         await self._redis().execute(lambda r: r.set(key, b"1", ex=ttl))
+
+    async def is_revoked_claims(self, claims: Claims) -> bool:
+        """True when verified ``claims`` have been revoked since (by jti, family or subject)."""
+        return await self._revoked(claims)
 
     async def is_revoked(self, jti: str) -> bool:
         """True when ``jti`` was revoked."""

@@ -123,6 +123,15 @@ class HealthBook:
         key, fingerprint = keys.disabled(self._store, name), self._models[name].fingerprint
         await self._store.execute(lambda r: r.set(key, fingerprint))
 
+    async def enable(self, name: str) -> bool:
+        """Lift ``name``'s auth disable and cool-down, here and in Redis; True when it had one."""
+        h = self.health[name]
+        had = h.disabled or self.cooling(name) > 0
+        h.disabled, h.cooldown_until, h.cooldown_reason = False, 0.0, ""
+        cool, dis = keys.cooldown(self._store, name), keys.disabled(self._store, name)
+        removed: Any = await self._store.execute(lambda r: r.delete(cool, dis))
+        return had or bool(removed)
+
     def state(self, name: str, *, breaker_open: bool, quarantined: bool) -> ModelState:
         """The model's state for the gauge and the ordering."""
         h = self.health[name]

@@ -21,9 +21,11 @@ from aiohttp import web
 
 from common.bus.router import Emit
 from common.logging import get_logger
+from common.problems import Problem
 from common.reliability import RequestDeduplicator
 from common.security.admission import requester
 from common.service import AdminRoute, BaseService, WorkerContext
+from common.validation import Answer, EmptyBody
 from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
 from workers.ai_fallback.alerts import auth_alert, auth_resolved
@@ -58,6 +60,13 @@ class _Job:
     max_cost: float | None
     actor: str | None
     digest: str | None
+
+
+class ModelEnabled(Answer):
+    """The model's disable and cool-down are lifted (``lifted``: it had one)."""
+
+    model: str
+    lifted: bool
 
 
 class AiFallback(BaseService):
@@ -136,8 +145,33 @@ class AiFallback(BaseService):
             self._session = None
 
     def admin_routes(self) -> Sequence[AdminRoute]:
-        """``GET /admin/ai/models``: the chain with each model's health (no keys)."""
-        return [AdminRoute("GET", "ai/models", self._models_page, "operator", "ai.models.read")]
+        """``GET /admin/ai/models``: the chain with each model's health (no keys);
+        ``POST /admin/ai/models/{model}/enable``: lift a model's auth disable and cool-down
+        (audited, like every state-changing call)."""
+        return [
+            AdminRoute("GET", "ai/models", self._models_page, "operator", "ai.models.read"),
+            AdminRoute(
+                "POST",
+                "ai/models/{model}/enable",
+                self._enable,
+                "operator",
+                "ai.model.enable",
+                body=EmptyBody,
+                response=ModelEnabled,
+                summary="lift a model's auth disable and cool-down",
+            ),
+        ]
+
+    async def _enable(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["model"]
+        if name not in self.models:
+            raise Problem(404, "no such model", code="unknown_model")
+        was_disabled = self.health.health[name].disabled
+        lifted = await self.health.enable(name)
+        if was_disabled:
+            await self._auth_resolved(self.models[name])
+        self.walker.publish_state(self.models[name])
+        return web.json_response(ModelEnabled(model=name, lifted=lifted).model_dump())
 
     async def _models_page(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"models": self.describe()})

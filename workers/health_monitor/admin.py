@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aiohttp import web
+from pydantic import ConfigDict, Field, StringConstraints
 
+from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
+from common.validation import Answer, EmptyBody, RequestModel, body_of
 from workers.health_monitor.evaluator import Sample
 
 if TYPE_CHECKING:
@@ -24,14 +27,42 @@ def _who(request: web.Request) -> str:
     return principal.subject if principal is not None else "unknown"
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text='{"error": "body is not JSON"}') from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "body must be an object"}')
-    return body
+_Label = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+_Value = Annotated[str, StringConstraints(max_length=200)]
+
+
+class SilenceBody(RequestModel):
+    """Mute alerts whose labels match every matcher for ``duration_s`` seconds (at most 30
+    days)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    matchers: dict[_Label, _Value] = Field(min_length=1, max_length=20)
+    duration_s: float = Field(gt=0, le=_MAX_SILENCE_S)
+    comment: str = Field(default="", max_length=500)
+
+
+class AckAnswer(Answer):
+    """Who acknowledged the alert."""
+
+    acknowledged_by: str
+
+
+class SilenceAnswer(Answer):
+    """A silence as stored."""
+
+    id: str
+    matchers: dict[str, str]
+    expires_at: float
+    created_by: str
+    comment: str
+    created_at: float
+
+
+class RemovedAnswer(Answer):
+    """The silence is gone."""
+
+    removed: bool
 
 
 def routes(monitor: HealthMonitor) -> list[AdminRoute]:
@@ -44,44 +75,32 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
     async def ack(request: web.Request) -> web.Response:
         alert = monitor.evaluator.alerts.get(request.match_info["fingerprint"])
         if alert is None:
-            return web.json_response({"error": "no such alert"}, status=404)
+            raise Problem(404, "no such alert", code="unknown_alert")
         alert.acknowledged_by = _who(request)
         await monitor.book.save(monitor.evaluator.alerts)
-        return web.json_response({"acknowledged_by": alert.acknowledged_by})
+        return web.json_response(AckAnswer(acknowledged_by=alert.acknowledged_by).model_dump())
 
     async def list_silences(_request: web.Request) -> web.Response:
         silences = [vars(s) for s in monitor.book.silences.values()]
         return web.json_response({"silences": silences})
 
     async def add_silence(request: web.Request) -> web.Response:
-        body = await _json(request)
-        matchers = body.get("matchers")
-        duration = body.get("duration_s")
-        if (
-            not isinstance(matchers, dict)
-            or not matchers
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in matchers.items())
-        ):
-            return web.json_response(
-                {"error": "matchers must be a non-empty object of strings"}, status=400
-            )
-        if not isinstance(duration, int | float) or not 0 < duration <= _MAX_SILENCE_S:
-            return web.json_response(
-                {"error": f"duration_s must be in (0, {_MAX_SILENCE_S}]"}, status=400
-            )
+        body = body_of(request, SilenceBody)
         now = monitor.clock()
         silence = await monitor.book.add_silence(
-            matchers,
-            until=now + duration,
+            dict(body.matchers),
+            until=now + body.duration_s,
             by=_who(request),
-            comment=str(body.get("comment", ""))[:500],
+            comment=body.comment,
             now=now,
         )
-        return web.json_response(vars(silence), status=201)
+        return web.json_response(SilenceAnswer(**vars(silence)).model_dump(), status=201)
 
     async def delete_silence(request: web.Request) -> web.Response:
         removed = await monitor.book.remove_silence(request.match_info["silence"])
-        return web.json_response({"removed": removed}, status=200 if removed else 404)
+        if not removed:
+            raise Problem(404, "no such silence", code="unknown_silence")
+        return web.json_response(RemovedAnswer(removed=removed).model_dump())
 
     async def list_rules(_request: web.Request) -> web.Response:
         return web.json_response({"rules": [r.model_dump(by_alias=True) for r in monitor.rules]})
@@ -89,7 +108,7 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
     async def evaluate(request: web.Request) -> web.Response:
         rule = monitor.rules_by_name.get(request.match_info["rule"])
         if rule is None:
-            return web.json_response({"error": "no such rule"}, status=404)
+            raise Problem(404, "no such rule", code="unknown_rule")
         now = monitor.clock()
         samples: list[Sample] = [
             s for s in monitor.heartbeats.samples(now) if s.metric == rule.metric
@@ -106,13 +125,43 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
         return web.json_response({"rule": rule.name, "series": result})
 
     return [
-        AdminRoute("GET", "health/alerts", list_alerts, min_role="operator"),
-        AdminRoute("POST", "health/alerts/{fingerprint}/ack", ack, min_role="operator"),
-        AdminRoute("GET", "health/silences", list_silences, min_role="operator"),
-        AdminRoute("POST", "health/silences", add_silence, min_role="operator"),
-        AdminRoute("DELETE", "health/silences/{silence}", delete_silence, min_role="operator"),
-        AdminRoute("GET", "health/rules", list_rules, min_role="operator"),
-        AdminRoute("POST", "health/rules/{rule}/eval", evaluate, min_role="operator"),
+        AdminRoute("GET", "health/alerts", list_alerts, "operator", "health.alerts.read"),
+        AdminRoute(
+            "POST",
+            "health/alerts/{fingerprint}/ack",
+            ack,
+            "operator",
+            "health.alert.ack",
+            body=EmptyBody,
+            response=AckAnswer,
+        ),
+        AdminRoute("GET", "health/silences", list_silences, "operator", "health.silences.read"),
+        AdminRoute(
+            "POST",
+            "health/silences",
+            add_silence,
+            "operator",
+            "health.silence",
+            body=SilenceBody,
+            response=SilenceAnswer,
+        ),
+        AdminRoute(
+            "DELETE",
+            "health/silences/{silence}",
+            delete_silence,
+            "operator",
+            "health.unsilence",
+            response=RemovedAnswer,
+        ),
+        AdminRoute("GET", "health/rules", list_rules, "operator", "health.rules.read"),
+        AdminRoute(
+            "POST",
+            "health/rules/{rule}/eval",
+            evaluate,
+            "operator",
+            "health.rule.eval",
+            body=EmptyBody,
+        ),
     ]
 
 

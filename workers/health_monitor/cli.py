@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from common.config import Settings
+from common.durations import parse_duration
 from common.store import Store
 from workers.health_monitor.alerts import AlertBook
 from workers.health_monitor.rules import load_rules
@@ -22,7 +23,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sub.add_parser("list", help="active and pending alerts").set_defaults(func=_list)
     silence = sub.add_parser("silence", help="mute alerts matching labels for a while")
     silence.add_argument("matchers", nargs="+", help="label=value (alertname=RULE matches a rule)")
-    silence.add_argument("--duration", type=float, default=3600.0, help="seconds")
+    silence.add_argument(
+        "--duration", type=parse_duration, default=3600, help="how long: 900, 15m, 12h, 30d"
+    )
     silence.add_argument("--by", required=True)
     silence.add_argument("--comment", default="")
     silence.set_defaults(func=_silence)

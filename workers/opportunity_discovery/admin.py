@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from common.problems import Problem
 from common.service import AdminRoute
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def routes(worker: OpportunityDiscovery) -> list[AdminRoute]:
     async def scan_status(request: web.Request) -> web.Response:
         status = await worker.status(request.match_info["scan_id"])
         if status is None:
-            return web.json_response({"error": "no such scan"}, status=404)
+            raise Problem(404, "no such scan", code="unknown_scan")
         return web.json_response(status)
 
     return [AdminRoute("GET", "opportunity/scans/{scan_id}", scan_status, min_role="operator")]

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
+from pydantic import ConfigDict, Field, field_validator
 
+from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
+from common.validation import Answer, RequestModel, body_of, query_of
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, STATUSES, classify
 
@@ -59,70 +62,93 @@ def _reviewer(request: web.Request) -> str:
     return principal.subject[:200] if principal is not None else "admin-api"
 
 
-def _choice(request: web.Request, name: str, allowed: frozenset[str] | tuple[str, ...]) -> str:
-    value = request.query.get(name, ANY)
+def _one_of(value: str, allowed: frozenset[str] | tuple[str, ...], name: str) -> str:
     if value != ANY and value not in allowed:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"unknown {name} {value!r}", "allowed": sorted(allowed)}),
-            content_type="application/json",
-        )
+        raise ValueError(f"unknown {name}; one of {', '.join(sorted(allowed))}")
     return value
 
 
-def _number(
-    request: web.Request, name: str, default: float | None, low: float, high: float
-) -> float | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": f"{name} must be a number in [{low}, {high}]"}),
-            content_type="application/json",
-        )
-    return value
+def _enum(values: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
+    return {"enum": [ANY, *sorted(values)]}
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be JSON"}', content_type="application/json"
-        ) from None
-    if not isinstance(data, dict):
-        raise web.HTTPBadRequest(
-            text='{"error": "body must be a JSON object"}', content_type="application/json"
-        )
-    return data
+class RecordQuery(RequestModel):
+    """Filters and paging of ``GET quarantine/records`` (times are Unix seconds)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    status: str = Field(default=ANY, max_length=40, json_schema_extra=_enum(STATUSES))
+    kind: str = Field(default=ANY, max_length=40, json_schema_extra=_enum(_KINDS))
+    reason: str = Field(default=ANY, max_length=40, json_schema_extra=_enum(REASON_CODES))
+    since: float | None = Field(default=None, ge=0, le=1e11)
+    until: float | None = Field(default=None, ge=0, le=1e11)
+    offset: int = Field(default=0, ge=0, le=10**9)
+    limit: int = Field(default=50, ge=1, le=10_000)
+
+    @field_validator("status")
+    @classmethod
+    def _status(cls, value: str) -> str:
+        return _one_of(value, STATUSES, "status")
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _one_of(value, _KINDS, "kind")
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return _one_of(value, REASON_CODES, "reason")
 
 
-def _note(data: dict[str, Any]) -> str:
-    return str(data.get("note", ""))[:2000]
+class NoteBody(RequestModel):
+    """An optional note, kept with the record's history."""
+
+    note: str = Field(default="", max_length=2_000)
+
+
+class ExtendBody(NoteBody):
+    """A new block lifetime from now, in seconds (at most a year)."""
+
+    ttl_s: int = Field(ge=1, le=365 * 24 * 3600)
+
+
+class ReviewAnswer(Answer):
+    """The record is now under review."""
+
+    status: Literal["under_review"]
+
+
+class DecisionAnswer(Answer):
+    """The record's new status and the event that announced it."""
+
+    status: str
+    event: dict[str, Any]
+
+
+class BlockAnswer(Answer):
+    """The block's previous status and its new end (None: permanent)."""
+
+    status: str | None
+    expires_at: float | None
+    permanent: bool
 
 
 async def _answer(service: QuarantineService, outcome: Any) -> web.Response:
     await service.ctx.publisher.publish(outcome.event)
     if outcome.changed:
-        return web.json_response(
-            {"status": outcome.status, "event": outcome.event.data.model_dump()}
-        )
+        answer = DecisionAnswer(status=outcome.status, event=outcome.event.data.model_dump())
+        return web.json_response(answer.model_dump(mode="json"))
     refusal = outcome.event.data
     status = 404 if refusal.reason == "unknown_record" else 409
-    return web.json_response({"error": refusal.reason, "detail": refusal.detail}, status=status)
+    raise Problem(status, refusal.detail or refusal.reason, code=refusal.reason)
 
 
-def _conflict(status: str, *, entity_only: bool = False) -> web.Response:
+def _conflict(status: str, *, entity_only: bool = False) -> Problem:
     if status in {"missing", ""}:
-        return web.json_response({"error": "unknown record"}, status=404)
+        return Problem(404, "unknown record", code="unknown_record")
     hint = " (only an active entity block has a TTL)" if entity_only else ""
-    return web.json_response({"error": f"record is {status}{hint}"}, status=409)
+    return Problem(409, f"record is {status}{hint}", code="conflict")
 
 
 def routes(service: QuarantineService) -> list[AdminRoute]:
@@ -130,14 +156,16 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
     settings = service.settings
 
     async def list_records(request: web.Request) -> web.Response:
-        limit = int(_number(request, "limit", 50, 1, settings.max_page) or 50)
-        offset = int(_number(request, "offset", 0, 0, 10**9) or 0)
+        query = query_of(request, RecordQuery)
+        if query.limit > settings.max_page:
+            raise Problem(400, f"limit must be at most {settings.max_page}", code="invalid_query")
+        offset, limit = query.offset, query.limit
         total, rows = await service.repo.search(
-            status=_choice(request, "status", STATUSES),
-            kind=_choice(request, "kind", _KINDS),
-            reason=_choice(request, "reason", REASON_CODES),
-            since=_number(request, "since", None, 0, 1e11),
-            until=_number(request, "until", None, 0, 1e11),
+            status=query.status,
+            kind=query.kind,
+            reason=query.reason,
+            since=query.since,
+            until=query.until,
             offset=offset,
             limit=limit,
         )
@@ -148,7 +176,7 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
     async def show(request: web.Request) -> web.Response:
         record = await service.get(request.match_info["id"])
         if record is None:
-            return web.json_response({"error": "unknown record"}, status=404)
+            raise Problem(404, "unknown record", code="unknown_record")
         return web.json_response(public(record))
 
     async def summary(_request: web.Request) -> web.Response:
@@ -171,40 +199,34 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
         return web.json_response({"entries": entries})
 
     async def review(request: web.Request) -> web.Response:
-        data = await _body(request)
+        note = body_of(request, NoteBody).note
         result = await service.releaser.review(
-            request.match_info["id"], by=_reviewer(request), note=_note(data)
+            request.match_info["id"], by=_reviewer(request), note=note
         )
         if result == "ok":
-            return web.json_response({"status": "under_review"})
-        return _conflict(result)
+            return web.json_response(ReviewAnswer(status="under_review").model_dump())
+        raise _conflict(result)
 
     async def release(request: web.Request) -> web.Response:
-        data = await _body(request)
+        note = body_of(request, NoteBody).note
         outcome = await service.releaser.release(
-            request.match_info["id"], by=_reviewer(request), note=_note(data)
+            request.match_info["id"], by=_reviewer(request), note=note
         )
         return await _answer(service, outcome)
 
     async def discard(request: web.Request) -> web.Response:
-        data = await _body(request)
+        note = body_of(request, NoteBody).note
         outcome = await service.releaser.discard(
-            request.match_info["id"], by=_reviewer(request), note=_note(data)
+            request.match_info["id"], by=_reviewer(request), note=note
         )
         return await _answer(service, outcome)
 
     async def extend(request: web.Request) -> web.Response:
-        data = await _body(request)
-        ttl = data.get("ttl_s")
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not 1 <= ttl <= 365 * 24 * 3600:
-            return web.json_response(
-                {"error": "ttl_s must be an integer number of seconds in [1, 31536000]"}, status=400
-            )
-        return await _extend(request, service.clock() + ttl, _note(data))
+        body = body_of(request, ExtendBody)
+        return await _extend(request, service.clock() + body.ttl_s, body.note)
 
     async def block(request: web.Request) -> web.Response:
-        data = await _body(request)
-        return await _extend(request, None, _note(data))
+        return await _extend(request, None, body_of(request, NoteBody).note)
 
     async def _extend(request: web.Request, expires_at: float | None, note: str) -> web.Response:
         done = await service.repo.extend(
@@ -215,23 +237,64 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
             now=service.clock(),
         )
         if done.outcome != "ok":
-            return _conflict(done.previous or "missing", entity_only=True)
+            raise _conflict(done.previous or "missing", entity_only=True)
         record = await service.repo.get(request.match_info["id"])
         if record is not None:
             await service.ctx.publisher.publish(service.added_event(record, None))
-        return web.json_response(
-            {"status": done.previous, "expires_at": expires_at, "permanent": expires_at is None}
+        answer = BlockAnswer(
+            status=done.previous, expires_at=expires_at, permanent=expires_at is None
         )
+        return web.json_response(answer.model_dump())
 
     base = "quarantine/records"
     return [
-        AdminRoute("GET", base, list_records, "operator", "quarantine.read"),
+        AdminRoute("GET", base, list_records, "operator", "quarantine.read", query=RecordQuery),
         AdminRoute("GET", base + "/{id}", show, "operator", "quarantine.read"),
         AdminRoute("GET", "quarantine/summary", summary, "operator", "quarantine.read"),
         AdminRoute("GET", "quarantine/blacklist", blacklist, "operator", "quarantine.read"),
-        AdminRoute("POST", base + "/{id}/review", review, "operator", "quarantine.review"),
-        AdminRoute("POST", base + "/{id}/release", release, "operator", "quarantine.release"),
-        AdminRoute("POST", base + "/{id}/discard", discard, "operator", "quarantine.discard"),
-        AdminRoute("POST", base + "/{id}/extend", extend, "operator", "quarantine.extend"),
-        AdminRoute("POST", base + "/{id}/block", block, "admin", "quarantine.block"),
+        AdminRoute(
+            "POST",
+            base + "/{id}/review",
+            review,
+            "operator",
+            "quarantine.review",
+            body=NoteBody,
+            response=ReviewAnswer,
+        ),
+        AdminRoute(
+            "POST",
+            base + "/{id}/release",
+            release,
+            "operator",
+            "quarantine.release",
+            body=NoteBody,
+            response=DecisionAnswer,
+        ),
+        AdminRoute(
+            "POST",
+            base + "/{id}/discard",
+            discard,
+            "operator",
+            "quarantine.discard",
+            body=NoteBody,
+            response=DecisionAnswer,
+        ),
+        AdminRoute(
+            "POST",
+            base + "/{id}/extend",
+            extend,
+            "operator",
+            "quarantine.extend",
+            body=ExtendBody,
+            response=BlockAnswer,
+        ),
+        AdminRoute(
+            "POST",
+            base + "/{id}/block",
+            block,
+            "admin",
+            "quarantine.block",
+            body=NoteBody,
+            response=BlockAnswer,
+        ),
     ]

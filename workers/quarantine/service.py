@@ -10,7 +10,9 @@ Inputs:
 * ``quarantine.requested``: block an entity (TTL, or permanent for an admin actor);
 * ``quarantine.release.requested``: release a record (operator or admin actor only);
 * ``health.alert.raised`` with ``quarantine: true`` and severity critical: block the entity
-  the alert names for ``alert_ttl_s`` (how health_monitor cooperates with this worker).
+  the alert names for ``alert_ttl_s`` (how health_monitor cooperates with this worker);
+* ``ops.audit.recorded``: the admin audit trail of the whole fleet, kept for
+  ``audit_retention_s`` and served at ``GET /admin/audit`` (see :mod:`workers.quarantine.audit`).
 
 Background work (:mod:`workers.quarantine.housekeeping`, started in :meth:`start`, cancelled
 in :meth:`stop`) releases expired blocks with ``quarantine.entry.released``, finishes
@@ -42,6 +44,7 @@ from schemas.quarantine import (
     QuarantineRequested,
 )
 from workers.quarantine import admin
+from workers.quarantine.audit import AuditTrail
 from workers.quarantine.authz import ADMIN_ROLES, RELEASE_ROLES, require_role
 from workers.quarantine.housekeeping import Housekeeping
 from workers.quarantine.records import ACTIVE, dead_message_from, entry_added
@@ -97,6 +100,8 @@ class QuarantineService(BaseService):
         self.router.add("quarantine.requested", self.on_requested)
         self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
         self.router.add("health.alert.raised", self.on_alert)
+        self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, clock=clock)
+        self.router.add("ops.audit.recorded", self.on_audit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -105,8 +110,9 @@ class QuarantineService(BaseService):
         return {DEAD_QUEUE: self.on_dead}
 
     def admin_routes(self) -> Sequence[AdminRoute]:
-        """List, show, review, release, discard, extend, block (see :mod:`.admin`)."""
-        return admin.routes(self)
+        """List, show, review, release, discard, extend, block (see :mod:`.admin`), and the
+        audit trail (see :mod:`.audit`)."""
+        return [*admin.routes(self), self.audit.route()]
 
     async def start(self) -> None:
         """Finish releases a previous process left half done, then start the background tasks."""
@@ -138,6 +144,12 @@ class QuarantineService(BaseService):
             return False
         record = await self.get(record_id)
         return record is not None and record.get("status") in ACTIVE
+
+    # -- the audit trail -----------------------------------------------------------------------
+
+    async def on_audit(self, event: Envelope[Any]) -> None:
+        """Keep one ``ops.audit.recorded`` for the retention period."""
+        await self.audit.add(event)
 
     # -- dead letters --------------------------------------------------------------------------
 

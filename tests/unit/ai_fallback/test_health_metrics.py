@@ -85,4 +85,7 @@ async def test_admin_models_page_describes_the_chain(sim: ProviderSimulator) -> 
     assert rows["b"]["state"] == "healthy"
     assert rows["b"]["latency_ms"] is not None
     assert "test-kkkk" not in str(rows)
-    assert routes == [("GET", "ai/models", "operator")]
+    assert routes == [
+        ("GET", "ai/models", "operator"),
+        ("POST", "ai/models/{model}/enable", "operator"),
+    ]

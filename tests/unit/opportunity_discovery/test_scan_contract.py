@@ -13,9 +13,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.bus.rpc import request
 from common.config import OpportunitySettings, Settings
+from common.problems import problem_middleware
 from common.service import ServiceFactory, WorkerContext
 from common.store import Store
 from common.testing import Harness, fast_runtime_settings, run_workers
+from common.validation import endpoint
 from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
@@ -241,9 +243,9 @@ async def test_progress_is_served_by_the_admin_route() -> None:
         await _buy(fleet, "spot_arbitrage")
         summary = await _scan(fleet)
         service: OpportunityDiscovery = holder["service"]
-        app = web.Application()
+        app = web.Application(middlewares=[problem_middleware])
         for route in service.admin_routes():
-            app.router.add_route(route.method, "/admin/" + route.path, route.handler)
+            app.router.add_route(route.method, "/admin/" + route.path, endpoint(route))
         async with TestClient(TestServer(app)) as client:
             found = await client.get(f"/admin/opportunity/scans/{summary.data.scan_id}")
             body = await found.json()

@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
+from common.problems import problem_middleware
 from common.security import PRINCIPAL, Principal, Role
 from common.testing import Harness, run_workers
+from common.validation import endpoint
 from tests.unit.quarantine.conftest import Clock, factories, settings, until
 from workers.quarantine import QuarantineService, admin
 
@@ -31,9 +33,9 @@ async def fleet() -> AsyncIterator[tuple[Harness, QuarantineService, TestClient[
             response: web.StreamResponse = await handler(request)
             return response
 
-        app = web.Application(middlewares=[as_alice])
+        app = web.Application(middlewares=[problem_middleware, as_alice])
         for route in service.admin_routes():
-            app.router.add_route(route.method, "/admin/" + route.path, route.handler)
+            app.router.add_route(route.method, "/admin/" + route.path, endpoint(route))
         async with TestClient(TestServer(app)) as client:
             yield env, service, client
 
@@ -82,7 +84,10 @@ async def test_bad_filters_are_clear_errors(
     _, _, client = fleet
     resp = await client.get("/admin/quarantine/records?status=nope")
     assert resp.status == 400
-    assert "unknown status" in (await resp.json())["error"]
+    assert resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert problem["code"] == "invalid_query"
+    assert "unknown status" in problem["errors"][0]["msg"]
     resp = await client.get("/admin/quarantine/records?limit=0")
     assert resp.status == 400
 
@@ -103,7 +108,7 @@ async def test_show_release_discard_answers(
     assert (await resp.json())["event"]["released_by"] == "alice"
     resp = await client.post(f"/admin/quarantine/records/{rid}/release")
     assert resp.status == 409
-    assert (await resp.json())["error"] == "already_released"
+    assert (await resp.json())["code"] == "already_released"
     resp = await client.post(f"/admin/quarantine/records/{rid}/discard")
     assert resp.status == 409
     resp = await client.get("/admin/quarantine/records/unknown")

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from common.config import Settings
 from common.metrics import Metrics
 from common.ops import EventStream, build_app
+from common.problems import problem_middleware
 from common.reliability.guard import Guards
 from common.security import AdminAuth, ApiKeyStore, Role, TokenService, demo_settings
 from common.service import AdminRoute, BaseService
@@ -74,10 +75,10 @@ async def test_probes_are_public(env: Env) -> None:
 
 
 async def test_path_that_ends_in_healthz_is_not_public(env: Env) -> None:
-    """Public routes match exactly, never by suffix."""
+    """Public routes match exactly, never by suffix: a path nothing serves is 404."""
     client, *_ = env
-    assert (await client.get("/admin/adm/things/x/healthz")).status == 401
-    assert (await client.get("/admin/healthz")).status == 401
+    assert (await client.get("/admin/adm/things/x/healthz")).status == 404
+    assert (await client.get("/admin/healthz")).status == 404
 
 
 async def test_admin_route_needs_a_role(env: Env) -> None:
@@ -94,12 +95,30 @@ async def test_admin_route_needs_a_role(env: Env) -> None:
     assert (await client.post("/admin/adm/block", headers=_bearer(tokens, "admin"))).status == 200
 
 
-async def test_unknown_admin_route_is_denied_even_for_admin(env: Env) -> None:
-    """No rule means deny, whatever the role."""
+async def test_unknown_admin_route_is_404_for_everyone(env: Env) -> None:
+    """A path no route serves is a 404 problem, with or without credentials."""
     client, tokens, *_ = env
-    response = await client.get("/admin/nothing-here", headers=_bearer(tokens, "admin"))
-    assert response.status == 403
-    assert (await response.json())["reason"] == "no_rule"
+    for headers in (_bearer(tokens, "admin"), {}):
+        response = await client.get("/admin/nothing-here", headers=headers)
+        assert response.status == 404
+        assert response.content_type == "application/problem+json"
+        assert (await response.json())["code"] == "not_found"
+
+
+async def test_a_route_without_a_rule_is_denied_even_for_admin(env: Env) -> None:
+    """A mounted route with no access rule is refused (default deny), whatever the role."""
+    _client, tokens, fleet, stream = env
+    auth = AdminAuth(tokens=tokens, api_keys=None, metrics=fleet.metrics)
+    app = build_app(fleet.runtime, auth=auth, stream=stream)
+
+    async def hidden(_request: web.Request) -> web.Response:
+        return web.json_response({"leaked": True})
+
+    app.router.add_get("/admin/hidden", hidden)
+    async with TestClient(TestServer(app)) as other:
+        response = await other.get("/admin/hidden", headers=_bearer(tokens, "admin"))
+        assert response.status == 403
+        assert (await response.json())["code"] == "forbidden"
 
 
 @pytest.mark.parametrize(
@@ -122,12 +141,17 @@ async def test_unknown_admin_route_is_denied_even_for_admin(env: Env) -> None:
 async def test_bad_credentials_are_refused_not_downgraded(
     env: Env, header: dict[str, str], reason: str
 ) -> None:
-    """Present-but-invalid credentials get 401 with a reason, never the guest role."""
+    """Present-but-invalid credentials get a generic 401 (never the guest role); the precise
+    reason goes to the log line only."""
     client, *_ = env
-    response = await client.get("/admin/adm/things/1", headers=header)
+    with capture_logs() as logs:
+        response = await client.get("/admin/adm/things/1", headers=header)
     assert response.status == 401
-    assert await response.json() == {"error": "unauthorized", "reason": reason}
+    problem = await response.json()
+    assert (problem["code"], problem["detail"]) == ("invalid_token", "invalid_token")
+    assert reason not in json.dumps(problem)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert [e["reason"] for e in logs if e["event"] == "access.denied"] == [reason]
 
 
 async def test_header_past_the_server_limit_is_refused(env: Env) -> None:
@@ -176,9 +200,11 @@ async def test_both_credentials_at_once_are_refused(env: Env) -> None:
     client, tokens, fleet, _ = env
     _, key = await ApiKeyStore(fleet.store).create("svc", Role.ADMIN)
     headers = {**_bearer(tokens, "admin"), "X-API-Key": key}
-    response = await client.get("/admin/adm/things/1", headers=headers)
+    with capture_logs() as logs:
+        response = await client.get("/admin/adm/things/1", headers=headers)
     assert response.status == 401
-    assert (await response.json())["reason"] == "ambiguous_credentials"
+    assert (await response.json())["code"] == "invalid_token"
+    assert logs[-1]["reason"] == "ambiguous_credentials"
 
 
 async def test_unknown_role_in_a_valid_signature_is_refused(env: Env) -> None:
@@ -198,8 +224,12 @@ async def test_unknown_role_in_a_valid_signature_is_refused(env: Env) -> None:
         "iss": "eventguard",
     }
     token = jwt.encode(claims, key.key, algorithm=key.algorithm, headers={"kid": key.kid})
-    response = await client.get("/admin/adm/things/1", headers={"Authorization": f"Bearer {token}"})
-    assert (response.status, (await response.json())["reason"]) == (401, "unknown_role")
+    with capture_logs() as logs:
+        response = await client.get(
+            "/admin/adm/things/1", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert (response.status, (await response.json())["code"]) == (401, "invalid_token")
+    assert logs[-1]["reason"] == "unknown_role"
 
 
 async def test_redis_down_fails_closed_with_503() -> None:
@@ -217,7 +247,7 @@ async def test_redis_down_fails_closed_with_503() -> None:
     async def ok(_request: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
-    app = web.Application(middlewares=[auth.middleware])
+    app = web.Application(middlewares=[problem_middleware, auth.middleware])
     app.router.add_get("/admin/x", ok)
     assert auth.tokens is not None
     token = auth.tokens.issue("op", "admin")
@@ -229,7 +259,7 @@ async def test_redis_down_fails_closed_with_503() -> None:
         ):
             response = await client.get("/admin/x", headers=headers)
             assert response.status == 503
-            assert (await response.json())["reason"] == "auth_unavailable"
+            assert (await response.json())["code"] == "auth_unavailable"
 
 
 async def test_api_key_with_right_prefix_and_wrong_secret(env: Env) -> None:
@@ -254,7 +284,7 @@ async def test_denials_are_logged_without_the_credential(env: Env) -> None:
         await client.get("/admin/adm/things/1", headers={"X-API-Key": key})
         await client.get(f"/admin/{token}/healthz")
     denied = [entry for entry in logs if entry["event"] == "access.denied"]
-    assert len(denied) == 5
+    assert len(denied) == 4  # the token pasted into a path is a 404: no route, nothing logged
     text = json.dumps(logs, default=str)
     for secret in (token, wrong_key, key, key.rsplit("_", 1)[1]):
         assert secret not in text

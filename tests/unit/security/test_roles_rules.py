@@ -65,8 +65,13 @@ def test_paths_that_merely_look_public_are_not(path: str) -> None:
 
 
 def test_public_routes_are_exact_probes() -> None:
-    """Exactly /healthz, /readyz and /metrics (GET and HEAD) are public."""
-    assert {path for _, path in PUBLIC_ROUTES} == {"/healthz", "/readyz", "/metrics"}
+    """Exactly /healthz, /readyz, /metrics and the OpenAPI document (GET and HEAD) are public."""
+    assert {path for _, path in PUBLIC_ROUTES} == {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/admin/openapi.json",
+    }
     assert _rules().check("GET", "/healthz", Role.GUEST).allowed
     assert _rules().check("HEAD", "/metrics", Role.GUEST).allowed
     assert not _rules().check("POST", "/healthz", Role.GUEST).allowed

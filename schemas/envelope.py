@@ -7,11 +7,20 @@ and bounds every string, list and number.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 __all__ = [
     "Actor",
@@ -20,6 +29,7 @@ __all__ = [
     "Name",
     "Payload",
     "ShortText",
+    "Timestamp",
     "new_event",
 ]
 
@@ -31,6 +41,28 @@ _ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 
 SCHEMA_VERSION = "1"
+
+# RFC 3339 date-time, as JSON Schema's "date-time" format reads it: seconds and an offset.
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+_LAX_TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def _rfc3339(value: Any) -> Any:
+    """On the wire a time is an RFC 3339 string with an offset (not epoch seconds, not a date
+    without seconds); Python callers may pass a timezone-aware ``datetime``."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("expected an RFC 3339 date-time with seconds and an offset")
+        return _LAX_TIME.validate_python(value)  # strict mode takes only a datetime from here
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A timezone-aware time; from JSON, an RFC 3339 string only."""
 
 
 class Payload(BaseModel):
@@ -63,7 +95,7 @@ class Envelope(BaseModel, Generic[DataT]):
     id: EventId
     type: EventType
     source: Name
-    time: AwareDatetime
+    time: Timestamp
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: Annotated[str, StringConstraints(max_length=300)] | None = None
     schema_version: Annotated[str, StringConstraints(max_length=16)] = SCHEMA_VERSION

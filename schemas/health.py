@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.envelope import Name, Payload, ShortText
+from schemas.envelope import Name, Payload, ShortText, Timestamp
 
 __all__ = ["EVENTS", "AlertRaised", "AlertResolved", "Heartbeat", "Severity"]
 
@@ -23,7 +22,7 @@ class Heartbeat(Payload):
 
     worker: Name
     instance: Name
-    started_at: AwareDatetime
+    started_at: Timestamp
     uptime_s: NonNegative
     messages_per_s: NonNegative = 0.0
     error_rate: Ratio = 0.0
@@ -53,14 +52,14 @@ class AlertRaised(_AlertBase):
     """An alert started firing or changed severity."""
 
     value: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    started_at: datetime
+    started_at: Timestamp
     runbook_url: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
 class AlertResolved(_AlertBase):
     """An alert stopped firing after its condition stayed clear for its window."""
 
-    resolved_at: datetime
+    resolved_at: Timestamp
 
 
 EVENTS: dict[str, type[Payload]] = {

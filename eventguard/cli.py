@@ -36,6 +36,7 @@ from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
 from eventguard.consumes import consumed_types
+from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import new_event
 from schemas.export import write_all
@@ -212,8 +213,9 @@ async def _topology_definitions(_args: argparse.Namespace, settings: Settings) -
     return 0
 
 
-async def _schema_export(args: argparse.Namespace, _settings: Settings) -> int:
-    written = write_all(args.out, consumed_types(), version=_VERSION)
+async def _schema_export(args: argparse.Namespace, settings: Settings) -> int:
+    contract = contract_from(settings)
+    written = write_all(args.out, consumed_types(), version=_VERSION, contract=contract)
     print(f"wrote {len(written)} files to {args.out}")
     return 0
 

@@ -8,24 +8,30 @@ from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
 from common.bus.publisher import Publisher
+from common.bus.router import Route
 from common.config import Settings
 from common.metrics import Metrics
 from common.service import WorkerContext
 from common.store import Store
 from workers.registry import WORKERS
 
-__all__ = ["consumed_types"]
+__all__ = ["consumed_types", "worker_routes"]
 
 
-def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
-    """Worker name -> the event types its queue is bound to (built on inert parts)."""
+def worker_routes(settings: Settings | None = None) -> dict[str, dict[str, Route]]:
+    """Worker name -> its routes by event type (built on inert parts)."""
     settings = settings or Settings()
     metrics = Metrics(CollectorRegistry())
     broker = MemoryBroker()
     store = Store(fakeredis.FakeAsyncRedis(), prefix="inspect:")
-    result: dict[str, list[str]] = {}
+    result: dict[str, dict[str, Route]] = {}
     for name, factory in WORKERS.items():
         publisher = Publisher(broker, worker=name, user_id=None, metrics=metrics)
         ctx = WorkerContext(name, settings, store, broker, publisher, metrics)
-        result[name] = factory(ctx).router.event_types
+        result[name] = dict(factory(ctx).router.routes)
     return result
+
+
+def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
+    """Worker name -> the event types its queue is bound to (built on inert parts)."""
+    return {name: sorted(routes) for name, routes in worker_routes(settings).items()}

@@ -20,6 +20,8 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    ValidationInfo,
+    model_validator,
 )
 
 __all__ = [
@@ -103,6 +105,15 @@ class Envelope(BaseModel, Generic[DataT]):
     causation_id: EventId | None = None
     actor: Actor | None = None
     data: DataT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _specversion_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
+        """Wire JSON states its specversion, as the exported schemas require; Python callers
+        may leave it to the default."""
+        if info.mode == "json" and isinstance(data, dict) and "specversion" not in data:
+            raise ValueError("specversion is required")
+        return data
 
 
 def new_event(

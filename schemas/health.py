@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from schemas.envelope import Name, Payload, ShortText, Timestamp
+from schemas.quarantine import EntityKind
 
 __all__ = ["EVENTS", "AlertRaised", "AlertResolved", "Heartbeat", "Severity"]
 
@@ -43,7 +44,7 @@ class _AlertBase(Payload):
     labels: Annotated[dict[LabelValue, LabelValue], Field(max_length=50)] = {}
     summary: ShortText = ""
     # The entity the alert is about, when there is one (kind, id), for quarantine.
-    entity_kind: Annotated[str, StringConstraints(max_length=64)] | None = None
+    entity_kind: EntityKind | None = None
     entity_id: Annotated[str, StringConstraints(max_length=256)] | None = None
     quarantine: bool = False
 

@@ -31,12 +31,12 @@ from common.bus.router import Emit, RawHandler
 from common.bus.topology import DEAD_QUEUE
 from common.errors import Reject
 from common.logging import get_logger
-from common.quarantine_view import ENTITY_KINDS
 from common.security.tokens import TokenService
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
 from schemas.quarantine import (
+    EntityKind,
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
@@ -194,7 +194,7 @@ class QuarantineService(BaseService):
         return out
 
     async def _contain(
-        self, kind: str, entity_id: str, count: int, window: str, now: float
+        self, kind: EntityKind, entity_id: str, count: int, window: str, now: float
     ) -> list[Envelope[Any]]:
         record_id = _entity_record_id("flood", kind, entity_id, window)
         evidence = {"dead_letters": str(count), "window_s": str(self.settings.flood_window_s)}
@@ -227,7 +227,7 @@ class QuarantineService(BaseService):
         self,
         *,
         record_id: str,
-        kind: str,
+        kind: EntityKind,
         entity_id: str,
         reason: str,
         detail: str,
@@ -264,11 +264,6 @@ class QuarantineService(BaseService):
     async def on_requested(self, event: Envelope[QuarantineRequested]) -> Emit:
         """Block an entity; a permanent block needs an admin actor."""
         data = event.data
-        if data.kind == "message":
-            raise Reject(
-                "quarantine.requested blocks entities; messages arrive dead-lettered",
-                reason="schema_violation",
-            )
         requested_by = actor_subject(event.actor, data.requested_by)
         if data.permanent:
             requested_by = await self._require(event, ADMIN_ROLES, "a permanent block")
@@ -293,7 +288,7 @@ class QuarantineService(BaseService):
         data = event.data
         if not data.quarantine or data.severity != "critical":
             return []
-        if data.entity_kind not in ENTITY_KINDS or not data.entity_id:
+        if data.entity_kind is None or not data.entity_id:
             _log.warning("quarantine.alert_without_entity", rule=data.rule, kind=data.entity_kind)
             return []
         _, added = await self._block(

@@ -44,7 +44,7 @@ EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern
 
 SCHEMA_VERSION = "1"
 
-# RFC 3339 date-time, as JSON Schema's "date-time" format reads it: seconds and an offset.
+# RFC 3339 date-time as JSON Schema checkers read it: seconds and an offset (T, Z any case).
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
 )

@@ -152,7 +152,7 @@ async def run(n: int, n_list: int, amqp_url: str, redis_url: str) -> dict[str, A
     topology = Topology(
         exchanges=(ExchangeSpec(events_x, "topic"),),
         queues=(
-            QueueSpec(plain_q, {"x-queue-type": "quorum"}),
+            QueueSpec(plain_q, {"x-queue-type": "quorum"}, ((events_x, TYPE),)),
             QueueSpec(dead_q, {"x-queue-type": "quorum"}),
             QueueSpec(
                 sink_q, {"x-max-length": 1000, "x-overflow": "drop-head"}, ((events_x, "#"),)
@@ -182,8 +182,7 @@ async def run(n: int, n_list: int, amqp_url: str, redis_url: str) -> dict[str, A
             to_message(
                 new_event(TYPE, StrategyRevoked(user_id=f"u{i}", strategy="s"), source="bench"),
                 user_id="guest",
-                exchange="",
-                routing_key=plain_q,
+                exchange=events_x,  # routing key = type, as the wire contract wants
             )
             for i in range(n)
         ]

@@ -108,15 +108,21 @@ class Infra:
         return name
 
     async def fill(self, queue: str, bodies: list[bytes], window: int = 500) -> None:
-        """Publish ``bodies`` to ``queue`` with confirms (not timed)."""
+        """Publish ``bodies`` to ``queue`` with confirms (not timed), through an exchange with
+        the event type as routing key, as the wire contract wants (one queue bound at a time)."""
         channel = await self.conn.channel(publisher_confirms=True)
+        fill_x = f"{self.exchange}.fill"
+        await channel.exchange_declare(fill_x, exchange_type="direct", durable=False)
+        await channel.queue_bind(queue, fill_x, routing_key=EVENT_TYPE)
         props = spec.Basic.Properties(
             delivery_mode=2, message_type=EVENT_TYPE, content_type="application/json"
         )
         for start in range(0, len(bodies), window):
             await asyncio.gather(
                 *(
-                    channel.basic_publish(body, routing_key=queue, properties=props)
+                    channel.basic_publish(
+                        body, exchange=fill_x, routing_key=EVENT_TYPE, properties=props
+                    )
                     for body in bodies[start : start + window]
                 )
             )
@@ -135,6 +141,7 @@ class Infra:
         for name in self.queues:
             await channel.queue_delete(name)
         await channel.exchange_delete(self.exchange)
+        await channel.exchange_delete(f"{self.exchange}.fill")
         await channel.close()
 
 

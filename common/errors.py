@@ -10,6 +10,11 @@ signals below into a message's fate:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # common.bus imports this module; the reason type is only an annotation
+    from common.bus.headers import DeadReason
+
 __all__ = [
     "ConfigError",
     "DeliveryError",
@@ -48,7 +53,7 @@ class RetryLater(EventGuardError):
 class Reject(EventGuardError):
     """The message can never succeed (poison): dead-letter it with ``reason``."""
 
-    def __init__(self, detail: str, *, reason: str = "handler_rejected") -> None:
+    def __init__(self, detail: str, *, reason: DeadReason = "handler_rejected") -> None:
         super().__init__(detail)
         self.detail = detail
         self.reason = reason

@@ -52,13 +52,10 @@ from common.bus.router import Router
 from common.logging import get_logger
 from common.store import Store
 from schemas.envelope import Envelope
-from schemas.quarantine import QuarantineEntryAdded, QuarantineEntryReleased
+from schemas.quarantine import ENTITY_KINDS, QuarantineEntryAdded, QuarantineEntryReleased
 
 __all__ = ["ENTITY_KINDS", "QuarantineView", "ViewEntry"]
 
-ENTITY_KINDS: frozenset[str] = frozenset(
-    {"ai_model", "exchange_source", "producer", "strategy", "event_type"}
-)
 _SEP = "\x1f"
 _MAX_TOMBSTONES = 10_000
 _log = get_logger("eventguard.quarantine_view")

@@ -37,6 +37,7 @@ from eventguard import demo as demo_module
 from eventguard import load as load_cli
 from eventguard.admin_api import admin_openapi
 from eventguard.consumes import consumed_types
+from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import Actor, new_event
 from schemas.export import write_all
@@ -234,8 +235,9 @@ async def _topology_definitions(_args: argparse.Namespace, settings: Settings) -
     return 0
 
 
-async def _schema_export(args: argparse.Namespace, _settings: Settings) -> int:
-    written = write_all(args.out, consumed_types(), version=_VERSION)
+async def _schema_export(args: argparse.Namespace, settings: Settings) -> int:
+    contract = contract_from(settings)
+    written = write_all(args.out, consumed_types(), version=_VERSION, contract=contract)
     openapi = args.out / "openapi.json"
     openapi.write_text(json.dumps(admin_openapi(), indent=2) + "\n")
     written.append(openapi)

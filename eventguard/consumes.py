@@ -8,13 +8,14 @@ from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
 from common.bus.publisher import Publisher
+from common.bus.router import Route
 from common.config import Settings
 from common.metrics import Metrics
 from common.service import Service, WorkerContext
 from common.store import Store
 from workers.registry import WORKERS
 
-__all__ = ["consumed_types", "inert_services"]
+__all__ = ["consumed_types", "inert_services", "worker_routes"]
 
 
 def inert_services(settings: Settings | None = None) -> dict[str, Service]:
@@ -33,4 +34,9 @@ def inert_services(settings: Settings | None = None) -> dict[str, Service]:
 
 def consumed_types(settings: Settings | None = None) -> dict[str, list[str]]:
     """Worker name -> the event types its queue is bound to (built on inert parts)."""
-    return {name: service.router.event_types for name, service in inert_services(settings).items()}
+    return {name: sorted(routes) for name, routes in worker_routes(settings).items()}
+
+
+def worker_routes(settings: Settings | None = None) -> dict[str, dict[str, Route]]:
+    """Worker name -> its routes by event type (built on inert parts)."""
+    return {name: dict(service.router.routes) for name, service in inert_services(settings).items()}

@@ -21,7 +21,13 @@ VHOST = "/"
 PRODUCER_USERS = sorted(
     {user for users in DEFAULT_PRODUCERS.values() for user in users} - WORKER_USERS
 )
-_SHARED = ["eventguard.events", "eventguard.dlx", "eventguard.unrouted", "eventguard.dead"]
+_SHARED = [
+    "eventguard.events",
+    "eventguard.dlx",
+    "eventguard.unrouted",
+    "eventguard.dead",
+    "eventguard.dead.unrecorded",
+]
 
 
 def _any(names: list[str]) -> str:

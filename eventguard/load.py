@@ -188,10 +188,14 @@ class Mix:
         if kind == "handler_rejected":
             base = self.rng.choice(self.rejectable)
             event: Envelope[Any] = (
-                new_event(  # a valid envelope the quarantine worker refuses to act on
+                new_event(  # valid, but a permanent block without an admin actor is refused
                     base,
                     QuarantineRequested(
-                        kind="message", entity_id=_uid(), reason="load", requested_by="load"
+                        kind="producer",
+                        entity_id=_uid(),
+                        reason="load",
+                        requested_by="load",
+                        permanent=True,
                     ),
                     source="load",
                 )

@@ -7,11 +7,22 @@ and bounds every string, list and number.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationInfo,
+    model_validator,
+)
 
 __all__ = [
     "Actor",
@@ -20,6 +31,7 @@ __all__ = [
     "Name",
     "Payload",
     "ShortText",
+    "Timestamp",
     "new_event",
 ]
 
@@ -31,6 +43,28 @@ _ID_PATTERN = r"^[A-Za-z0-9._:-]+$"
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=_ID_PATTERN)]
 
 SCHEMA_VERSION = "1"
+
+# RFC 3339 date-time as JSON Schema checkers read it: seconds and an offset (T, Z any case).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+
+_LAX_TIME: TypeAdapter[datetime] = TypeAdapter(AwareDatetime)
+
+
+def _rfc3339(value: Any) -> Any:
+    """On the wire a time is an RFC 3339 string with an offset (not epoch seconds, not a date
+    without seconds); Python callers may pass a timezone-aware ``datetime``."""
+    if isinstance(value, str):
+        if not _RFC3339.fullmatch(value):
+            raise ValueError("expected an RFC 3339 date-time with seconds and an offset")
+        return _LAX_TIME.validate_python(value)  # strict mode takes only a datetime from here
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A timezone-aware time; from JSON, an RFC 3339 string only."""
 
 
 class Payload(BaseModel):
@@ -67,7 +101,7 @@ class Envelope(BaseModel, Generic[DataT]):
     id: EventId
     type: EventType
     source: Name
-    time: AwareDatetime
+    time: Timestamp
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: Annotated[str, StringConstraints(max_length=300)] | None = None
     schema_version: Annotated[str, StringConstraints(max_length=16)] = SCHEMA_VERSION
@@ -75,6 +109,15 @@ class Envelope(BaseModel, Generic[DataT]):
     causation_id: EventId | None = None
     actor: Actor | None = None
     data: DataT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _specversion_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
+        """Wire JSON states its specversion, as the exported schemas require; Python callers
+        may leave it to the default."""
+        if info.mode == "json" and isinstance(data, dict) and "specversion" not in data:
+            raise ValueError("specversion is required")
+        return data
 
 
 def new_event(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.envelope import Name, Payload, ShortText
+from schemas.envelope import Name, Payload, ShortText, Timestamp
+from schemas.quarantine import EntityKind
 
 __all__ = ["EVENTS", "AlertRaised", "AlertResolved", "Heartbeat", "Severity"]
 
@@ -23,7 +23,7 @@ class Heartbeat(Payload):
 
     worker: Name
     instance: Name
-    started_at: AwareDatetime
+    started_at: Timestamp
     uptime_s: NonNegative
     messages_per_s: NonNegative = 0.0
     error_rate: Ratio = 0.0
@@ -44,7 +44,7 @@ class _AlertBase(Payload):
     labels: Annotated[dict[LabelValue, LabelValue], Field(max_length=50)] = {}
     summary: ShortText = ""
     # The entity the alert is about, when there is one (kind, id), for quarantine.
-    entity_kind: Annotated[str, StringConstraints(max_length=64)] | None = None
+    entity_kind: EntityKind | None = None
     entity_id: Annotated[str, StringConstraints(max_length=256)] | None = None
     quarantine: bool = False
 
@@ -53,14 +53,14 @@ class AlertRaised(_AlertBase):
     """An alert started firing or changed severity."""
 
     value: Annotated[float, Field(allow_inf_nan=False)] | None = None
-    started_at: datetime
+    started_at: Timestamp
     runbook_url: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
 class AlertResolved(_AlertBase):
     """An alert stopped firing after its condition stayed clear for its window."""
 
-    resolved_at: datetime
+    resolved_at: Timestamp
 
 
 EVENTS: dict[str, type[Payload]] = {

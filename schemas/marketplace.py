@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.envelope import Name, Payload
+from schemas.envelope import Name, Payload, Timestamp
 
 __all__ = ["EVENTS", "StrategyPurchased", "StrategyRevoked"]
 
@@ -19,7 +19,7 @@ class StrategyPurchased(Payload):
 
     user_id: Name
     strategy: StrategyId
-    expires_at: AwareDatetime | None = None
+    expires_at: Timestamp | None = None
     credits: Annotated[int, Field(ge=0, le=10_000_000)] = 0
     asset_filter: Annotated[list[Symbol], Field(max_length=5_000)] | None = None
 

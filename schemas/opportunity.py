@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.envelope import Name, Payload
+from schemas.envelope import Name, Payload, Timestamp
 
 __all__ = ["EVENTS", "MissingPart", "OpportunityFound", "ScanCompleted", "ScanRequested"]
 
@@ -47,7 +47,7 @@ class OpportunityFound(Payload):
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     risk: Literal["low", "medium", "high"]
     expected_value: Finite
-    data_time: AwareDatetime
+    data_time: Timestamp
     staleness_s: Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
 from schemas.envelope import Name, Payload, ShortText
 
 __all__ = [
+    "ENTITY_KINDS",
     "EVENTS",
     "EntityKind",
     "QuarantineEntryAdded",
@@ -17,10 +18,15 @@ __all__ = [
     "QuarantineReleaseRefused",
     "QuarantineReleaseRequested",
     "QuarantineRequested",
+    "RecordKind",
     "RefusalReason",
 ]
 
-EntityKind = Literal["ai_model", "exchange_source", "producer", "strategy", "event_type", "message"]
+EntityKind = Literal["ai_model", "exchange_source", "producer", "strategy", "event_type"]
+"""What can be blocked: the one type of entity kinds, in the schemas, the view and the worker."""
+ENTITY_KINDS: Final[frozenset[str]] = frozenset(get_args(EntityKind))
+RecordKind = Literal[EntityKind, "message"]
+"""What a quarantine record holds: a blocked entity, or a dead message (recorded, never asked)."""
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Severity = Literal["info", "warning", "critical"]
@@ -29,7 +35,8 @@ EvidenceKey = Annotated[str, StringConstraints(max_length=100)]
 
 class QuarantineRequested(Payload):
     """Take an entity out of circulation for ``ttl_s`` seconds (default: the quarantine worker's
-    ``default_ttl_s``), or until released when ``permanent`` (only an admin actor may ask)."""
+    ``default_ttl_s``), or until released when ``permanent`` (only an admin actor may ask).
+    ``kind`` is an entity kind: messages reach quarantine dead-lettered, never by request."""
 
     kind: EntityKind
     entity_id: EntityId
@@ -50,7 +57,7 @@ class QuarantineReleaseRequested(Payload):
 
 class _EntryEvent(Payload):
     record_id: RecordId
-    kind: EntityKind
+    kind: RecordKind
     entity_id: EntityId
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from schemas import ai, health, marketplace, opportunity, ops, quarantine
 from schemas.envelope import Envelope, Payload
 
-__all__ = ["CATALOGUE", "envelope_model", "is_known", "payload_model"]
+__all__ = ["CATALOGUE", "REPLIES", "envelope_model", "is_known", "payload_model"]
 
 CATALOGUE: dict[str, type[Payload]] = {
     **health.EVENTS,
@@ -17,6 +17,14 @@ CATALOGUE: dict[str, type[Payload]] = {
     **opportunity.EVENTS,
     **marketplace.EVENTS,
     **ops.EVENTS,
+}
+
+# Request/reply: the answers a requester with an AMQP reply_to gets back, by request type (a
+# test checks the workers' routes against this table).
+REPLIES: dict[str, tuple[str, ...]] = {
+    "ai.completion.requested": ("ai.completion.succeeded", "ai.completion.failed"),
+    "opportunity.scan.requested": ("opportunity.scan.completed",),
+    "quarantine.release.requested": ("quarantine.entry.released", "quarantine.release.refused"),
 }
 
 

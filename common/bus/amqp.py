@@ -231,6 +231,7 @@ class AmqpBroker:
     async def _publish_on(self, channel: AbstractChannel, message: OutgoingMessage) -> None:
         properties = spec.Basic.Properties(
             content_type=message.content_type,
+            content_encoding=message.content_encoding,
             delivery_mode=_PERSISTENT,
             headers=dict(message.headers) if message.headers else None,
             message_id=message.message_id,
@@ -419,6 +420,7 @@ class AmqpBroker:
             app_id=props.app_id,
             timestamp=props.timestamp,
             content_type=props.content_type,
+            content_encoding=props.content_encoding,
             redelivered=bool(getattr(delivery, "redelivered", False)),
             _ack=partial(self._settle, consumer, channel, tag, None),
             _reject=partial(self._settle, consumer, channel, tag),
@@ -515,6 +517,7 @@ class AmqpBroker:
                 app_id=props.app_id,
                 timestamp=props.timestamp,
                 content_type=props.content_type,
+                content_encoding=props.content_encoding,
                 redelivered=False,
                 _ack=_settled,
                 _reject=_rejected,

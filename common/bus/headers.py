@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 __all__ = [
     "ATTEMPT",
@@ -17,6 +17,7 @@ __all__ = [
     "REASON",
     "RELEASE_ID",
     "WORKER",
+    "DeadReason",
 ]
 
 PREFIX: Final = "x-eventguard-"
@@ -32,16 +33,21 @@ DEAD_AT: Final = PREFIX + "dead-at"
 PRODUCER: Final = PREFIX + "producer"
 RELEASE_ID: Final = PREFIX + "release-id"
 
-# Every reason a message can be dead-lettered for by the pipeline.
-DEAD_REASONS: Final = frozenset(
-    {
-        "invalid_json",
-        "schema_violation",
-        "unknown_type",
-        "too_large",
-        "unauthorized",
-        "max_attempts",
-        "handler_rejected",
-        "producer_blocked",
-    }
-)
+# Every reason the runtime dead-letters a message for (docs/dead-letters.md says when each
+# applies). Closed: every raise site names one of these, and a test checks the docs list them.
+DeadReason = Literal[
+    "invalid_json",
+    "schema_violation",
+    "unknown_type",
+    "too_large",
+    "unauthorized",
+    "max_attempts",
+    "handler_rejected",
+    "bad_content_type",
+    "bad_content_encoding",
+    "type_mismatch",
+    "routing_key_mismatch",
+    "id_reused",
+    "producer_blocked",
+]
+DEAD_REASONS: Final[frozenset[str]] = frozenset(get_args(DeadReason))

@@ -298,6 +298,7 @@ class MemoryBroker:
             app_id=message.app_id,
             timestamp=message.timestamp,
             content_type=message.content_type,
+            content_encoding=message.content_encoding,
             redelivered=stored.deliveries > 1,
             _ack=ack,
             _reject=reject,

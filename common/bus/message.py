@@ -27,8 +27,9 @@ class OutgoingMessage:
     user_id: str | None = None
     app_id: str | None = None
     timestamp: datetime | None = None
-    content_type: str = "application/json"
+    content_type: str | None = "application/json"
     mandatory: bool = True
+    content_encoding: str | None = None
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ class IncomingMessage:
     _ack: Callable[[], Awaitable[None]] = field(repr=False)
     _reject: Callable[[bool], Awaitable[None]] = field(repr=False)
     settled: bool = False
+    content_encoding: str | None = None
 
     async def ack(self) -> None:
         """Tell the broker the message is done."""
@@ -86,5 +88,6 @@ class IncomingMessage:
             user_id=user_id,  # a re-publish is made by this worker, not the original producer
             app_id=self.app_id,
             timestamp=self.timestamp,
-            content_type=self.content_type or "application/octet-stream",
+            content_type=self.content_type,  # absent stays absent: the copy is exact
+            content_encoding=self.content_encoding,
         )

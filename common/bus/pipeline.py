@@ -23,12 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from common.bus import headers as h
+from common.bus.admission import DeadLetter, admit
 from common.bus.broker import Broker
-from common.bus.idempotency import ClaimState, Idempotency
+from common.bus.idempotency import ClaimState, Idempotency, body_digest
 from common.bus.message import HeaderValue, IncomingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import Emit, Route, Router
@@ -66,14 +66,6 @@ class PipelineStats:
     handled: int = 0
     failed: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
-
-
-class _DeadLetter(Exception):
-    def __init__(self, reason: str, detail: str, exception: str = "") -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-        self.exception = exception
 
 
 class Pipeline:
@@ -172,7 +164,7 @@ class Pipeline:
     async def _process(self, message: IncomingMessage) -> tuple[str, str]:
         try:
             event, route = self._decode(message)
-        except _DeadLetter as dead:
+        except DeadLetter as dead:
             await self._dead_letter(message, dead.reason, dead.detail, dead.exception, attempt=0)
             return message.type or "unknown", "rejected"
         with bind_message(
@@ -190,62 +182,40 @@ class Pipeline:
     def _producer_of(self, message: IncomingMessage) -> str:
         """The AMQP user that published the event (``anonymous`` without one); for relayed
         copies (our own retries, a quarantine release), the original producer in the header."""
-        relayed = message.user_id == self.publisher.user_id or (
-            message.user_id in self.settings.relay_users
-        )
-        if relayed and h.PRODUCER in message.headers:
+        if self._relayed(message) and h.PRODUCER in message.headers:
             return str(message.headers[h.PRODUCER]) or ANONYMOUS
         return message.user_id or ANONYMOUS
 
+    def _relayed(self, message: IncomingMessage) -> bool:
+        """Published by this worker's own user or a configured relay (its headers are trusted)."""
+        return message.user_id == self.publisher.user_id or (
+            message.user_id in self.settings.relay_users
+        )
+
     def _decode(self, message: IncomingMessage) -> tuple[Envelope[Any], Route]:
-        if len(message.body) > self.settings.max_body_bytes:
-            raise _DeadLetter(
-                "too_large", f"{len(message.body)} bytes > {self.settings.max_body_bytes}"
-            )
-        event_type = message.type
-        if event_type is None or not is_known(event_type):
-            event_type = self._peek_type(message.body)
-        if not is_known(event_type):
-            raise _DeadLetter("unknown_type", f"event type {event_type!r} is not in the catalogue")
-        try:
-            event = envelope_model(event_type).model_validate_json(message.body)
-        except ValidationError as error:
-            first = error.errors()[0]
-            if first["type"] == "json_invalid":
-                raise _DeadLetter("invalid_json", str(first["msg"]), "ValidationError") from None
-            raise _DeadLetter("schema_violation", _summarise(error), "ValidationError") from None
-        if event.type != event_type:
-            raise _DeadLetter(
-                "schema_violation",
-                f"type property {message.type!r} differs from envelope type {event.type!r}",
-            )
+        event = admit(
+            message, max_body_bytes=self.settings.max_body_bytes, relayed=self._relayed(message)
+        )
         route = self.router.routes.get(event.type)
         if route is None:
-            raise _DeadLetter("unknown_type", f"{self.worker} has no handler for {event.type}")
+            raise DeadLetter("unknown_type", f"{self.worker} has no handler for {event.type}")
         return event, route
-
-    @staticmethod
-    def _peek_type(body: bytes) -> str:
-        try:
-            data = Envelope[dict[str, Any]].model_validate_json(body)  # type: ignore[type-var]
-        except ValidationError as error:
-            first = error.errors()[0]
-            if first["type"] == "json_invalid":
-                raise _DeadLetter("invalid_json", str(first["msg"]), "ValidationError") from None
-            raise _DeadLetter("schema_violation", _summarise(error), "ValidationError") from None
-        return str(data.type)
 
     async def _handle(self, message: IncomingMessage, event: Envelope[Any], route: Route) -> str:
         attempt = _attempt_of(message) + 1
         idem = self.idempotency
         if idem is not None:
             try:
-                claim = await idem.claim(event.id)
+                claim = await idem.claim(event.id, body_digest(message.body))
             except _UNAVAILABLE as error:
                 return await self._retry(message, attempt, f"idempotency claim failed: {error!r}")
             if claim.state is ClaimState.DONE:
                 await message.ack()
                 return "duplicate"
+            if claim.state is ClaimState.REUSED:  # the claim is the first event's: keep it
+                detail = f"id {event.id!r} was handled before for a different body"
+                await self._dead_letter(message, "id_reused", detail, "", attempt)
+                return "dead_letter"
             if claim.state is ClaimState.BUSY:
                 return await self._retry(message, attempt, "event is being handled elsewhere")
             if claim.state is ClaimState.OUTBOX:
@@ -283,11 +253,12 @@ class Pipeline:
     ) -> str:
         idem = self.idempotency
         try:
+            digest = body_digest(message.body) if idem is not None else b""
             if output and idem is not None:
-                await idem.save_outbox(event.id, [e.model_dump_json() for e in output])
+                await idem.save_outbox(event.id, [e.model_dump_json() for e in output], digest)
             await self._emit(message, route, output)
             if idem is not None:
-                await idem.done(event.id)
+                await idem.done(event.id, digest)
         except _UNAVAILABLE as error:
             return await self._retry(message, attempt, f"publishing output failed: {error!r}")
         await message.ack()
@@ -376,7 +347,12 @@ class Pipeline:
         return self.retry_queues[tiers[min(attempt - 1, len(tiers) - 1)]]
 
     async def _dead_letter(
-        self, message: IncomingMessage, reason: str, detail: str, exception: str, attempt: int
+        self,
+        message: IncomingMessage,
+        reason: h.DeadReason,
+        detail: str,
+        exception: str,
+        attempt: int,
     ) -> None:
         dead_headers: dict[str, HeaderValue] = {
             **message.headers,
@@ -424,8 +400,3 @@ def _original_routing_key(message: IncomingMessage) -> str:
 
 def _original_exchange(message: IncomingMessage) -> str:
     return str(message.headers.get(h.ORIGINAL_EXCHANGE, message.exchange))
-
-
-def _summarise(error: ValidationError) -> str:
-    parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]]
-    return "; ".join(parts)

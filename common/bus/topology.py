@@ -7,6 +7,9 @@
 * ``eventguard.<worker>.retry.<ms>``: delay tiers; a message waits there for its TTL without
   being held by any consumer, then dead-letters back to the work queue.
 * ``eventguard.dlx`` (fanout) -> ``eventguard.dead``: where dead messages wait for quarantine.
+  Its delivery limit (:data:`DEAD_DELIVERY_LIMIT`) is the last resort for a dead message the
+  quarantine worker fails to record again and again: RabbitMQ moves it (at-least-once) to
+  ``eventguard.dead.unrecorded``, which nothing consumes, instead of requeueing it forever.
 * ``eventguard.unrouted`` (fanout, the events exchange's alternate) -> ``eventguard.unrouted``:
   events no queue is bound for yet, so a mandatory publish never fails for lack of a subscriber.
 """
@@ -17,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "DEAD_DELIVERY_LIMIT",
     "DEAD_LETTER_EXCHANGE",
     "DEAD_QUEUE",
     "EVENTS_EXCHANGE",
+    "UNRECORDED_QUEUE",
     "UNROUTED_EXCHANGE",
     "UNROUTED_QUEUE",
     "ExchangeSpec",
@@ -29,6 +34,7 @@ __all__ = [
     "dead_queue_spec",
     "retry_queue_name",
     "topic_matches",
+    "unrecorded_queue_spec",
     "unrouted_queue_spec",
     "work_queue_name",
     "worker_topology",
@@ -37,6 +43,10 @@ __all__ = [
 EVENTS_EXCHANGE = "eventguard.events"
 DEAD_LETTER_EXCHANGE = "eventguard.dlx"
 DEAD_QUEUE = "eventguard.dead"
+UNRECORDED_QUEUE = "eventguard.dead.unrecorded"
+# Deliveries of one dead message before it leaves for UNRECORDED_QUEUE. The raw consumer waits
+# a second between failures and pauses while Redis' breaker is open, so this is a bug's budget.
+DEAD_DELIVERY_LIMIT = 50
 UNROUTED_EXCHANGE = "eventguard.unrouted"
 UNROUTED_QUEUE = "eventguard.unrouted"
 
@@ -87,8 +97,26 @@ def dead_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
     """The queue where dead messages wait for the quarantine worker."""
     return QueueSpec(
         name=DEAD_QUEUE,
-        arguments=_quorum({"x-max-length": max_length, "x-overflow": "reject-publish"}),
+        arguments=_quorum(
+            {
+                "x-max-length": max_length,
+                "x-overflow": "reject-publish",
+                "x-delivery-limit": DEAD_DELIVERY_LIMIT,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": UNRECORDED_QUEUE,
+                "x-dead-letter-strategy": "at-least-once",
+            }
+        ),
         bindings=((DEAD_LETTER_EXCHANGE, ""),),
+    )
+
+
+def unrecorded_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
+    """Dead messages quarantine could not record after DEAD_DELIVERY_LIMIT deliveries: kept,
+    unconsumed, for an operator (docs/dead-letters.md says how to move them back)."""
+    return QueueSpec(
+        name=UNRECORDED_QUEUE,
+        arguments=_quorum({"x-max-length": max_length, "x-overflow": "reject-publish"}),
     )
 
 
@@ -154,7 +182,13 @@ def worker_topology(
         )
     return Topology(
         exchanges=base_exchanges(),
-        queues=(work, *retry_specs, dead_queue_spec(), unrouted_queue_spec()),
+        queues=(
+            work,
+            *retry_specs,
+            unrecorded_queue_spec(),
+            dead_queue_spec(),
+            unrouted_queue_spec(),
+        ),
         work_queue=queue,
         retry_queues=retries,
     )

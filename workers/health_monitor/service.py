@@ -16,6 +16,7 @@ from common.logging import get_logger
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope, new_event
 from schemas.health import AlertRaised, AlertResolved, Heartbeat
+from schemas.quarantine import ENTITY_KINDS
 from workers.health_monitor import admin
 from workers.health_monitor.alerts import AlertBook, Notification, Sink, deliver, due
 from workers.health_monitor.collectors import (
@@ -191,7 +192,8 @@ class HealthMonitor(BaseService):
             "severity": alert.severity or "warning",
             "labels": {**labels, **rule.severity_labels},
             "summary": rule.summary,
-            "entity_kind": labels.get("entity_kind"),
+            # Only a kind quarantine knows names an entity (labels come from any heartbeat).
+            "entity_kind": kind if (kind := labels.get("entity_kind")) in ENTITY_KINDS else None,
             "entity_id": labels.get("entity_id"),
             "quarantine": rule.quarantine and alert.severity == "critical",
         }

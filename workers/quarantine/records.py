@@ -46,17 +46,9 @@ __all__ = [
 STATUSES = ("quarantined", "under_review", "releasing", "released", "discarded")
 ACTIVE = frozenset({"quarantined", "under_review"})
 
-# Reasons that cannot pass on a retry: the same bytes will fail the same way.
-PERMANENT_REASONS = frozenset(
-    {
-        "invalid_json",
-        "schema_violation",
-        "unauthorized",
-        "too_large",
-        "unknown_type",
-        "handler_rejected",
-    }
-)
+# Reasons that cannot pass on a retry: the same bytes will fail the same way (every runtime
+# reason but max_attempts; see common.bus.headers.DeadReason).
+PERMANENT_REASONS = h.DEAD_REASONS - {"max_attempts"}
 # Reasons a message ran out of chances for, though it might pass later.
 # (``producer_blocked`` passes once the producer's block ends.)
 TRANSIENT_REASONS = frozenset(
@@ -255,12 +247,16 @@ def _destination(headers: dict[str, HeaderValue]) -> Destination | None:
 
 
 def _peek_event(body: bytes) -> tuple[str, str]:
-    """The envelope's id and type, when the body is a JSON object that has them."""
+    """The envelope's id and type, when the body is a JSON object that has them.
+
+    Anything else (not JSON, not UTF-8, nested past the parser's depth, over 4 MiB) yields
+    nothing: the record is kept byte for byte all the same.
+    """
     if not body.startswith(b"{") or len(body) > 4 * 1024 * 1024:
         return "", ""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return "", ""
     if not isinstance(data, dict):
         return "", ""
@@ -321,6 +317,7 @@ def dead_message_from(message: IncomingMessage) -> DeadMessage:
         "app_id": message.app_id,
         "timestamp": message.timestamp.isoformat() if message.timestamp else None,
         "content_type": message.content_type,
+        "content_encoding": message.content_encoding,
         "routing_key": message.routing_key,
         "exchange": message.exchange,
         "redelivered": message.redelivered,

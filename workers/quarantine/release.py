@@ -228,7 +228,8 @@ class Releaser:
             user_id=self.user_id,
             app_id=props.get("app_id"),
             timestamp=datetime.fromisoformat(stamp) if stamp else None,
-            content_type=props.get("content_type") or "application/octet-stream",
+            content_type=props.get("content_type"),
+            content_encoding=props.get("content_encoding"),
         )
 
     async def _release_entity(

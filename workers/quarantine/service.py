@@ -40,6 +40,7 @@ from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
 from schemas.quarantine import (
+    EntityKind,
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
@@ -188,7 +189,7 @@ class QuarantineService(BaseService):
         return out
 
     async def _contain(
-        self, kind: str, entity_id: str, count: int, window: str, now: float
+        self, kind: EntityKind, entity_id: str, count: int, window: str, now: float
     ) -> list[Envelope[Any]]:
         record_id = _entity_record_id("flood", kind, entity_id, window)
         evidence = {"dead_letters": str(count), "window_s": str(self.settings.flood_window_s)}
@@ -221,7 +222,7 @@ class QuarantineService(BaseService):
         self,
         *,
         record_id: str,
-        kind: str,
+        kind: EntityKind,
         entity_id: str,
         reason: str,
         detail: str,
@@ -258,11 +259,6 @@ class QuarantineService(BaseService):
     async def on_requested(self, event: Envelope[QuarantineRequested]) -> Emit:
         """Block an entity; a permanent block needs an admin actor."""
         data = event.data
-        if data.kind == "message":
-            raise Reject(
-                "quarantine.requested blocks entities; messages arrive dead-lettered",
-                reason="schema_violation",
-            )
         # Who asked, from the admitted identity (the actor, else the producer), never the
         # payload's ``requested_by``.
         requested_by = requester(event).subject
@@ -289,7 +285,7 @@ class QuarantineService(BaseService):
         data = event.data
         if not data.quarantine or data.severity != "critical":
             return []
-        if data.entity_kind not in ENTITY_KINDS or not data.entity_id:
+        if data.entity_kind is None or not data.entity_id:
             _log.warning("quarantine.alert_without_entity", rule=data.rule, kind=data.entity_kind)
             return []
         _, added = await self._block(

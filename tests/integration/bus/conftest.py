@@ -2,9 +2,9 @@
 
 Every name a test declares starts with ``eventguard.<worker>`` where ``<worker>`` carries the
 test's name and a random suffix; even the exchanges and the dead-letter queue that production
-shares (``eventguard.events``, ``eventguard.dlx``, ``eventguard.dead``, ``eventguard.unrouted``)
-get per-test names, so parallel runs never see each other's messages. The rig deletes what it
-declared and the Redis keys under its prefix.
+shares (``eventguard.events``, ``eventguard.dlx``, ``eventguard.dead`` and its
+``.unrecorded``, ``eventguard.unrouted``) get per-test names, so parallel runs never see each
+other's messages. The rig deletes what it declared and the Redis keys under its prefix.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from common.bus.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_QUEUE,
     EVENTS_EXCHANGE,
+    UNRECORDED_QUEUE,
     UNROUTED_EXCHANGE,
     ExchangeSpec,
     QueueSpec,
@@ -55,6 +56,7 @@ def isolated_topology(
         EVENTS_EXCHANGE: f"eventguard.{worker}.events",
         DEAD_LETTER_EXCHANGE: f"eventguard.{worker}.dlx",
         DEAD_QUEUE: f"eventguard.{worker}.dead",
+        UNRECORDED_QUEUE: f"eventguard.{worker}.dead.unrecorded",
         UNROUTED_EXCHANGE: f"eventguard.{worker}.unrouted",  # also the unrouted queue's name
     }
     base = worker_topology(

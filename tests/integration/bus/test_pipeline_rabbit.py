@@ -6,6 +6,7 @@ import json
 import time
 
 from common.bus import headers as h
+from common.bus.idempotency import body_digest
 from common.bus.router import Emit, Router
 from common.errors import Reject, RetryLater
 from schemas.envelope import Envelope, new_event
@@ -156,4 +157,5 @@ async def test_duplicate_delivery_is_handled_once(rig: Rig) -> None:
     await publisher.publish(event)  # a redelivery as a producer retrying after a lost confirm
     await until(lambda: rig.count("duplicate") == 1)
     assert handler.calls == [event.id]
-    assert await rig.redis.get(f"{rig.prefix}idem:{rig.worker}:{event.id}") == b"done"
+    digest = body_digest(event.model_dump_json().encode())
+    assert await rig.redis.get(f"{rig.prefix}idem:{rig.worker}:{event.id}") == b"done:" + digest

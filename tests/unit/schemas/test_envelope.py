@@ -66,13 +66,13 @@ def test_envelope_rejects_bad_fields(path: tuple[str, ...], value: object) -> No
 
 
 def test_every_catalogue_type_exports_a_schema(tmp_path: Path) -> None:
-    """schema export writes one JSON Schema per event type plus an AsyncAPI 3.0 document."""
+    """schema export writes one JSON Schema per event type plus an AsyncAPI 3.1 document."""
     schemas = event_schemas()
     assert set(schemas) == set(CATALOGUE)
     written = write_all(tmp_path, {"quarantine": ["quarantine.requested"]}, version="test")
     assert len(written) == len(CATALOGUE) + 1
     doc = json.loads((tmp_path / "asyncapi.json").read_text())
-    assert doc["asyncapi"] == "3.0.0"
+    assert doc["asyncapi"] == "3.1.0"
     assert doc["operations"]["quarantine_receives_quarantine_requested"]["action"] == "receive"
     assert doc["channels"]["health_heartbeat"]["address"] == "health.heartbeat"
 

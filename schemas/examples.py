@@ -15,6 +15,7 @@ from schemas.envelope import SCHEMA_VERSION, Envelope, Payload
 from schemas.health import AlertRaised, AlertResolved, Heartbeat
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
+from schemas.ops import AuditRecorded
 from schemas.quarantine import (
     QuarantineEntryAdded,
     QuarantineEntryDiscarded,
@@ -84,6 +85,12 @@ PAYLOADS: dict[str, Payload] = {
     "quarantine.entry.discarded": QuarantineEntryDiscarded(
         record_id="9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e", kind="message",
         entity_id="3f2a9c1e7b6d4e58a0c1d2e3f4a5b6c7", discarded_by="alice", note="test junk",
+    ),
+    "ops.audit.recorded": AuditRecorded(
+        subject="alice", role="operator", auth="token", action="quarantine.release",
+        method="POST", route="/admin/quarantine/records/{record_id}/release",
+        target={"record_id": "9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e"}, outcome="ok", status=202,
+        at=_T0, worker="quarantine",
     ),
     "quarantine.release.refused": QuarantineReleaseRefused(
         record_id="9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e", reason="already_released",

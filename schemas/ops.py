@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from schemas.envelope import Name, Payload
+from schemas.envelope import Name, Payload, Timestamp
 
 __all__ = ["EVENTS", "AuditRecorded"]
 
@@ -35,7 +35,7 @@ class AuditRecorded(Payload):
     )
     outcome: Literal["ok", "refused", "error"]
     status: int = Field(ge=100, le=599)
-    at: AwareDatetime
+    at: Timestamp
     worker: Name
 
 

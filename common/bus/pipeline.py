@@ -46,7 +46,7 @@ __all__ = ["Authorizer", "Pipeline", "PipelineStats", "allow_all"]
 
 # (event, producer) -> None when admitted, else (dead-letter reason, detail); the fleet's is
 # common.security.admission (producer blocks, producer policy, actor assertion, event rules).
-Authorizer = Callable[[Envelope[Any], str], tuple[str, str] | None]
+Authorizer = Callable[[Envelope[Any], str], tuple[h.DeadReason, str] | None]
 _log = get_logger("eventguard.pipeline")
 _MAX_ERROR_CHARS = 1_000
 # What a Redis or broker call may raise when its server is away: the message is retried later.

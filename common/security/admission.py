@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.bus.headers import DeadReason
 from common.bus.pipeline import Authorizer
 from common.config import Settings
 from common.security.actors import ActorPolicy, authorize_actor
@@ -84,7 +85,7 @@ class Admission:
         """The built-in policies with the settings' additions."""
         return cls(ProducerPolicy.from_settings(settings), ActorPolicy.from_settings(settings))
 
-    def __call__(self, event: Envelope[Any], producer: str) -> tuple[str, str] | None:
+    def __call__(self, event: Envelope[Any], producer: str) -> tuple[DeadReason, str] | None:
         """None when admitted, else ``("unauthorized", why)``."""
         if not self.producers.is_allowed(event.type, producer):
             return "unauthorized", f"producer {producer!r} may not publish {event.type}"
@@ -101,7 +102,7 @@ def admit_unblocked(authorize: Authorizer, blocked: Callable[[str], bool]) -> Au
     """``authorize`` behind the quarantine's producer blocks; remembers the admitted producer
     for :func:`requester`."""
 
-    def admit(event: Envelope[Any], producer: str) -> tuple[str, str] | None:
+    def admit(event: Envelope[Any], producer: str) -> tuple[DeadReason, str] | None:
         if event.type not in _BLOCK_CHANNEL and blocked(producer):
             return "producer_blocked", f"producer {producer!r} is blocked by the quarantine"
         refused = authorize(event, producer)

@@ -33,7 +33,6 @@ from common.bus.router import Emit, RawHandler
 from common.bus.topology import DEAD_QUEUE
 from common.errors import Reject
 from common.logging import get_logger
-from common.quarantine_view import ENTITY_KINDS
 from common.security.admission import requester
 from common.security.redaction import redact, redact_text
 from common.service import AdminRoute, BaseService, WorkerContext

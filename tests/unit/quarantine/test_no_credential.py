@@ -13,10 +13,12 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.bus.message import OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
+from common.problems import problem_middleware
 from common.security import PRINCIPAL, Principal, Role, demo_settings
 from common.security.admission import Admission
 from common.security.tokens import TokenService
 from common.testing import Harness, run_workers
+from common.validation import endpoint
 from schemas.envelope import new_event
 from schemas.quarantine import QuarantineReleaseRequested, QuarantineRequested
 from tests.unit.quarantine.conftest import Clock, factories, settings, until
@@ -42,9 +44,9 @@ async def fleet() -> AsyncIterator[Fleet]:
             response: web.StreamResponse = await handler(request)
             return response
 
-        app = web.Application(middlewares=[as_operator])
+        app = web.Application(middlewares=[problem_middleware, as_operator])
         for route in service.admin_routes():
-            app.router.add_route(route.method, "/admin/" + route.path, route.handler)
+            app.router.add_route(route.method, "/admin/" + route.path, endpoint(route))
         async with TestClient(TestServer(app)) as client:
             yield env, service, client, admin_token
 

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from typing import Any
 
+from common.clitools import parse_duration
 from common.config import Settings
 from common.security.apikeys import ApiKey, ApiKeyStore
 from common.security.roles import Role
@@ -29,16 +29,6 @@ from common.store import Store
 __all__ = ["add_commands", "parse_duration"]
 
 _TOKEN_ROLES = [role.value for role in Role if role is not Role.GUEST]
-_DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,8})(?P<unit>[smhd]?)")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``900``, ``90s``, ``15m``, ``12h`` or ``30d`` (argparse type)."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text[:20]!r} (e.g. 900, 15m, 12h, 30d)")
-    return int(match["n"]) * _UNIT_S[match["unit"]]
 
 
 def add_commands(sub: Any) -> None:
@@ -47,9 +37,12 @@ def add_commands(sub: Any) -> None:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     issue = token_sub.add_parser("issue", help="print a signed token")
     issue.add_argument("--sub", required=True, help="the subject (who the token is for)")
-    issue.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    issue.add_argument("--role", required=True, choices=_TOKEN_ROLES, help="the role granted")
     issue.add_argument(
-        "--ttl", type=parse_duration, default=None, help="lifetime: 900, 15m, 12h, 30d"
+        "--ttl",
+        type=parse_duration,
+        default=None,
+        help="lifetime: 900, 15m, 12h, 30d (default: the configured one)",
     )
     issue.add_argument("--refresh", action="store_true", help="issue a refresh token")
     issue.set_defaults(func=issue_token)
@@ -57,12 +50,17 @@ def add_commands(sub: Any) -> None:
     apikey = sub.add_parser("apikey", help="API keys for services")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
     create = apikey_sub.add_parser("create", help="create a key (shown once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=_TOKEN_ROLES)
-    create.add_argument("--ttl", type=parse_duration, default=None, help="lifetime, e.g. 90d")
+    create.add_argument("--name", required=True, help="who the key is for (a label)")
+    create.add_argument("--role", required=True, choices=_TOKEN_ROLES, help="the role granted")
+    create.add_argument(
+        "--ttl",
+        type=parse_duration,
+        default=None,
+        help="lifetime, e.g. 90d (default: until revoked)",
+    )
     create.set_defaults(func=create_api_key)
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key_id that `apikey create` printed")
     revoke.set_defaults(func=revoke_api_key)
     listing = apikey_sub.add_parser("list", help="list keys (never their secrets)")
     listing.set_defaults(func=list_api_keys)

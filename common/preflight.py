@@ -28,6 +28,7 @@ __all__ = [
     "check_outputs",
     "require_broker",
     "url_user",
+    "url_vhost",
     "worker_outputs",
 ]
 
@@ -36,6 +37,12 @@ def url_user(url: str) -> str:
     """The user an AMQP URL logs in as (RabbitMQ's default, ``guest``, when it names none)."""
     parsed = urlsplit(url)
     return unquote(parsed.username) if parsed.username else "guest"
+
+
+def url_vhost(url: str) -> str:
+    """The vhost an AMQP URL names (``/`` when it names none)."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def require_broker(settings: Settings) -> str:

@@ -9,24 +9,18 @@ anywhere else it refuses unless ``--i-know-this-is-synthetic`` is given.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit
 
 from common.errors import ConfigError
+from common.preflight import url_vhost
 
-__all__ = ["TEST_VHOST", "refuse_unless_test_vhost", "vhost_of"]
+__all__ = ["TEST_VHOST", "refuse_unless_test_vhost"]
 
 TEST_VHOST = re.compile(r"(^|[-_.])(test|tests|e2e|bench|load|demo|synthetic)([-_.0-9]|$)")
 
 
-def vhost_of(url: str) -> str:
-    """The vhost an AMQP URL names (``/`` when it names none)."""
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
-
-
 def refuse_unless_test_vhost(url: str, *, confirmed: bool) -> str:
     """The vhost, when it is a test one or ``confirmed``; otherwise a ConfigError."""
-    vhost = vhost_of(url)
+    vhost = url_vhost(url)
     if confirmed or TEST_VHOST.search(vhost.lower()):
         return vhost
     raise ConfigError(

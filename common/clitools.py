@@ -52,7 +52,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or action.required
             or default is None
             or default is False
-            or default in {"", argparse.SUPPRESS}
+            or (isinstance(default, str) and default in {"", argparse.SUPPRESS})
             or isinstance(
                 action, argparse._HelpAction | argparse._VersionAction | argparse._CountAction
             )

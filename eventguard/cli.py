@@ -42,6 +42,7 @@ from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
+from eventguard import setup_local as setup_cli
 from eventguard.consumes import consumed_types
 from eventguard.definitions import rabbitmq_definitions
 from eventguard.progress import progress_bar
@@ -106,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
         ai_cli.add_commands,
         opportunity_cli.add_commands,
         load_cli.add_commands,
+        setup_cli.add_commands,
     ):
         add(sub)
     return parser

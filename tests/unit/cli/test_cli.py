@@ -35,6 +35,7 @@ def test_every_argument_of_every_command_has_help() -> None:
         if not isinstance(action, argparse._SubParsersAction) and not action.help
     ]
     assert missing == []
+    assert all(parser.format_help() for _, parser in _parsers(cli._parser()))
 
 
 def test_help_shows_defaults_and_no_rst_markup(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,6 +12,8 @@ from eventguard.synthetic import refuse_unless_test_vhost
 from schemas.marketplace import STRATEGIES, StrategyPurchased, StrategyRevoked
 from workers.opportunity_discovery.scanners import STRATEGIES as RUNNABLE
 
+UNREACHABLE = "amqp://guest:guest@127.0.0.1:9/"  # pragma: allowlist secret
+
 
 def test_an_unknown_strategy_cannot_be_purchased() -> None:
     """`warp_drive` is refused by the schema (dead-lettered schema_violation, never granted)."""
@@ -50,8 +52,6 @@ def test_load_command_refuses_before_connecting(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`eventguard load` against / exits 2 with one line and publishes nothing."""
-    monkeypatch.setenv(
-        "EVENTGUARD_BROKER_URL", "amqp://guest:guest@127.0.0.1:9/"
-    )  # pragma: allowlist secret
+    monkeypatch.setenv("EVENTGUARD_BROKER_URL", UNREACHABLE)
     assert cli.main(["load", "--count", "1"]) == 2
     assert "refusing to load vhost '/'" in capsys.readouterr().err

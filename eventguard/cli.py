@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeAlias, cast
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
@@ -28,7 +29,7 @@ from common.bus.rpc import request
 from common.bus.topology import worker_topology
 from common.clitools import HelpFormatter, add_json_flag, parse_duration, print_rows
 from common.config import Settings, require_production
-from common.errors import ConfigError
+from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, OpsServer, build_app
@@ -60,6 +61,7 @@ __all__ = ["main", "serve"]
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 _log = get_logger("eventguard.cli")
 _VERSION = "0.1.0"
+_TOOL_START_S = 15.0  # a one-shot command gives the broker this long to accept the login
 
 
 _DESCRIPTION = """\
@@ -217,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"eventguard: {error}", file=sys.stderr)
         return 2
+    except EventGuardError as error:  # e.g. the broker refused the login or never answered
+        print(f"eventguard: {error} (EVENTGUARD_BROKER_URL)", file=sys.stderr)
+        return 1
+    except RedisError as error:
+        print(f"eventguard: Redis: {error} (EVENTGUARD_REDIS_URL)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -295,7 +303,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"eventguard: invalid {args.type} payload:\n{error}", file=sys.stderr)
         return 2
     metrics = Metrics()
-    broker = AmqpBroker(url, metrics=metrics, name="eventguard-cli")
+    broker = AmqpBroker(url, metrics=metrics, name="eventguard-cli", start_timeout_s=_TOOL_START_S)
     await broker.start()
     reply: Envelope[Any] | None = None
     try:
@@ -324,7 +332,12 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
-    broker = AmqpBroker(require_broker(settings), metrics=Metrics(), name="eventguard-cli")
+    broker = AmqpBroker(
+        require_broker(settings),
+        metrics=Metrics(),
+        name="eventguard-cli",
+        start_timeout_s=_TOOL_START_S,
+    )
     await broker.start()
     try:
         catalogue = consumed_types()

@@ -104,3 +104,15 @@ def test_run_refuses_a_taken_port_before_connecting(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"eventguard: EVENTGUARD_OPS_PORT {port} on 127.0.0.1 is in use")
     assert len(err.splitlines()) == 1
+
+
+def test_an_unreachable_redis_is_one_line_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`quarantine list` with Redis down exits 1 with one line naming EVENTGUARD_REDIS_URL."""
+    monkeypatch.setenv("EVENTGUARD_REDIS_URL", "redis://127.0.0.1:9/0")
+    assert cli.main(["quarantine", "list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("eventguard: Redis: ")
+    assert err.endswith("(EVENTGUARD_REDIS_URL)")
+    assert len(err.splitlines()) == 1

@@ -29,7 +29,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     status.add_argument("scan_id", help="the id of the opportunity.scan.requested event")
     add_json_flag(status)
     status.set_defaults(func=_status)
-    results = sub.add_parser("results", help="the opportunities a finished scan found")
+    results = sub.add_parser(
+        "results",
+        help="the opportunities a finished scan found (exit 1: unknown, refused or failed; "
+        "3: still running)",
+    )
     results.add_argument("scan_id", help="the id of the opportunity.scan.requested event")
     add_json_flag(results)
     results.set_defaults(func=_results)

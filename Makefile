@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools node-deps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -21,7 +21,7 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/eventguard demo
 
-test: $(STAMP) lint typecheck security deploy-check services asyncapi-tools
+test: $(STAMP) lint typecheck security deploy-check services asyncapi-tools node-deps
 	$(BIN)/python -m pytest -q -m "not e2e or smoke" --durations=15
 
 lint: $(STAMP)
@@ -44,6 +44,10 @@ services:
 # @asyncapi/parser (npm) into .cache/asyncapi, for the AsyncAPI test (exit 3: no node, it skips).
 asyncapi-tools:
 	bash scripts/asyncapi-tools.sh || [ $$? -eq 3 ]
+
+# amqplib for the Node example of docs/connect.md (into .cache/node, gitignored).
+node-deps:
+	bash scripts/node-deps.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -4,6 +4,10 @@
 start without them); ``demo`` runs the whole fleet in one process on in-memory parts;
 ``publish``, ``topology apply``, ``schema export`` and ``workers`` are tools for operators,
 and each worker adds its own command group.
+
+Each command group is added by one function (``_add_run``, ``security_cli.add_commands``...)
+listed in :func:`_parser`: a new group is one function and one line there. Each handler is
+``async def (args, settings) -> int`` (the exit code), set as ``func`` on its parser.
 """
 
 from __future__ import annotations
@@ -14,32 +18,39 @@ import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
+from common.bus.rpc import request
 from common.bus.topology import worker_topology
+from common.clitools import HelpFormatter, add_json_flag, parse_duration, print_rows
 from common.config import Settings, require_production
-from common.errors import ConfigError
+from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, OpsServer, build_app
+from common.preflight import check_broker_user, check_ops_port, check_outputs, require_broker
 from common.reliability import Guards
 from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
 from common.security.admission import Admission
 from common.security.http import AdminAuth
+from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
+from eventguard import setup_local as setup_cli
 from eventguard.admin_api import admin_openapi
 from eventguard.consumes import consumed_types
 from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
-from schemas.envelope import Actor, new_event
+from eventguard.progress import progress_bar
+from schemas.envelope import Actor, Envelope, new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model
 from workers.ai_fallback import cli as ai_cli
@@ -53,25 +64,110 @@ __all__ = ["main", "serve"]
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 _log = get_logger("eventguard.cli")
 _VERSION = "0.1.0"
+_TOOL_START_S = 15.0  # a one-shot command gives the broker this long to accept the login
+
+
+_DESCRIPTION = """\
+EventGuard: run the workers, publish events, and inspect and operate a running fleet.
+
+Settings come from EVENTGUARD_* environment variables (see the README's Configuration).
+Durations are written 90s, 15m, 2h or 30d everywhere. Listings print tables; --json prints
+JSON for scripts. Logs go to stderr at WARNING and above (run and demo: EVENTGUARD_LOG_LEVEL);
+-v shows INFO, -vv DEBUG.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's parser: help shows defaults (nested subparsers inherit the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eventguard", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="eventguard", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"eventguard {_VERSION}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log INFO (-v) or DEBUG (-vv) to stderr; otherwise WARNING and above",
+    )
+    # Typed as plain ArgumentParser subparsers: the command groups need nothing of _Parser.
+    sub = cast(
+        "Subparsers", parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    )
+    for add in (
+        _add_run,
+        _add_demo,
+        _add_publish,
+        _add_topology,
+        _add_schema,
+        _add_workers,
+        security_cli.add_commands,
+        quarantine_cli.add_commands,
+        health_cli.add_commands,
+        ai_cli.add_commands,
+        opportunity_cli.add_commands,
+        load_cli.add_commands,
+        setup_cli.add_commands,
+    ):
+        add(sub)
+    return parser
 
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_run(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="run workers against RabbitMQ and Redis")
-    run.add_argument("workers", nargs="+", choices=sorted(WORKERS))
-    run.set_defaults(func=_run)
+    run.add_argument(
+        "workers",
+        nargs="+",
+        choices=sorted(WORKERS),
+        metavar="WORKER",
+        help=f"the workers to run in this process: {', '.join(sorted(WORKERS))}",
+    )
+    run.add_argument(
+        "--ops-port",
+        type=int,
+        default=None,
+        help="port of /healthz, /readyz, /metrics and /admin (default: EVENTGUARD_OPS_PORT; "
+        "0 picks a free one and prints it)",
+    )
+    run.set_defaults(func=_run, service=True)
 
+
+def _add_demo(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="the whole fleet in one process, on in-memory parts")
     demo.add_argument("--forever", action="store_true", help="keep running after the stories")
     demo.add_argument("--port", type=int, default=8080, help="ops port (0 picks a free one)")
-    demo.set_defaults(func=_demo)
+    demo.set_defaults(func=_demo, service=True)
 
+
+def _add_publish(sub: Subparsers) -> None:
     publish = sub.add_parser("publish", help="validate and publish one event")
-    publish.add_argument("type", choices=sorted(CATALOGUE))
-    publish.add_argument("--data", required=True, help="the payload as JSON")
-    publish.add_argument("--source", default="cli")
+    publish.add_argument(
+        "type",
+        choices=sorted(CATALOGUE),
+        metavar="TYPE",
+        help="the event type, e.g. "
+        "opportunity.scan.requested (`eventguard workers` lists who consumes what)",
+    )
+    publish.add_argument("--data", required=True, help="the payload (the event's data) as JSON")
+    publish.add_argument("--source", default="cli", help="the envelope's source")
+    publish.add_argument(
+        "--wait",
+        type=parse_duration,
+        nargs="?",
+        const=30,
+        default=None,
+        metavar="DURATION",
+        help="wait for the reply (ai.completion.requested, opportunity.scan.requested) and "
+        "print it; alone, waits 30s",
+    )
     publish.add_argument(
         "--actor",
         metavar="SUBJECT:ROLE[:TENANT]",
@@ -79,6 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     publish.set_defaults(func=_publish)
 
+
+def _add_topology(sub: Subparsers) -> None:
     topology = sub.add_parser("topology", help="broker topology")
     topology_sub = topology.add_subparsers(dest="topology_command", required=True)
     apply = topology_sub.add_parser("apply", help="declare every worker's exchanges and queues")
@@ -88,20 +186,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     definitions.set_defaults(func=_topology_definitions)
 
+
+def _add_schema(sub: Subparsers) -> None:
     schema = sub.add_parser("schema", help="event schemas")
     schema_sub = schema.add_subparsers(dest="schema_command", required=True)
     export = schema_sub.add_parser(
-        "export", help="write JSON Schema and AsyncAPI 3.0 (events), OpenAPI 3.1 (admin API)"
+        "export", help="write JSON Schema and AsyncAPI 3.1 (events), OpenAPI 3.1 (admin API)"
     )
-    export.add_argument("--out", type=Path, default=Path("schema-out"))
+    export.add_argument(
+        "--out", type=Path, default=Path("schema-out"), help="directory to write into"
+    )
     export.set_defaults(func=_schema_export)
 
+
+def _add_workers(sub: Subparsers) -> None:
     workers = sub.add_parser("workers", help="list the workers and what they consume")
+    add_json_flag(workers)
     workers.set_defaults(func=_workers)
 
-    for module in (security_cli, quarantine_cli, health_cli, ai_cli, opportunity_cli, load_cli):
-        module.add_commands(sub)
-    return parser
+
+def _log_level(args: argparse.Namespace, settings: Settings) -> str:
+    """WARNING for tools; the configured level for long-running services; -v and -vv raise it."""
+    if args.verbose >= 2:
+        return "DEBUG"
+    if args.verbose == 1:
+        return "INFO"
+    return settings.log_level if getattr(args, "service", False) else "WARNING"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,13 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"eventguard: invalid settings: {error}", file=sys.stderr)
         return 2
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    configure_logging(level=_log_level(args, settings), fmt=settings.log_format)
     func: Command = args.func
     try:
         return asyncio.run(func(args, settings))
     except ConfigError as error:
         print(f"eventguard: {error}", file=sys.stderr)
         return 2
+    except EventGuardError as error:  # e.g. the broker refused the login or never answered
+        print(f"eventguard: {error} (EVENTGUARD_BROKER_URL)", file=sys.stderr)
+        return 1
+    except RedisError as error:
+        print(f"eventguard: Redis: {error} (EVENTGUARD_REDIS_URL)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -128,6 +244,8 @@ def _secret(value: Any) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.ops_port is not None:
+        settings = settings.model_copy(update={"ops_port": args.ops_port})
     return await serve(settings, [(name, WORKERS[name]) for name in args.workers])
 
 
@@ -135,6 +253,10 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
     """Run ``factories``' workers in this process over the real broker and Redis, with the ops
     server, until SIGTERM or SIGINT (``eventguard run``; the fleet benchmark's noop workers)."""
     require_production(settings)
+    policy = ProducerPolicy.from_settings(settings)
+    check_broker_user(settings)
+    check_outputs(settings, [name for name, _ in factories], policy)
+    check_ops_port(settings.ops_host, settings.ops_port)
     metrics = Metrics()
     broker = AmqpBroker(
         _secret(settings.broker_url),
@@ -164,7 +286,15 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
             for running in runtime.workers.values():
                 running.publisher.add_listener(stream.publish)
             app = build_app(runtime, auth=auth, stream=stream)
-            async with OpsServer(app, host=settings.ops_host, port=settings.ops_port).serving():
+            ops = OpsServer(app, host=settings.ops_host, port=settings.ops_port)
+            async with ops.serving():
+                if settings.ops_port == 0:
+                    print(
+                        f"eventguard: ops server on http://{settings.ops_host}:{ops.port}/ "
+                        "(--ops-port 0 picked it)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 await stop.wait()
                 _log.info("worker.stopping", reason="signal")
     finally:
@@ -177,7 +307,7 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    require_production(settings)
+    url = require_broker(settings)
     try:
         payload = payload_model(args.type).model_validate_json(args.data)
     except ValidationError as error:
@@ -189,15 +319,31 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"eventguard: invalid --actor: {error}", file=sys.stderr)
         return 2
     metrics = Metrics()
-    broker = AmqpBroker(_secret(settings.broker_url), metrics=metrics, name="eventguard-cli")
+    broker = AmqpBroker(url, metrics=metrics, name="eventguard-cli", start_timeout_s=_TOOL_START_S)
     await broker.start()
+    reply: Envelope[Any] | None = None
     try:
         publisher = Publisher(broker, worker="cli", user_id=settings.broker_user, metrics=metrics)
         event = new_event(args.type, payload, source=args.source, actor=actor)
-        await publisher.publish(event)
+        if args.wait is None:
+            await publisher.publish(event)
+        else:
+            print(json.dumps({"published": event.id, "type": event.type}), flush=True)
+            try:
+                reply = await request(publisher, event, timeout_s=args.wait)
+            except TimeoutError:
+                print(
+                    f"eventguard: no reply to {event.id} within {args.wait}s (is a worker "
+                    f"consuming {args.type}, and does it answer by reply_to?)",
+                    file=sys.stderr,
+                )
+                return 1
     finally:
         await broker.close()
-    print(json.dumps({"published": event.id, "type": event.type}))
+    if reply is None:
+        print(json.dumps({"published": event.id, "type": event.type}))
+    else:
+        print(reply.model_dump_json(indent=2))
     return 0
 
 
@@ -211,20 +357,27 @@ def parse_actor(text: str | None) -> Actor | None:
 
 
 async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
-    require_production(settings)
-    broker = AmqpBroker(_secret(settings.broker_url), metrics=Metrics(), name="eventguard-cli")
+    broker = AmqpBroker(
+        require_broker(settings),
+        metrics=Metrics(),
+        name="eventguard-cli",
+        start_timeout_s=_TOOL_START_S,
+    )
     await broker.start()
     try:
-        for name, types in consumed_types().items():
-            await broker.declare(
-                worker_topology(
-                    name,
-                    types,
-                    retry_delays_s=settings.runtime.retry_delays_s,
-                    delivery_limit=settings.runtime.delivery_limit,
+        catalogue = consumed_types()
+        with progress_bar("declaring", len(catalogue)) as advance:
+            for name, types in catalogue.items():
+                await broker.declare(
+                    worker_topology(
+                        name,
+                        types,
+                        retry_delays_s=settings.runtime.retry_delays_s,
+                        delivery_limit=settings.runtime.delivery_limit,
+                    )
                 )
-            )
-            print(f"declared eventguard.{name} ({len(types)} bindings)")
+                advance(1)
+                print(f"declared eventguard.{name} ({len(types)} bindings)")
     finally:
         await broker.close()
     return 0
@@ -245,9 +398,9 @@ async def _schema_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _workers(_args: argparse.Namespace, _settings: Settings) -> int:
-    for name, types in consumed_types().items():
-        print(f"{name}: {', '.join(types) or '(no events)'}")
+async def _workers(args: argparse.Namespace, _settings: Settings) -> int:
+    rows = [{"worker": name, "consumes": types} for name, types in consumed_types().items()]
+    print_rows(rows, ["worker", "consumes"], as_json=args.json)
     return 0
 
 

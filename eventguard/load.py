@@ -19,7 +19,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,8 @@ from common.security.roles import Role
 from common.store import Store
 from eventguard.consumes import consumed_types
 from eventguard.load_ledger import Ledger, Report, Sent
+from eventguard.progress import progress_bar
+from eventguard.synthetic import refuse_unless_test_vhost
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
@@ -304,8 +306,16 @@ class LoadGenerator:
             else:
                 return
 
-    async def publish(self, count: int, *, rate: float = 0.0, window: int = 64) -> None:
-        """Publish ``count`` messages at ``rate`` per second (0: as fast as confirms allow)."""
+    async def publish(
+        self,
+        count: int,
+        *,
+        rate: float = 0.0,
+        window: int = 64,
+        on_sent: Callable[[int], None] | None = None,
+    ) -> None:
+        """Publish ``count`` messages at ``rate`` per second (0: as fast as confirms allow);
+        ``on_sent(1)`` after each (a progress bar)."""
         gate = asyncio.Semaphore(window)
         started = time.monotonic()
         user_id = self.user_id
@@ -323,6 +333,8 @@ class LoadGenerator:
                 if sent.kind == "valid" and self.mix.rng.random() < self.mix.duplicate_share:
                     self.ledger.record(event_id, sent)
                     await self._send(message)
+            if on_sent is not None:
+                on_sent(1)
 
         await asyncio.gather(*(one(i) for i in range(count)))
 
@@ -383,23 +395,35 @@ def add_commands(subparsers: Any) -> None:
     load = subparsers.add_parser(
         "load", help="publish a mix with poison and duplicates and check the ledger"
     )
-    load.add_argument("--count", type=int, default=1000)
+    load.add_argument("--count", type=int, default=1000, help="messages to publish")
     load.add_argument(
         "--rate", type=float, default=0.0, help="per second; 0 = as fast as confirms allow"
     )
-    load.add_argument("--poison-share", type=float, default=0.2)
-    load.add_argument("--duplicate-share", type=float, default=0.05)
+    load.add_argument(
+        "--poison-share", type=float, default=0.2, help="share of malformed or poison messages"
+    )
+    load.add_argument(
+        "--duplicate-share", type=float, default=0.05, help="share of valid ones sent twice"
+    )
     load.add_argument(
         "--workers", nargs="*", default=None, help="only the types these workers consume"
     )
     load.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for outcomes")
     load.add_argument("--json", action="store_true", help="print the report as JSON")
+    load.add_argument(
+        "--i-know-this-is-synthetic",
+        dest="synthetic_ok",
+        action="store_true",
+        help="publish into a vhost whose name does not say test (it receives fake alerts, "
+        "quarantine requests, purchases and real AI calls)",
+    )
     load.set_defaults(func=_load)
 
 
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
     if settings.broker_url is None:
         raise ConfigError("EVENTGUARD_BROKER_URL is missing")
+    refuse_unless_test_vhost(settings.broker_url.get_secret_value(), confirmed=args.synthetic_ok)
     catalogue = consumed_types(settings)
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
@@ -420,7 +444,8 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
     try:
         await generator.start(fleet_topologies(catalogue, workers, settings.runtime))
         started = time.monotonic()
-        await generator.publish(args.count, rate=args.rate)
+        with progress_bar("publishing", args.count) as advance:
+            await generator.publish(args.count, rate=args.rate, on_sent=advance)
         published_s = time.monotonic() - started
         report = await generator.wait(args.timeout)
     finally:

@@ -69,6 +69,7 @@ class Link:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.attempts = 0
+        self.last_error: str | None = None  # the last failed attempt's error, for messages
 
     @property
     def connected(self) -> bool:
@@ -93,7 +94,10 @@ class Link:
                 async with asyncio.timeout(timeout_s):
                     await self._ready.wait()
             except TimeoutError:
-                raise DeliveryError(f"{self.name}: not connected within {timeout_s}s") from None
+                why = f" (last error: {self.last_error})" if self.last_error else ""
+                raise DeliveryError(
+                    f"{self.name}: not connected within {timeout_s}s{why}"
+                ) from None
             if self._stopping.is_set():
                 raise DeliveryError(f"{self.name}: broker is closed")
             await asyncio.sleep(0)  # let a just-closed connection's state settle
@@ -140,6 +144,7 @@ class Link:
                 await conn.connect()
                 await self._on_open(conn)
         except CONNECTION_ERRORS as error:
+            self.last_error = repr(error)[:300]
             _log.warning(
                 "broker.connect_failed",
                 connection=self.name,

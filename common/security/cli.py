@@ -23,8 +23,8 @@ import json
 import sys
 from typing import Any
 
+from common.clitools import parse_duration
 from common.config import Settings
-from common.durations import parse_duration
 from common.security.apikeys import ApiKey, ApiKeyStore
 from common.security.keys import SIGNING_VARIABLE, generate_key
 from common.security.roles import Role
@@ -44,9 +44,12 @@ def add_commands(sub: Any) -> None:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     issue = token_sub.add_parser("issue", help="print a signed token")
     issue.add_argument("--sub", required=True, help="the subject (who the token is for)")
-    issue.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    issue.add_argument("--role", required=True, choices=_TOKEN_ROLES, help="the role granted")
     issue.add_argument(
-        "--ttl", type=parse_duration, default=None, help="lifetime: 900, 15m, 12h, 30d"
+        "--ttl",
+        type=parse_duration,
+        default=None,
+        help="lifetime: 900, 15m, 12h, 30d (default: the configured one)",
     )
     issue.add_argument("--refresh", action="store_true", help="issue a refresh token")
     issue.set_defaults(func=issue_token)
@@ -61,18 +64,25 @@ def add_commands(sub: Any) -> None:
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     generate = keys_sub.add_parser("generate", help="print a fresh signing key")
-    generate.add_argument("--algorithm", default="HS256", choices=_ALGORITHMS)
+    generate.add_argument(
+        "--algorithm", default="HS256", choices=_ALGORITHMS, help="the signing algorithm"
+    )
     generate.set_defaults(func=generate_signing_key)
 
     apikey = sub.add_parser("apikey", help="API keys for services")
     apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
     create = apikey_sub.add_parser("create", help="create a key (shown once)")
-    create.add_argument("--name", required=True)
-    create.add_argument("--role", required=True, choices=_TOKEN_ROLES)
-    create.add_argument("--ttl", type=parse_duration, default=None, help="lifetime, e.g. 90d")
+    create.add_argument("--name", required=True, help="who the key is for (a label)")
+    create.add_argument("--role", required=True, choices=_TOKEN_ROLES, help="the role granted")
+    create.add_argument(
+        "--ttl",
+        type=parse_duration,
+        default=None,
+        help="lifetime, e.g. 90d (default: until revoked)",
+    )
     create.set_defaults(func=create_api_key)
     revoke = apikey_sub.add_parser("revoke", help="revoke a key by id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key_id that `apikey create` printed")
     revoke.set_defaults(func=revoke_api_key)
     listing = apikey_sub.add_parser("list", help="list keys (never their secrets)")
     listing.set_defaults(func=list_api_keys)

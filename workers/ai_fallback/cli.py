@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
+from common.clitools import add_json_flag, print_rows
 from common.config import Settings
 from common.errors import ConfigError
 from common.store import Store
@@ -22,12 +22,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     group = subparsers.add_parser("ai", help="the AI fallback worker")
     sub = group.add_subparsers(dest="ai_command", required=True)
     models = sub.add_parser("models", help="the configured chain (and, with Redis, its state)")
+    add_json_flag(models)
     models.set_defaults(func=_models)
     tokens = sub.add_parser("tokens", help="count cl100k_base tokens of TEXT (offline)")
-    tokens.add_argument("text")
+    tokens.add_argument("text", help="the text to count")
     tokens.set_defaults(func=_tokens)
     enable = sub.add_parser("enable", help="lift a model's auth disable and cool-down in Redis")
-    enable.add_argument("model")
+    enable.add_argument("model", help="a model name of the chain (`eventguard ai models`)")
     enable.set_defaults(func=_enable)
 
 
@@ -59,8 +60,8 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
                 )
         finally:
             await store.close()
-    for name, model in models.items():
-        row = {
+    rows = [
+        {
             "name": name,
             "provider": model.spec.provider,
             "endpoint": model.spec.endpoint,
@@ -71,7 +72,12 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
             "usd_per_mtok": [model.spec.input_usd_per_mtok, model.spec.output_usd_per_mtok],
             **state[name],
         }
-        print(json.dumps(row))
+        for name, model in models.items()
+    ]
+    columns = ["name", "provider", "priority", "context_window", "max_output", "endpoint"]
+    if settings.redis_url is not None:
+        columns += ["cooldown_s", "disabled"]
+    print_rows(rows, columns, as_json=args.json, empty="no models configured")
     return 0
 
 
@@ -81,6 +87,15 @@ async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _enable(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        models = load_models(settings.ai_fallback)
+    except ConfigError as error:
+        print(f"eventguard ai: {error}", file=sys.stderr)
+        return 2
+    if args.model not in models:
+        known = ", ".join(sorted(models)) or "none configured"
+        print(f"eventguard ai: unknown model {args.model!r} (known: {known})", file=sys.stderr)
+        return 2
     store = Store.from_settings(settings, needed_for="model cool-downs")
     try:
         cool, dis = keys.cooldown(store, args.model), keys.disabled(store, args.model)

@@ -10,21 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
+from common.bus.topology import DEAD_QUEUE, UNROUTED_QUEUE, work_queue_name
 from common.config import HealthMonitorSettings
 from common.logging import get_logger
 from common.metrics import Metrics
 from common.reliability.guard import Guards
+from common.security.producers import WORKER_USERS
 from common.store import Store
 from schemas.health import Heartbeat
 from workers.health_monitor.evaluator import Sample
 
-__all__ = ["Collector", "HeartbeatBook", "collect_all", "rabbitmq_collector", "redis_collector"]
+__all__ = [
+    "Collector",
+    "HeartbeatBook",
+    "collect_all",
+    "fleet_queue_kind",
+    "rabbitmq_collector",
+    "redis_collector",
+]
 
 _log = get_logger("eventguard.health_monitor")
 Collector = Callable[[], Awaitable[list[Sample]]]
@@ -101,11 +111,33 @@ def _number(value: Any) -> float:
     return number
 
 
+def fleet_queue_kind(name: str, workers: Iterable[str]) -> str | None:
+    """``work``, ``retry``, ``dead`` or ``unrouted`` for a queue of the fleet; None for any
+    other queue (a load generator's observer, another application's)."""
+    if name in {DEAD_QUEUE, UNROUTED_QUEUE}:
+        return name.split(".", 1)[1]
+    for worker in workers:
+        own = work_queue_name(worker)
+        if name == own:
+            return "work"
+        if name.startswith(f"{own}.retry."):
+            return "retry"
+    return None
+
+
 def rabbitmq_collector(
-    settings: HealthMonitorSettings, guards: Guards, session: aiohttp.ClientSession
+    settings: HealthMonitorSettings,
+    guards: Guards,
+    session: aiohttp.ClientSession,
+    *,
+    vhost: str = "/",
+    workers: Iterable[str] = WORKER_USERS,
 ) -> Collector:
-    """Queue depth, consumers and unacked counts from the management API."""
-    url = (settings.rabbitmq_api_url or "").rstrip("/") + "/api/queues"
+    """Queue depth, consumers and unacked counts of the fleet's queues in ``vhost`` (the
+    worker's own), from the management API; other vhosts and other queues are not looked at."""
+    base = (settings.rabbitmq_api_url or "").rstrip("/")
+    url = f"{base}/api/queues/{quote(vhost, safe='')}"
+    fleet = tuple(workers)
     password = settings.rabbitmq_api_password
     headers = {
         "Authorization": aiohttp.encode_basic_auth(
@@ -125,12 +157,10 @@ def rabbitmq_collector(
         out = [Sample.of("target_up", 1.0, target="rabbitmq")]
         for queue in queues:
             name = str(queue["name"])
-            if not name.startswith("eventguard."):
+            kind = fleet_queue_kind(name, fleet)
+            if kind is None or queue.get("vhost", vhost) != vhost:
                 continue
-            kind = "retry" if ".retry." in name else "work"
-            if name in {"eventguard.dead", "eventguard.unrouted"}:
-                kind = name.split(".", 1)[1]
-            labels = {"queue": name, "queue_kind": kind, "depends_on": "broker"}
+            labels = {"queue": name, "queue_kind": kind, "depends_on": "broker", "vhost": vhost}
             out += [
                 Sample.of("queue_depth", _number(queue.get("messages_ready", 0)), **labels),
                 Sample.of("queue_consumers", _number(queue.get("consumers", 0)), **labels),

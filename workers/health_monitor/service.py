@@ -13,6 +13,7 @@ import aiohttp
 
 from common.bus.router import Emit
 from common.logging import get_logger
+from common.preflight import url_vhost
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope, new_event
 from schemas.health import AlertRaised, AlertResolved, Heartbeat
@@ -91,6 +92,11 @@ class HealthMonitor(BaseService):
         if self._session is not None:
             await self._session.close()
 
+    def _vhost(self) -> str:
+        """The vhost this worker's broker URL names: the one whose queues it watches."""
+        url = self.ctx.settings.broker_url
+        return url_vhost(url.get_secret_value()) if url is not None else "/"
+
     def _build_collectors(self) -> dict[str, Collector]:
         s = self.settings
         if s.rabbitmq_api_url or s.ready_targets or s.webhook_url:
@@ -105,7 +111,9 @@ class HealthMonitor(BaseService):
             collectors["redis"] = redis_collector(self.ctx.store)
         if self._session is not None:
             if s.rabbitmq_api_url:
-                collectors["rabbitmq"] = rabbitmq_collector(s, self.ctx.guards, self._session)
+                collectors["rabbitmq"] = rabbitmq_collector(
+                    s, self.ctx.guards, self._session, vhost=self._vhost()
+                )
             for name, url in s.ready_targets.items():
                 collectors[name] = http_target_collector(name, url, self.ctx.guards, self._session)
         return collectors

@@ -14,10 +14,11 @@ from workers.opportunity_discovery import keys
 from workers.opportunity_discovery.scan import ScanResult
 from workers.opportunity_discovery.scanners import Candidate
 
-__all__ = ["Progress", "ResultCache", "cache_key", "read_status"]
+__all__ = ["Progress", "ResultCache", "cache_key", "read_results", "read_status"]
 
 _VERSION = "2"
 _PROGRESS_EVERY_S = 0.25
+_RESULTS = "results"  # the progress hash's field holding a finished scan's opportunities
 
 
 def cache_key(  # noqa: PLR0917 - every input that changes the answer is in the key
@@ -101,8 +102,16 @@ class Progress:
         self.clock = clock
         self._last = -1e18
 
-    async def write(self, status: str, *, reason: str = "", **fields: int) -> None:
-        """Record ``status``, counters and (when a scan ends) its reason, now."""
+    async def write(
+        self,
+        status: str,
+        *,
+        reason: str = "",
+        results: list[dict[str, Any]] | None = None,
+        **fields: int,
+    ) -> None:
+        """Record ``status``, counters and (when a scan ends) its reason and the opportunities
+        it found (``eventguard opportunity results``), now."""
         now = self.clock()
         self._last = now
         mapping = {k: str(v) for k, v in fields.items()} | {
@@ -111,6 +120,8 @@ class Progress:
         }
         if reason:
             mapping["reason"] = reason
+        if results is not None:
+            mapping[_RESULTS] = json.dumps(results)
         key = self.key
 
         async def write(r: Any) -> Any:
@@ -131,7 +142,18 @@ class Progress:
 
 
 async def read_status(store: Store, scan_id: str) -> dict[str, str] | None:
-    """A scan's progress, if known."""
+    """A scan's progress (without its results), if known."""
     key = keys.scan(store, scan_id)
     raw: Any = await store.execute(lambda r: r.hgetall(key))
-    return {k.decode(): v.decode() for k, v in raw.items()} or None
+    return {k.decode(): v.decode() for k, v in raw.items() if k != _RESULTS.encode()} or None
+
+
+async def read_results(store: Store, scan_id: str) -> list[dict[str, Any]] | None:
+    """The opportunities (``opportunity.found`` payloads) of a finished scan; None while it
+    runs, when it was refused, or when it is unknown."""
+    key = keys.scan(store, scan_id)
+    raw: Any = await store.execute(lambda r: r.hget(key, _RESULTS))
+    if raw is None:
+        return None
+    found: list[dict[str, Any]] = json.loads(raw)
+    return found

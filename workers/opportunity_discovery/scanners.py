@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from schemas.marketplace import STRATEGIES as MARKETPLACE_STRATEGIES
 from workers.opportunity_discovery.market import Candle, Funding, OrderBook, Ticker
 
 __all__ = [
@@ -29,14 +30,7 @@ __all__ = [
     "triangular_arbitrage",
 ]
 
-STRATEGIES = (
-    "spot_arbitrage",
-    "funding_arbitrage",
-    "triangular_arbitrage",
-    "momentum",
-    "mean_reversion",
-    "breakout",
-)
+STRATEGIES = MARKETPLACE_STRATEGIES  # one closed set: what can be bought is what can be run
 
 
 @dataclass(frozen=True)

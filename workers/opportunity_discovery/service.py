@@ -196,7 +196,12 @@ class OpportunityDiscovery(BaseService):
             self._m.found.labels(candidate.strategy).inc()
         summary = self._summary(event, status, reason, top, missing, started)
         await progress.write(
-            status, reason=reason, total=result.total, done=result.done, found=len(top)
+            status,
+            reason=reason,
+            results=[e.data.model_dump(mode="json") for e in found],
+            total=result.total,
+            done=result.done,
+            found=len(top),
         )
         return [*found, summary]
 

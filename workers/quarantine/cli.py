@@ -15,11 +15,13 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic import SecretStr
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
+from common.clitools import iso_time, print_table
 from common.config import Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
@@ -41,16 +43,18 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sub = group.add_subparsers(dest="quarantine_command", required=True)
 
     listing = sub.add_parser("list", help="records, newest first")
-    listing.add_argument("--status", choices=STATUSES, default=ANY)
-    listing.add_argument("--kind", choices=_KINDS, default=ANY)
-    listing.add_argument("--reason", choices=sorted(REASON_CODES), default=ANY)
-    listing.add_argument("--limit", type=int, default=20)
-    listing.add_argument("--offset", type=int, default=0)
-    listing.add_argument("--json", action="store_true", help="one JSON object")
+    listing.add_argument("--status", choices=STATUSES, default=ANY, help="only this status")
+    listing.add_argument("--kind", choices=_KINDS, default=ANY, help="only this kind")
+    listing.add_argument(
+        "--reason", choices=sorted(REASON_CODES), default=ANY, help="only this reason"
+    )
+    listing.add_argument("--limit", type=int, default=20, help="records per page")
+    listing.add_argument("--offset", type=int, default=0, help="records to skip")
+    listing.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
     listing.set_defaults(func=_list)
 
     show = sub.add_parser("show", help="one record with its body, headers and history")
-    show.add_argument("record_id")
+    show.add_argument("record_id", help="the record's id (`quarantine list`)")
     show.set_defaults(func=_show)
 
     for name, func, text in (
@@ -58,9 +62,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         ("discard", _discard, "never release this record"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("record_id")
+        cmd.add_argument("record_id", help="the record's id (`quarantine list`)")
         cmd.add_argument("--by", required=True, help="the reviewer's name, kept on the record")
-        cmd.add_argument("--note", default="")
+        cmd.add_argument("--note", default="", help="a note kept on the record")
         cmd.set_defaults(func=func)
 
 
@@ -122,16 +126,21 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
             limit=min(max(1, args.limit), settings.quarantine.max_page),
         )
     if args.json:
-        print(json.dumps({"total": total, "records": rows}))
+        print(json.dumps({"total": total, "records": [_typed(row) for row in rows]}))
         return 0
+    table = [
+        {
+            "id": row["id"],
+            "created": iso_time(row["created_at"]),
+            "status": row["status"],
+            "kind": row["kind"],
+            "reason": row["reason"],
+            "target": row["entity_id"] if row["kind"] != "message" else row["routing_key"],
+        }
+        for row in rows
+    ]
     print(f"{total} record(s); showing {len(rows)} from {args.offset}")
-    for row in rows:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(row["created_at"] or 0)))
-        target = row["entity_id"] if row["kind"] != "message" else row["routing_key"]
-        print(
-            f"{row['id']}  {stamp}  {row['status']:<12} {row['kind']:<10} "
-            f"{row['reason']:<17} {target}"
-        )
+    print_table(table, ["id", "created", "status", "kind", "reason", "target"])
     return 0
 
 
@@ -141,8 +150,23 @@ async def _show(args: argparse.Namespace, settings: Settings) -> int:
     if record is None:
         print(f"eventguard: no quarantine record {args.record_id!r}", file=sys.stderr)
         return 1
-    print(json.dumps(public(record), indent=2, default=str))
+    print(json.dumps(_typed(public(record)), indent=2, default=str))
     return 0
+
+
+_COUNTS = ("attempts", "size", "body_size", "releases", "count")
+
+
+def _typed(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as people read it: times (``*_at``, stored as epoch text) in ISO 8601 UTC,
+    counts as numbers."""
+    out = dict(record)
+    for name, value in record.items():
+        if name.endswith("_at") and name != "dead_at":
+            out[name] = iso_time(value) if value not in {None, ""} else None
+        elif name in _COUNTS and isinstance(value, str) and value.isdigit():
+            out[name] = int(value)
+    return out
 
 
 async def _settle(outcome: Outcome, publisher: Publisher) -> int:

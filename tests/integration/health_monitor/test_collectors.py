@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,12 +16,14 @@ from redis.asyncio import Redis
 
 from common.config import HealthMonitorSettings
 from common.metrics import Metrics
+from common.preflight import url_vhost
 from common.reliability import Guards
 from common.store import Store
 from workers.health_monitor.collectors import collect_all, rabbitmq_collector, redis_collector
 from workers.health_monitor.evaluator import Sample
 
-MANAGEMENT = "http://127.0.0.1:15672"
+# The management API of the broker under test (EVENTGUARD_TEST_AMQP_URL's).
+MANAGEMENT = os.environ.get("EVENTGUARD_TEST_MGMT_URL", "http://127.0.0.1:15672")
 
 
 @pytest.fixture
@@ -52,10 +55,12 @@ def _value(samples: list[Sample], metric: str, **labels: str) -> float | None:
 async def test_management_api_reports_queue_depth(
     rabbit_url: str, session: aiohttp.ClientSession
 ) -> None:
-    """Queue depth and consumers of an eventguard queue come from the management API."""
+    """Queue depth and consumers of a fleet queue in the worker's vhost come from the
+    management API."""
     if not await _management_up(session):
         pytest.skip("INTEGRATION SKIPPED: the RabbitMQ management plugin is not enabled")
-    name = f"eventguard.hm-{uuid.uuid4().hex[:8]}"
+    worker = f"hm-{uuid.uuid4().hex[:8]}"
+    name = f"eventguard.{worker}"
     connection = await aio_pika.connect(rabbit_url, client_properties={"connection_name": name})
     try:
         channel = await connection.channel()
@@ -66,7 +71,9 @@ async def test_management_api_reports_queue_depth(
             rabbitmq_api_url=MANAGEMENT,
             rabbitmq_api_password="guest",  # pragma: allowlist secret
         )
-        collect = rabbitmq_collector(settings, Guards(), session)
+        collect = rabbitmq_collector(
+            settings, Guards(), session, vhost=url_vhost(rabbit_url), workers=[worker]
+        )
         depth = None
         async with asyncio.timeout(20):
             while depth != 3.0:  # the management API's stats lag by a few seconds

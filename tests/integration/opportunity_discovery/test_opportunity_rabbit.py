@@ -76,8 +76,15 @@ async def test_buy_then_scan_by_request_reply_with_a_failing_venue(
     assert {m.venue for m in reply.data.missing} == {"gamma"}
     assert all("gamma" not in o.venues for o in reply.data.top)
     settings = Settings(redis_url=SecretStr(redis_url), redis_key_prefix=rig.prefix)
-    code = await cli._status(argparse.Namespace(scan_id=reply.data.scan_id), settings)
+    scan_id = reply.data.scan_id
+    code = await cli._status(argparse.Namespace(scan_id=scan_id, json=True), settings)
     assert code == 0
     progress = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # after log lines
     assert progress["status"] == "partial"
-    assert progress["done"] == progress["total"] == "2"
+    assert progress["done"] == progress["total"] == 2  # numbers, not strings
+    code = await cli._results(argparse.Namespace(scan_id=scan_id, json=True), settings)
+    assert code == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    found = [o["symbol"] for o in results["opportunities"]]
+    assert len(found) == reply.data.found
+    assert found[: len(reply.data.top)] == [o.symbol for o in reply.data.top]

@@ -189,7 +189,7 @@ async def test_duplicate_delivery_is_handled_once() -> None:
 async def test_unauthorized_producer_is_dead_lettered() -> None:
     """A producer the authorizer refuses never reaches the handler."""
 
-    def only_ops(event: Envelope[Any], producer: str) -> tuple[str, str] | None:
+    def only_ops(event: Envelope[Any], producer: str) -> tuple[h.DeadReason, str] | None:
         return None if producer == "ops" else ("unauthorized", f"{producer} is not ops")
 
     async with run_workers([("echo", _factory)], authorize=only_ops) as harness:

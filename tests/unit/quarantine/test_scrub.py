@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
@@ -97,3 +98,11 @@ def test_large_bodies_are_scanned_in_linear_time() -> None:
         started = time.perf_counter()
         assert scrub_body(body, NAMES) == body
         assert time.perf_counter() - started < 1.0
+
+
+def test_a_credential_in_a_bytes_header_is_redacted() -> None:
+    """Header bytes are stored as base64, which hides them from a text search: still found."""
+    dead = _dead(b"{}", {"x-note": f"Bearer {BEARER}".encode(), "x-trace": "ok"})
+    fields = scrub(dataclasses.replace(dead, headers_json=""), NAMES).fields(now=0.0)
+    assert BEARER.encode() not in base64.b64decode(json.loads(fields["headers"])["x-note"]["$b64"])
+    assert fields["redacted"] == "1"

@@ -54,6 +54,9 @@ class RuntimeSettings(_Section):
     # x-eventguard-producer header): the workers' own users, e.g. quarantine re-publishing a
     # released message. A worker always trusts its own user for its retry copies.
     relay_users: frozenset[str] = frozenset()
+    # How often each worker re-reads its persisted quarantine view, so replicas that did not
+    # consume a block's broadcast converge on it (producer blocks; docs/actors.md).
+    view_resync_s: float = Field(default=30.0, gt=0)
 
 
 class AiModelSettings(_Section):

@@ -102,6 +102,8 @@ class QuarantineView:
         self._entries: dict[tuple[str, str], ViewEntry] = {}
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._listeners: list[Listener] = []
+        self._version = 0  # moved by every change a broadcast makes (see resync)
+        self._writing = 0  # persists in flight
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -118,16 +120,37 @@ class QuarantineView:
         """Read the persisted view (call in ``start``); returns the entries loaded."""
         if self._store is None:
             return 0
+        self._entries.update(await self._read(self._store))
+        return len(self._entries)
+
+    async def resync(self) -> bool:
+        """Replace the view with the persisted one: replicas of a worker share the hash, but
+        only the replica that consumed a broadcast has it in memory. Skipped (False) when a
+        broadcast changed this view during the read; the next round catches up."""
+        if self._store is None:
+            return False
+        version = self._version
+        persisted = await self._read(self._store)
+        if version != self._version or self._writing:
+            return False
+        previous, self._entries = self._entries, persisted
+        for kind, entity_id in previous.keys() | persisted.keys():
+            if previous.get((kind, entity_id)) != persisted.get((kind, entity_id)):
+                self._notify(kind, entity_id)
+        return True
+
+    async def _read(self, store: Store) -> dict[tuple[str, str], ViewEntry]:
         key = self._key
-        raw: dict[Any, Any] = await self._store.execute(lambda r: r.hgetall(key))
+        raw: dict[Any, Any] = await store.execute(lambda r: r.hgetall(key))
+        entries: dict[tuple[str, str], ViewEntry] = {}
         for value in raw.values():
             try:
                 entry = ViewEntry(**json.loads(value))
             except (ValueError, TypeError):
                 _log.warning("quarantine_view.bad_entry", key=key)
                 continue
-            self._entries[(entry.kind, entry.entity_id)] = entry
-        return len(self._entries)
+            entries[(entry.kind, entry.entity_id)] = entry
+        return entries
 
     # -- queries (no I/O) ----------------------------------------------------------------------
 
@@ -186,15 +209,23 @@ class QuarantineView:
     # -- internals -----------------------------------------------------------------------------
 
     async def _persist(self, kind: str, entity_id: str) -> None:
+        # The version moves before and after the write, and a write in flight is counted:
+        # resync never swaps in a hash read that may predate a change already in memory.
+        self._version += 1
         if self._store is None:
             return
         key, field = self._key, kind + _SEP + entity_id
         entry = self._entries.get((kind, entity_id))
-        if entry is None:
-            await self._store.execute(lambda r: r.hdel(key, field))
-            return
-        value = json.dumps(asdict(entry))
-        await self._store.execute(lambda r: r.hset(key, field, value))
+        self._writing += 1
+        try:
+            if entry is None:
+                await self._store.execute(lambda r: r.hdel(key, field))
+            else:
+                value = json.dumps(asdict(entry))
+                await self._store.execute(lambda r: r.hset(key, field, value))
+        finally:
+            self._writing -= 1
+            self._version += 1
 
     def _notify(self, kind: str, entity_id: str) -> None:
         blocked = self.is_quarantined(kind, entity_id)

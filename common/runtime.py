@@ -96,6 +96,7 @@ class Runtime:
             for name, factory in self.factories:
                 await self._start_worker(name, factory)
             self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
+            self._spawn(self._resync_views())
             yield self
         finally:
             await self._shutdown()
@@ -176,6 +177,17 @@ class Runtime:
             await service.quarantine.load()
         except (EventGuardError, OSError, TimeoutError, RedisError) as error:
             _log.warning("quarantine_view.load_failed", worker=name, error=repr(error))
+
+    async def _resync_views(self) -> None:
+        """Re-read every worker's persisted quarantine view now and then: a replica that did
+        not consume a block's broadcast learns it within ``view_resync_s``."""
+        while True:
+            await asyncio.sleep(self.settings.runtime.view_resync_s)
+            for name, running in self.workers.items():
+                try:
+                    await running.service.quarantine.resync()
+                except (EventGuardError, OSError, TimeoutError, RedisError) as error:
+                    _log.warning("quarantine_view.resync_failed", worker=name, error=repr(error))
 
     async def _consume(self, running: RunningWorker) -> None:
         for queue in running.queues:

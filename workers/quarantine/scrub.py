@@ -136,6 +136,17 @@ def _depth(value: Any) -> int:
     return depth
 
 
+def _text_of(dead: DeadMessage) -> bytes:
+    """The headers (as their JSON), properties and detail as one text, for the first look. A
+    header holding bytes is JSON'd as base64, which hides what it says: then the text is a
+    marker that sends the message down the full walk."""
+    headers_json = dead.headers_json or encode_headers(dead.headers)
+    if '"$b64"' in headers_json:
+        return b"token"  # anything the first look flags: look at every value
+    props = json.dumps(dead.properties, default=str)
+    return "\n".join((headers_json, props, dead.detail)).encode("utf-8", "replace")
+
+
 def _names(secret_fields: Collection[str]) -> frozenset[str]:
     return frozenset(name.lower().replace("-", "_") for name in secret_fields)
 
@@ -183,9 +194,11 @@ def scrub(dead: DeadMessage, secret_fields: Collection[str] = ()) -> DeadMessage
     digest and size kept."""
     names = _names(secret_fields)
     body = _scrub_body(dead.body, names)
-    headers = _value(dead.headers, names, 0)
-    properties = _value(dead.properties, names, 0)
-    detail = scrub_text(dead.detail)
+    headers, properties, detail = dead.headers, dead.properties, dead.detail
+    if _may_hold_secret(_text_of(dead), names):
+        headers = _value(headers, names, 0)
+        properties = _value(properties, names, 0)
+        detail = scrub_text(detail)
     changed = (body, headers, properties, detail) != (
         dead.body,
         dead.headers,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
+import secrets
 import time
 
-from common.config import QuarantineSettings
+from common.config import QuarantineSettings, SecuritySettings
+from common.security.tokens import TokenService
 from workers.quarantine.records import DeadMessage
 from workers.quarantine.scrub import scrub, scrub_body
 
 NAMES = QuarantineSettings().secret_fields
-JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJyb290Iiwicm9sZSI6ImFkbWluIn0.c2lnbmF0dXJlLXBhcnQ"
+# Minted at run time: no credential-shaped literal lives in the repository.
+JWT = TokenService(SecuritySettings(jwt_signing_key=secrets.token_urlsafe(48)), store=None).issue(
+    "root", "admin"
+)
+OPAQUE, PASSWORD, BEARER = (secrets.token_hex(8) for _ in range(3))
 
 
 def _dead(body: bytes, headers: dict[str, object] | None = None) -> DeadMessage:
@@ -48,14 +55,14 @@ def test_secret_fields_and_credential_shapes_are_redacted_in_json() -> None:
     """A token field, a password, a JWT and a Bearer value inside strings all go."""
     body = json.dumps(
         {
-            "actor": {"subject": "a", "role": "admin", "token": "opaque-secret-1"},
-            "data": {"note": f"use {JWT}", "Password": "hunter2", "max_tokens": 16},
-            "headers": ["Authorization: Bearer abcdef123456"],
+            "actor": {"subject": "a", "role": "admin", "token": OPAQUE},
+            "data": {"note": f"use {JWT}", "Password": PASSWORD, "max_tokens": 16},
+            "headers": [f"Authorization: Bearer {BEARER}"],
         }
     ).encode()
     out = scrub_body(body, NAMES)
-    for secret in (b"opaque-secret-1", JWT.encode(), b"hunter2", b"abcdef123456"):
-        assert secret not in out
+    for secret in (OPAQUE, JWT, PASSWORD, BEARER):
+        assert secret.encode() not in out
     assert json.loads(out)["data"]["max_tokens"] == 16
 
 
@@ -91,3 +98,11 @@ def test_large_bodies_are_scanned_in_linear_time() -> None:
         started = time.perf_counter()
         assert scrub_body(body, NAMES) == body
         assert time.perf_counter() - started < 1.0
+
+
+def test_a_credential_in_a_bytes_header_is_redacted() -> None:
+    """Header bytes are stored as base64, which hides them from a text search: still found."""
+    dead = _dead(b"{}", {"x-note": f"Bearer {BEARER}".encode(), "x-trace": "ok"})
+    fields = scrub(dataclasses.replace(dead, headers_json=""), NAMES).fields(now=0.0)
+    assert BEARER.encode() not in base64.b64decode(json.loads(fields["headers"])["x-note"]["$b64"])
+    assert fields["redacted"] == "1"

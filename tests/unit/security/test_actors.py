@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from common.security.actors import DEFAULT_ACTOR_ASSERTERS, ActorPolicy, authori
 from common.security.admission import Admission
 from common.security.roles import Role
 from common.security.rules import AccessRules
+from common.security.tokens import TokenService
 from eventguard.cli import parse_actor
 from schemas.envelope import Actor, Envelope, new_event
 from schemas.quarantine import QuarantineReleaseRequested
@@ -32,7 +34,8 @@ def _release(actor: Actor | None) -> Envelope[Any]:
 def test_actor_token_is_a_schema_violation() -> None:
     """A ``token`` inside ``actor`` is refused by the envelope model: events carry no credential."""
     body = _release(Actor(subject="alice", role="admin")).model_dump(mode="json")
-    body["actor"]["token"] = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+    tokens = TokenService(SecuritySettings(jwt_signing_key=secrets.token_urlsafe(48)), store=None)
+    body["actor"]["token"] = tokens.issue("alice", "admin")
     with pytest.raises(ValidationError, match=r"actor\.token"):
         envelope_model("quarantine.release.requested").model_validate(body)
     with pytest.raises(ValidationError):

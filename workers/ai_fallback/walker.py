@@ -128,8 +128,12 @@ class Walker:
         )
 
     def publish_state(self, model: Model) -> None:
-        """Set the model-state gauge."""
-        self._m.model_state.labels(model.name).set(self.state_of(model))
+        """Bind the model-state gauge to the model's state, read at every scrape.
+
+        The state changes without traffic (a cool-down or an open breaker ends on its own), so
+        the gauge is computed when Prometheus reads it, never left at a value set earlier.
+        """
+        self._m.model_state.labels(model.name).set_function(lambda: float(self.state_of(model)))
 
     # -- the walk ----------------------------------------------------------------------------
 

@@ -71,9 +71,14 @@ class AiModelSettings(_Section):
     input_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
     output_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
     priority: int = Field(default=100, ge=0, le=1_000_000)  # lower is tried first
-    tokenizer: Literal["cl100k", "estimate"] | None = None  # default: cl100k for openai
+    # default: openai models by tiktoken's model table (o200k for gpt-4o, gpt-4.1, o-series,
+    # gpt-5; cl100k for gpt-4, gpt-3.5 and names it does not know); others "estimate"
+    tokenizer: Literal["cl100k", "o200k", "estimate"] | None = None
     timeout_s: float = Field(default=30.0, gt=0, le=600)
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
+    # A reasoning model takes max_completion_tokens and no temperature/top_p (default: openai
+    # models named o1, o3, o4... or gpt-5...).
+    reasoning: bool | None = None
 
 
 class AiFallbackSettings(_Section):

@@ -33,7 +33,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bench.ai_litellm_proxy import proxy_samples
-from bench.ai_rabbit import rabbit_samples
+from bench.ai_rabbit import REDIS_URL, rabbit_samples
 from common.config import AiFallbackSettings, AiModelSettings, Settings
 from common.store import connect_redis
 from common.testing import Harness, fast_runtime_settings, run_workers
@@ -148,7 +148,7 @@ class _Replies:
 
 
 async def _redis() -> Any:
-    client = connect_redis("redis://127.0.0.1:6379/15")
+    client = connect_redis(REDIS_URL)
     try:
         await client.ping()
     except OSError:

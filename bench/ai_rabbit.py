@@ -10,12 +10,15 @@ keys of the run. Set ``EVENTGUARD_BENCH_AMQP_URL`` (a vhost of your own on a sha
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiormq
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 from prometheus_client import CollectorRegistry
 
 from common.bus.amqp import AmqpBroker
@@ -32,7 +35,7 @@ from schemas.ai import CompletionRequested
 from schemas.envelope import new_event
 from workers.ai_fallback import create as create_ai
 
-__all__ = ["AMQP_URL", "REDIS_URL", "rabbit_samples"]
+__all__ = ["AMQP_URL", "REDIS_URL", "floor_samples", "rabbit_samples"]
 
 AMQP_URL = os.environ.get("EVENTGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("EVENTGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -93,3 +96,56 @@ async def rabbit_samples(
         await _delete_queues(worker, settings)
         await forget_prefix(redis, prefix)
         await redis.aclose()
+
+
+async def floor_samples(*, warmup: int, n: int, timed: Timed) -> list[float]:
+    """Seconds per round trip of the broker alone: a persistent request to a quorum queue and a
+    direct reply-to answer, both confirmed, answered by a bare aiormq consumer (no Redis, no
+    handler): what any worker over this broker pays before doing anything."""
+    queue = f"eventguard.bench-floor-{uuid.uuid4().hex[:6]}"
+    pending: dict[str, asyncio.Future[bytes]] = {}
+    async with aiormq.connect(AMQP_URL) as server, aiormq.connect(AMQP_URL) as client:
+        serving = await server.channel(publisher_confirms=True)
+        await serving.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        await serving.basic_qos(prefetch_count=32)
+
+        async def respond(message: DeliveredMessage) -> None:
+            props = message.header.properties
+            await serving.basic_publish(
+                message.body,
+                routing_key=props.reply_to or "",
+                properties=Basic.Properties(correlation_id=props.correlation_id, delivery_mode=2),
+            )
+            await serving.basic_ack(message.delivery_tag or 0)
+
+        async def on_reply(message: DeliveredMessage) -> None:
+            future = pending.pop(message.header.properties.correlation_id or "", None)
+            if future is not None and not future.done():
+                future.set_result(message.body)
+
+        try:
+            await serving.basic_consume(queue, respond)
+            asking = await client.channel(publisher_confirms=True)
+            await asking.basic_consume("amq.rabbitmq.reply-to", on_reply, no_ack=True)
+            body = b"x" * 700  # about the size of a completion request event
+
+            async def one(_i: int) -> None:
+                correlation = uuid.uuid4().hex
+                future = asyncio.get_running_loop().create_future()
+                pending[correlation] = future
+                await asking.basic_publish(
+                    body,
+                    routing_key=queue,
+                    properties=Basic.Properties(
+                        reply_to="amq.rabbitmq.reply-to",
+                        correlation_id=correlation,
+                        delivery_mode=2,
+                    ),
+                )
+                await asyncio.wait_for(future, 30)
+
+            await timed(warmup, one)
+            return await timed(n, one)
+        finally:
+            cleanup = await server.channel()
+            await cleanup.queue_delete(queue)

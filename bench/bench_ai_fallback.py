@@ -33,7 +33,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from bench.ai_litellm_proxy import proxy_samples
-from bench.ai_rabbit import REDIS_URL, rabbit_samples
+from bench.ai_rabbit import REDIS_URL, floor_samples, rabbit_samples
 from common.config import AiFallbackSettings, AiModelSettings, Settings
 from common.store import connect_redis
 from common.testing import Harness, fast_runtime_settings, run_workers
@@ -291,10 +291,14 @@ async def bench_rabbitmq(sim: ProviderSimulator) -> dict[str, Any]:
     settings = _settings(sim, "unused:")
     through = await rabbit_samples(settings, _request, warmup=20, n=N_OVERHEAD, timed=_timed)
     direct = await _direct(sim, "primary", N_OVERHEAD)
+    floor = await floor_samples(warmup=20, n=N_OVERHEAD, timed=_timed)
+    overhead = _p(through, 0.5) - _p(direct, 0.5)
     return {
         "direct": _ms(direct),
         "worker": _ms(through),
-        "overhead_p50_ms": round((_p(through, 0.5) - _p(direct, 0.5)) * 1000, 3),
+        "broker_floor": _ms(floor),
+        "overhead_p50_ms": round(overhead * 1000, 3),
+        "overhead_over_broker_floor_p50_ms": round((overhead - _p(floor, 0.5)) * 1000, 3),
     }
 
 
@@ -342,6 +346,7 @@ async def main(requests: int) -> int:
         "requests": N_OVERHEAD,
         "shared_machine": "2 cores shared with other engineers' runs: compare within one run",
         "overhead_p50_ms_rabbitmq": rabbitmq["overhead_p50_ms"],
+        "broker_floor_p50_ms_rabbitmq": rabbitmq["broker_floor"]["p50_ms"],
         "litellm_proxy_overhead_p50_ms": proxy.get("overhead_p50_ms"),
         "litellm_router_overhead_p50_ms": litellm.get("overhead_p50_ms"),
         "overhead_p50_ms": eventguard["overhead_p50_ms"],

@@ -23,8 +23,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     sub = group.add_subparsers(dest="ai_command", required=True)
     models = sub.add_parser("models", help="the configured chain (and, with Redis, its state)")
     models.set_defaults(func=_models)
-    tokens = sub.add_parser("tokens", help="count cl100k_base tokens of TEXT (offline)")
+    tokens = sub.add_parser("tokens", help="count tokens of TEXT (offline; cl100k or o200k)")
     tokens.add_argument("text")
+    tokens.add_argument("--encoding", choices=["cl100k", "o200k"], default="cl100k")
     tokens.set_defaults(func=_tokens)
     enable = sub.add_parser("enable", help="lift a model's auth disable and cool-down in Redis")
     enable.add_argument("model")
@@ -76,7 +77,7 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
-    print(TokenCounter().count_text(args.text))
+    print(TokenCounter().count_text(args.text, args.encoding))
     return 0
 
 

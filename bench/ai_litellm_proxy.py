@@ -2,9 +2,9 @@
 
 ``litellm --config`` runs as a child process on 127.0.0.1 with a master key minted for the run,
 its one model pointing at the provider simulator; requests are OpenAI Chat Completions over
-HTTP with that key. It needs ``litellm[proxy]`` (not in the bench extras: FastAPI, uvicorn and
-more); without it the figure is reported as skipped. It runs offline
-(``LITELLM_LOCAL_MODEL_COST_MAP=True``, no database).
+HTTP with that key. It needs ``litellm[proxy]`` (the bench extras install it); without it the
+figure is reported as skipped. It runs offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``, no
+database).
 """
 
 from __future__ import annotations

@@ -1,19 +1,31 @@
-"""The AI fallback worker over the real RabbitMQ and Redis, as deployed, for the benchmark.
+"""The AI fallback worker over the real RabbitMQ and Redis, for the benchmark.
 
-One ``Runtime`` runs the worker on the AMQP broker (quorum queues, publisher confirms, the
-Redis idempotency claim and outbox); a requester on its own connection sends each request with
-``common.bus.rpc.request`` (direct reply-to) and waits for the answer. The worker's queues get
-a name of their own (``eventguard.bench-ai-<hex>``) and are deleted afterwards, with the Redis
-keys of the run. Set ``EVENTGUARD_BENCH_AMQP_URL`` (a vhost of your own on a shared broker) and
-``EVENTGUARD_BENCH_REDIS_URL``.
+Two set-ups, each timed by a requester that sends one request at a time with
+``common.bus.rpc.request`` (publisher confirms, direct reply-to) and waits for the answer:
+
+* :func:`process_samples`, as deployed: ``eventguard run ai_fallback`` in a process of its own
+  (quorum queues, confirms, the Redis idempotency claim and outbox, JSON logs at WARNING);
+* :func:`rabbit_samples`: the same ``Runtime`` inside the benchmark's process (its queues named
+  ``eventguard.bench-ai-<hex>``), sharing one event loop with the requester and the simulator.
+
+:func:`floor_samples` times the broker alone. Queues and Redis keys of a run are deleted
+afterwards. Set ``EVENTGUARD_BENCH_AMQP_URL`` (a vhost of your own on a shared broker: the
+process set-up uses the fixed queue ``eventguard.ai_fallback``) and ``EVENTGUARD_BENCH_REDIS_URL``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import secrets
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiormq
@@ -35,11 +47,12 @@ from schemas.ai import CompletionRequested
 from schemas.envelope import new_event
 from workers.ai_fallback import create as create_ai
 
-__all__ = ["AMQP_URL", "REDIS_URL", "floor_samples", "rabbit_samples"]
+__all__ = ["AMQP_URL", "REDIS_URL", "floor_samples", "process_samples", "rabbit_samples"]
 
 AMQP_URL = os.environ.get("EVENTGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("EVENTGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+_ROOT = Path(__file__).resolve().parent.parent
 Timed = Callable[[int, Callable[[int], Awaitable[Any]]], Awaitable[list[float]]]
 
 
@@ -149,3 +162,83 @@ async def floor_samples(*, warmup: int, n: int, timed: Timed) -> list[float]:
         finally:
             cleanup = await server.channel()
             await cleanup.queue_delete(queue)
+
+
+def _worker_env(settings: Settings, prefix: str) -> dict[str, str]:
+    section = settings.ai_fallback
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGUARD_")}
+    env.update(
+        {
+            "EVENTGUARD_BROKER_URL": AMQP_URL,
+            "EVENTGUARD_REDIS_URL": REDIS_URL,
+            "EVENTGUARD_REDIS_KEY_PREFIX": prefix,
+            "EVENTGUARD_SECURITY__JWT_SIGNING_KEY": secrets.token_urlsafe(48),
+            "EVENTGUARD_SECURITY__ANY_TYPE_PRODUCERS": json.dumps(["guest"]),
+            "EVENTGUARD_LOG_LEVEL": "WARNING",
+            "EVENTGUARD_LOG_FORMAT": "json",
+            "EVENTGUARD_OPS_PORT": "0",
+            "EVENTGUARD_AI_FALLBACK__MODELS": json.dumps(
+                [m.model_dump(mode="json") for m in section.models]
+            ),
+            "EVENTGUARD_AI_FALLBACK__PROVIDER_KEYS": json.dumps(
+                {k: v.get_secret_value() for k, v in section.provider_keys.items()}
+            ),
+            "EVENTGUARD_AI_FALLBACK__BREAKER_OPEN_S": str(section.breaker_open_s),
+        }
+    )
+    return env
+
+
+async def _until_consuming(queue: str) -> None:
+    async with aiormq.connect(AMQP_URL) as conn, asyncio.timeout(120):
+        channel = await conn.channel()
+        while True:
+            with contextlib.suppress(aiormq.exceptions.ChannelNotFoundEntity):
+                declared = await channel.queue_declare(queue, passive=True)
+                if declared.consumer_count:
+                    return
+            if channel.is_closed:
+                channel = await conn.channel()
+            await asyncio.sleep(0.2)
+
+
+async def process_samples(
+    settings: Settings,
+    make_request: Callable[[int], CompletionRequested],
+    *,
+    warmup: int,
+    n: int,
+    timed: Timed,
+) -> list[float]:
+    """Seconds per request/reply through ``eventguard run ai_fallback`` in its own process."""
+    prefix = f"bench-ai-proc-{uuid.uuid4().hex[:6]}:"
+    process = subprocess.Popen(  # noqa: ASYNC220 - our own CLI; started before timing
+        [sys.executable, "-m", "eventguard.cli", "run", "ai_fallback"],
+        env=_worker_env(settings, prefix),
+        cwd=_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    metrics = Metrics(CollectorRegistry())
+    requester = _broker(metrics, "eventguard-bench.ai-process.requester")
+    redis = connect_redis(REDIS_URL)
+    try:
+        await _until_consuming(work_queue_name("ai_fallback"))
+        await requester.start()
+        publisher = Publisher(requester, worker="bench", user_id="guest", metrics=metrics)
+
+        async def one(i: int) -> None:
+            event = new_event("ai.completion.requested", make_request(i), source="bench")
+            answer = await request(publisher, event, timeout_s=30)
+            assert answer.type == "ai.completion.succeeded", answer
+
+        await timed(warmup, one)
+        return await timed(n, one)
+    finally:
+        await requester.close()
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+        await _delete_queues("ai_fallback", settings)
+        await forget_prefix(redis, prefix)
+        await redis.aclose()

@@ -164,6 +164,12 @@ async def floor_samples(*, warmup: int, n: int, timed: Timed) -> list[float]:
             await cleanup.queue_delete(queue)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _worker_env(settings: Settings, prefix: str) -> dict[str, str]:
     section = settings.ai_fallback
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTGUARD_")}
@@ -209,8 +215,9 @@ async def process_samples(
     warmup: int,
     n: int,
     timed: Timed,
-) -> list[float]:
-    """Seconds per request/reply through ``eventguard run ai_fallback`` in its own process."""
+) -> tuple[list[float], float]:
+    """Seconds per request/reply through ``eventguard run ai_fallback`` in its own process, and
+    the worker process's CPU milliseconds per request (user + system)."""
     prefix = f"bench-ai-proc-{uuid.uuid4().hex[:6]}:"
     process = subprocess.Popen(  # noqa: ASYNC220 - our own CLI; started before timing
         [sys.executable, "-m", "eventguard.cli", "run", "ai_fallback"],
@@ -233,7 +240,9 @@ async def process_samples(
             assert answer.type == "ai.completion.succeeded", answer
 
         await timed(warmup, one)
-        return await timed(n, one)
+        cpu_before = _cpu_s(process.pid)
+        samples = await timed(n, one)
+        return samples, (_cpu_s(process.pid) - cpu_before) * 1000 / n
     finally:
         await requester.close()
         process.send_signal(signal.SIGTERM)

@@ -289,7 +289,9 @@ async def bench_litellm(sim: ProviderSimulator) -> dict[str, Any]:
 async def bench_rabbitmq(sim: ProviderSimulator) -> dict[str, Any]:
     """The worker over the real RabbitMQ and Redis, by request/reply, minus a direct call."""
     settings = _settings(sim, "unused:")
-    through = await process_samples(settings, _request, warmup=20, n=N_OVERHEAD, timed=_timed)
+    through, cpu_ms = await process_samples(
+        settings, _request, warmup=20, n=N_OVERHEAD, timed=_timed
+    )
     direct = await _direct(sim, "primary", N_OVERHEAD)
     in_process = await rabbit_samples(settings, _request, warmup=20, n=N_OVERHEAD, timed=_timed)
     floor = await floor_samples(warmup=20, n=N_OVERHEAD, timed=_timed)
@@ -297,6 +299,7 @@ async def bench_rabbitmq(sim: ProviderSimulator) -> dict[str, Any]:
     return {
         "direct": _ms(direct),
         "worker_process": _ms(through),
+        "worker_process_cpu_ms_per_request": round(cpu_ms, 3),
         "worker_in_bench_process": _ms(in_process),
         "broker_floor": _ms(floor),
         "overhead_p50_ms": round(overhead * 1000, 3),
@@ -352,6 +355,7 @@ async def main(requests: int) -> int:
         "shared_machine": "2 cores shared with other engineers' runs: compare within one run",
         "overhead_p50_ms_rabbitmq": rabbitmq["overhead_p50_ms"],
         "broker_floor_p50_ms_rabbitmq": rabbitmq["broker_floor"]["p50_ms"],
+        "worker_cpu_ms_per_request_rabbitmq": rabbitmq["worker_process_cpu_ms_per_request"],
         "litellm_proxy_overhead_p50_ms": proxy.get("overhead_p50_ms"),
         "litellm_router_overhead_p50_ms": litellm.get("overhead_p50_ms"),
         "overhead_p50_ms": eventguard["overhead_p50_ms"],

@@ -136,8 +136,9 @@ async def floor_samples(*, warmup: int, n: int, timed: Timed) -> list[float]:
             if future is not None and not future.done():
                 future.set_result(message.body)
 
+        consumer = ""
         try:
-            await serving.basic_consume(queue, respond)
+            consumer = (await serving.basic_consume(queue, respond)).consumer_tag or ""
             asking = await client.channel(publisher_confirms=True)
             await asking.basic_consume("amq.rabbitmq.reply-to", on_reply, no_ack=True)
             body = b"x" * 700  # about the size of a completion request event
@@ -160,6 +161,8 @@ async def floor_samples(*, warmup: int, n: int, timed: Timed) -> list[float]:
             await timed(warmup, one)
             return await timed(n, one)
         finally:
+            if consumer:
+                await serving.basic_cancel(consumer)
             cleanup = await server.channel()
             await cleanup.queue_delete(queue)
 

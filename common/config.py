@@ -33,100 +33,181 @@ __all__ = [
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Each field's docstring is its description: the README's configuration reference is
+    # generated from them (eventguard/config_reference.py).
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class RuntimeSettings(_Section):
     """How every worker consumes, retries and stops."""
 
     prefetch: int = Field(default=32, ge=1, le=10_000)
+    """Unacknowledged deliveries per consumer (AMQP prefetch)."""
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    """Larger message bodies are dead-lettered as `too_large`."""
     handler_timeout_s: float = Field(default=30.0, gt=0)
+    """Per-handler timeout (a route may set its own)."""
     max_attempts: int = Field(default=5, ge=1, le=100)
-    # Delay tiers (seconds) of the retry queues; attempt n waits tier[min(n-1, len-1)].
+    """Handler runs before a message is dead-lettered as `max_attempts`."""
     retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
+    """Delay tiers (seconds) of the retry queues; attempt n waits tier[min(n-1, len-1)]."""
     delivery_limit: int = Field(default=20, ge=1)
+    """The quorum queues' `x-delivery-limit`: redeliveries before RabbitMQ dead-letters a message
+    itself.
+    """
     idempotency_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    """How long a handled event id is remembered (the dedup window)."""
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    """Seconds between `health.heartbeat` events."""
     drain_timeout_s: float = Field(default=20.0, gt=0)
+    """How long SIGTERM waits for in-flight handlers."""
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
-    # AMQP users trusted to relay a message on behalf of its original producer (named in the
-    # x-eventguard-producer header): the workers' own users, e.g. quarantine re-publishing a
-    # released message. A worker always trusts its own user for its retry copies.
+    """Longest backoff between broker reconnection attempts."""
     relay_users: frozenset[str] = frozenset()
-    # How often each worker re-reads its persisted quarantine view, so replicas that did not
-    # consume a block's broadcast converge on it (producer blocks; docs/actors.md).
+    """AMQP users trusted to relay a message for its original producer (named in
+    `x-eventguard-producer`), e.g. quarantine re-publishing a release; a worker always trusts
+    its own user for its retry copies.
+    """
     view_resync_s: float = Field(default=30.0, gt=0)
+    """How often each worker re-reads its persisted quarantine view, so replicas that did not
+    consume a block's broadcast converge on it (producer blocks; docs/actors.md).
+    """
 
 
 class AiModelSettings(_Section):
     """One model of the AI fallback chain (``ai_fallback.models`` or its YAML file)."""
 
     name: str = Field(min_length=1, max_length=200)
+    """The name requests, quarantine entries and metrics use."""
     provider: Literal["openai", "anthropic"]
-    # Base URL: ".../v1" for OpenAI-compatible servers, the API root for Anthropic.
+    """The API dialect: `openai` (Chat Completions) or `anthropic` (Messages)."""
     endpoint: str = Field(min_length=1, max_length=500)
-    model_id: str | None = Field(default=None, max_length=200)  # the provider's name for it
-    # The NAME of the entry in ai_fallback.provider_keys holding the secret, never the secret.
+    """Base URL ending in `/v1` for both dialects: `https://api.openai.com/v1` (or any
+    OpenAI-compatible server's), `https://api.anthropic.com/v1`; the client appends
+    `/chat/completions` or `/messages`.
+    """
+    model_id: str | None = Field(default=None, max_length=200)
+    """The provider's name for the model (default: `name`)."""
     key_ref: str | None = Field(default=None, max_length=100)
+    """The NAME of the entry in `ai_fallback.provider_keys` holding the API key, never the key
+    itself.
+    """
     context_window: int = Field(ge=1, le=10_000_000)
+    """Prompt plus output tokens the model accepts."""
     max_output: int = Field(ge=1, le=1_000_000)
+    """Most output tokens the model writes; a request's `max_tokens` is capped by it."""
     input_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
+    """US dollars per million input tokens."""
     output_usd_per_mtok: float = Field(default=0.0, ge=0, le=10_000)
-    priority: int = Field(default=100, ge=0, le=1_000_000)  # lower is tried first
-    tokenizer: Literal["cl100k", "estimate"] | None = None  # default: cl100k for openai
+    """US dollars per million output tokens."""
+    priority: int = Field(default=100, ge=0, le=1_000_000)
+    """Chain order: lower is tried first (ties: faster healthy models first)."""
+    tokenizer: Literal["cl100k", "o200k", "estimate"] | None = None
+    """How prompt tokens are counted: `cl100k` or `o200k` (exact, bundled), or `estimate` (cl100k
+    times a learnt ratio and the safety factor). Default: OpenAI models by tiktoken's model
+    table (o200k for gpt-4o, gpt-4.1, the o-series and gpt-5; cl100k for gpt-4, gpt-3.5 and
+    unknown names); Anthropic models `estimate`.
+    """
     timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """Per-call timeout (capped by what is left of the request's deadline)."""
     max_concurrency: int = Field(default=16, ge=1, le=10_000)
+    """Calls in flight to this model at once (a bulkhead; 4x as many may wait)."""
+    reasoning: bool | None = None
+    """A reasoning model gets `max_completion_tokens` and no `temperature`/`top_p`. Default:
+    OpenAI models whose name starts with o and a digit (o1, o3, o4-mini...) or gpt-5.
+    """
 
 
 class AiFallbackSettings(_Section):
     """The AI fallback worker: its model chain, cache, budgets and failure handling."""
 
     models: tuple[AiModelSettings, ...] = ()
-    models_file: str | None = None  # YAML: {"models": [...]}; its models replace ``models``
+    """The chain: a list of model entries (JSON in `EVENTGUARD_AI_FALLBACK__MODELS`; fields in the
+    next table).
+    """
+    models_file: str | None = None
+    """A YAML file `{"models": [...]}`; its models replace `models`."""
     provider_keys: dict[str, SecretStr] = {}
+    """Secrets by name (`{"openai": "sk-..."}`), referenced by each model's `key_ref`."""
     cache_ttl_s: int = Field(default=3600, ge=1)
+    """How long an answer stays cached. Cached are requests with temperature 0, unless the request
+    sets `cache` (true or false); the key covers every parameter that changes the answer.
+    """
     max_deadline_s: float = Field(default=120.0, gt=0, le=600)
-    retry_after_cap_s: float = Field(default=2.0, ge=0)  # wait this long at most, else cool down
-    default_cooldown_s: float = Field(default=5.0, ge=0)  # 429 without Retry-After
+    """Upper bound of a request's `deadline_s`."""
+    retry_after_cap_s: float = Field(default=2.0, ge=0)
+    """A 429/529 whose Retry-After is at most this long is waited for and the same model retried
+    once (the retry-once rule); a longer one cools the model down for that long and the chain
+    moves on.
+    """
+    default_cooldown_s: float = Field(default=5.0, ge=0)
+    """Cool-down after a 429/529 without Retry-After."""
     context_headroom_tokens: int = Field(default=32, ge=0)
+    """Tokens kept free in a model's window beyond prompt plus output allowance."""
     estimate_safety_factor: float = Field(default=1.15, ge=1.0, le=3.0)
+    """Multiplier on estimated (non-exact) prompt counts."""
     on_content_policy: Literal["fail", "fallback"] = "fail"
+    """On a content-policy refusal: `fail` the request, or `fallback` to the next model."""
     health_alpha: float = Field(default=0.2, gt=0, le=1)
+    """Weight of the newest call in each model's latency and error-rate EWMA."""
     budget_window_s: int = Field(default=86_400, ge=60)
+    """Length of the budget window (per actor and global)."""
     request_max_tokens: int | None = Field(default=None, ge=1)
+    """Most tokens (prompt plus output allowance) one request may plan for."""
     request_max_cost_usd: float | None = Field(default=None, ge=0)
+    """Most US dollars one request may cost (its own `max_cost_usd` may be lower)."""
     actor_max_tokens: int | None = Field(default=None, ge=1)
+    """Tokens one actor may use per budget window."""
     actor_max_cost_usd: float | None = Field(default=None, ge=0)
+    """US dollars one actor may spend per budget window."""
     global_max_tokens: int | None = Field(default=None, ge=1)
+    """Tokens all requests may use per budget window."""
     global_max_cost_usd: float | None = Field(default=None, ge=0)
+    """US dollars all requests may spend per budget window."""
     breaker_failure_threshold: float = Field(default=0.5, gt=0, le=1)
+    """Failure rate (of the window) that opens a model's breaker; only failures of the model count
+    (5xx, timeouts, broken or malformed answers), never 429, 401, context-length or
+    content-policy refusals.
+    """
     breaker_minimum_calls: int = Field(default=4, ge=1)
+    """Calls in the window before the failure rate is judged."""
     breaker_window: int = Field(default=10, ge=1)
+    """Calls in each model breaker's sliding window."""
     breaker_open_s: float = Field(default=30.0, gt=0)
+    """How long an open breaker waits before letting a probe through (longer, up to 300 s, while
+    probes fail).
+    """
 
 
 class QuarantineSettings(_Section):
     """The quarantine worker: entity TTLs, flood containment, background loops, paging."""
 
-    # An entity quarantined without ``ttl_s`` is blocked this long (a permanent block needs an
-    # admin); an entity quarantined because of a critical health alert, ``alert_ttl_s``.
     default_ttl_s: int = Field(default=24 * 3600, ge=1)
+    """How long an entity quarantined without `ttl_s` stays blocked (a permanent block needs an
+    admin).
+    """
     alert_ttl_s: int = Field(default=3600, ge=1)
-    # Flood containment: this many dead letters from one producer (or of one event type) within
-    # one window quarantines the producer (the type) for ``flood_ttl_s``.
+    """How long an entity quarantined because of a critical health alert stays blocked."""
     flood_window_s: int = Field(default=60, ge=1)
+    """The window of flood containment."""
     flood_producer_threshold: int = Field(default=100, ge=1)
+    """Dead letters from one producer within a window that quarantine the producer for
+    `flood_ttl_s`.
+    """
     flood_type_threshold: int = Field(default=200, ge=1)
+    """Dead letters of one event type within a window that quarantine the type for `flood_ttl_s`."""
     flood_ttl_s: int = Field(default=3600, ge=1)
-    # Background loop: expire blocks, finish stuck releases, refresh gauges, re-announce.
+    """How long a flooding producer or type stays quarantined."""
     tick_s: float = Field(default=1.0, gt=0)
+    """Period of the background loop: expire blocks, finish stuck releases, refresh gauges,
+    re-announce.
+    """
     release_lease_s: float = Field(default=30.0, gt=0)
+    """How long a release may stay in progress before the loop finishes it."""
     announce_interval_s: float = Field(default=300.0, gt=0)
+    """How often active entries are re-announced to the other workers."""
     max_page: int = Field(default=500, ge=1, le=10_000)
-    # Field and header names whose values are redacted from a dead message before it is
-    # recorded (any case; a name matches a whole key or one word of it, so "token" covers
-    # "access_token" and "X-Token"). Setting it replaces the list (workers/quarantine/scrub.py).
+    """Most records one page of the admin list returns."""
     secret_fields: frozenset[str] = frozenset(
         {
             "token", "password", "passwd", "pwd", "secret", "api_key", "apikey", "x_api_key",
@@ -134,100 +215,156 @@ class QuarantineSettings(_Section):
             "credentials", "private_key", "signing_key",
         }
     )  # fmt: skip
-    # The admin audit trail (ops.audit.recorded) is kept this long.
+    """Field and header names whose values are redacted from a dead message before it is
+    recorded (any case; a name matches a whole key or one word of it, so `token` covers
+    `access_token` and `X-Token`). Setting it replaces the list.
+    """
     audit_retention_s: int = Field(default=30 * 24 * 3600, ge=3600)
+    """How long the admin audit trail (`ops.audit.recorded`) is kept."""
 
 
 class VerificationKey(_Section):
     """A key that verifies tokens signed under ``kid`` (old keys stay here during rotation)."""
 
     algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"]
-    key: SecretStr  # HMAC secret, or a PEM public key for RS256/ES256/EdDSA
+    """The JWT algorithm this key verifies."""
+    key: SecretStr
+    """The HMAC secret, or a PEM public key for RS256/ES256/EdDSA."""
 
 
 class SecuritySettings(_Section):
     """Tokens, API keys and event authorisation. No secret has a default."""
 
-    jwt_signing_key: SecretStr | None = None  # HMAC secret (>= 32 bytes) or PEM private key
+    jwt_signing_key: SecretStr | None = None
+    """Signs tokens: an HMAC secret (at least 32/48/64 bytes for HS256/384/512) or a PEM private
+    key. Required by `run`.
+    """
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256", "EdDSA"] = "HS256"
+    """The algorithm of the signing key."""
     jwt_kid: str = Field(default="k1", min_length=1, max_length=64)
-    jwt_verification_keys: dict[str, VerificationKey] = {}  # kid -> key, for rotation
+    """Key id stamped on issued tokens (rotation)."""
+    jwt_verification_keys: dict[str, VerificationKey] = {}
+    """Other keys that verify tokens, by kid (old keys during rotation)."""
     issuer: str = Field(default="eventguard", min_length=1)
+    """The `iss` claim issued and required."""
     audience: str = Field(default="eventguard", min_length=1)
+    """The `aud` claim issued and required."""
     access_ttl_s: int = Field(default=900, ge=10, le=24 * 3600)
+    """Lifetime of an access token."""
     refresh_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    """Lifetime of a refresh token."""
     leeway_s: int = Field(default=10, ge=0, le=300)
-    max_token_bytes: int = Field(default=4096, ge=512, le=65_536)  # ours are ~500 bytes
-    # API keys (stored in Redis as digests): lifetime of a new key unless the CLI says otherwise
-    # (None: until revoked).
+    """Clock skew tolerated when checking `exp`, `nbf` and `iat`."""
+    max_token_bytes: int = Field(default=4096, ge=512, le=65_536)
+    """Longer tokens are refused unread (ours are about 500 bytes)."""
     api_key_ttl_s: int | None = Field(default=None, ge=60)
+    """Lifetime of a new API key unless the CLI says otherwise (none: until revoked)."""
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
-    # Event type -> AMQP users allowed to publish it, merged over the built-in table.
+    """Lifetime of a console session."""
     producers: dict[str, frozenset[str]] = {}
-    # Users allowed to publish every type (and assert any actor): local development and the
-    # demo only.
+    """Event type -> AMQP users allowed to publish it, merged over the built-in table."""
     any_type_producers: frozenset[str] = frozenset()
-    # Event type -> {AMQP user: the highest role it may assert as an event's actor}, merged
-    # over the built-in table (common/security/actors.py, docs/actors.md).
+    """Users allowed to publish every type (and assert any actor): local development and the
+    demo only.
+    """
     actor_asserters: dict[
         str, dict[str, Literal["guest", "user", "operator", "admin", "service"]]
     ] = {}
-    # Round 2 (issue 14). No access token outlives max_access_ttl_s (the CLI refuses more);
-    # failed authentications are limited per client address and per key id (0 disables).
+    """Event type -> {AMQP user: the highest role it may assert as an event's actor}, merged
+    over the built-in table (docs/actors.md).
+    """
     max_access_ttl_s: int = Field(default=24 * 3600, ge=60, le=24 * 3600)
+    """No access token outlives this (the CLI refuses more)."""
     auth_failure_limit: int = Field(default=20, ge=0, le=100_000)
+    """Failed authentications allowed per client address and per key id within the window
+    (0 disables the limit).
+    """
     auth_failure_window_s: int = Field(default=300, ge=1, le=86_400)
-    # How often /admin/stream re-checks its token (revocation); it closes at expiry anyway.
+    """The window of the failed-authentication limit."""
     stream_recheck_s: float = Field(default=5.0, gt=0, le=300)
+    """How often `/admin/stream` re-checks its token for revocation (it closes at expiry
+    anyway).
+    """
 
 
 class HealthMonitorSettings(_Section):
     """The health monitor: evaluation cadence, rules, collectors and alert delivery."""
 
     interval_s: float = Field(default=15.0, gt=0)
-    rules_file: str | None = None  # YAML; the shipped defaults when unset
+    """Seconds between rule evaluations."""
+    rules_file: str | None = None
+    """A YAML rules file (default: the shipped `workers/health_monitor/rules.yaml`)."""
     collector_timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of each collector (RabbitMQ API, Redis INFO, readiness targets)."""
     sink_timeout_s: float = Field(default=5.0, gt=0)
+    """Timeout of each alert sink (events, webhook)."""
     repeat_interval_s: float = Field(default=4 * 3600.0, gt=0)
+    """How often a still-firing alert is notified again."""
     stale_heartbeat_s: float = Field(default=60.0, gt=0)
-    rabbitmq_api_url: str | None = None  # e.g. http://rabbitmq:15672
+    """A worker without a heartbeat for this long counts as down."""
+    rabbitmq_api_url: str | None = None
+    """The RabbitMQ management API, e.g. `http://rabbitmq:15672` (none: not collected)."""
     rabbitmq_api_user: str = "guest"
+    """User of the management API."""
     rabbitmq_api_password: SecretStr | None = None
+    """Password of the management API user."""
     collect_redis: bool = True
-    ready_targets: dict[str, str] = {}  # name -> URL of a /readyz (or any health URL)
-    webhook_url: str | None = None  # an Alertmanager-compatible receiver
+    """Collect Redis INFO."""
+    ready_targets: dict[str, str] = {}
+    """Name -> URL of a `/readyz` (or any health URL) to probe."""
+    webhook_url: str | None = None
+    """An Alertmanager-compatible receiver for alerts (none: events only)."""
 
 
 class OpportunitySettings(_Section):
     """The opportunity discovery worker: venues, concurrency, budgets, caches, fees."""
 
-    # The venues scanned; with market_source "ccxt" each is a ccxt exchange id unless
-    # ``exchanges`` maps it to one (the simulator accepts any name).
     venues: tuple[str, ...] = ("bybit", "okx", "binance")
-    quote: str = Field(default="USDT", pattern="^[A-Z0-9]{1,20}$")  # for bare assets: BTC
+    """The venues scanned; with `market_source` `ccxt` each is a ccxt exchange id unless
+    `exchanges` maps it to one (the simulator accepts any name).
+    """
+    quote: str = Field(default="USDT", pattern="^[A-Z0-9]{1,20}$")
+    """Quote currency for bare assets (`BTC` means `BTC/USDT`)."""
     concurrency: int = Field(default=15, ge=1, le=1000)
+    """Market-data fetches in flight at once."""
     default_budget_s: float = Field(default=10.0, gt=0, le=300)
+    """Time budget of a scan that sets none."""
     market_cache_ttl_s: float = Field(default=2.0, ge=0)
+    """How long fetched market data is reused."""
     result_cache_ttl_s: int = Field(default=30, ge=1)
+    """How long a scan result is cached."""
     empty_result_ttl_s: int = Field(default=5, ge=1)
+    """How long an empty scan result is cached."""
     max_symbols: int = Field(default=500, ge=1)
+    """Most symbols one scan may ask for."""
     trade_size_usd: float = Field(default=1_000.0, gt=0)
-    taker_fee: dict[str, float] = {}  # venue -> fee rate; the venue's published one otherwise
+    """Trade size the edges are computed for."""
+    taker_fee: dict[str, float] = {}
+    """Venue -> taker fee rate (default: the venue's published one)."""
     min_edge_bps: float = Field(default=1.0, ge=0)
-    # Per-fill slippage allowance where no order book is walked (all but spot arbitrage).
+    """Smallest edge, after fees and slippage, reported as an opportunity."""
     assumed_slippage_bps: float = Field(default=2.0, ge=0, le=100)
-    funding_horizon_h: float = Field(default=24.0, gt=0, le=720)  # funding arbitrage held
-    max_edge_bps: float = Field(default=1_000.0, gt=0)  # above this the data is wrong
+    """Per-fill slippage allowance where no order book is walked (all but spot arbitrage)."""
+    funding_horizon_h: float = Field(default=24.0, gt=0, le=720)
+    """How long a funding-arbitrage position is assumed held."""
+    max_edge_bps: float = Field(default=1_000.0, gt=0)
+    """Edges above this are taken as bad data and dropped."""
     max_staleness_s: float = Field(default=30.0, gt=0)
-    # Where market data comes from: the venues' public APIs through ccxt, or the simulator.
+    """Market data older than this is not used."""
     market_source: Literal["simulator", "ccxt"] = "ccxt"
-    exchanges: dict[str, str] = {}  # venue -> ccxt exchange id (default: the venue's name)
-    exchange_urls: dict[str, str] = {}  # venue -> base URL replacing its API URLs (proxy, tests)
+    """Where market data comes from: the venues' public APIs through `ccxt`, or the `simulator`."""
+    exchanges: dict[str, str] = {}
+    """Venue -> ccxt exchange id (default: the venue's name)."""
+    exchange_urls: dict[str, str] = {}
+    """Venue -> base URL replacing its API URLs (a proxy, tests)."""
     exchange_timeout_s: float = Field(default=5.0, gt=0, le=60)
-    # Market simulator knobs (the demo and tests use the simulator; nothing else does).
+    """Timeout of each exchange call."""
     simulator_latency_s: float = Field(default=0.0, ge=0)
+    """Market simulator: latency of each call (demo and tests only)."""
     simulator_failing: tuple[str, ...] = ()
+    """Market simulator: venues that fail (demo and tests only)."""
     simulator_seed: int = 7
+    """Market simulator: random seed (demo and tests only)."""
 
 
 class ReliabilitySettings(_Section):
@@ -241,6 +378,11 @@ class ReliabilitySettings(_Section):
     """
 
     dependencies: dict[str, dict[str, bool | int | float | str | None]] = {}
+    """Per-dependency overrides of the guard defaults: dependency name (`redis`,
+    `llm:openai:gpt-4o:openai`) or kind (`http`) -> GuardConfig fields (`timeout_s`,
+    `max_attempts`, `deadline_s`, `max_hold_s`, `shared`...) or breaker fields prefixed
+    `breaker_`, e.g. `{"redis": {"timeout_s": 0.5}}`; unknown names stop start-up.
+    """
 
 
 class Settings(BaseSettings):
@@ -251,26 +393,44 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         frozen=True,
         extra="ignore",
+        use_attribute_docstrings=True,
     )
 
     broker_url: SecretStr | None = None
+    """AMQP URL with the worker's own user (secret). Required by `run`."""
     redis_url: SecretStr | None = None
-    # The AMQP user this process publishes as; RabbitMQ validates the user_id property against it.
+    """Redis URL (secret). Required by `run`."""
     broker_user: str = "guest"
+    """The AMQP user this process publishes as; RabbitMQ checks the `user_id` property against it.
+    """
     redis_key_prefix: str = "eg:"
+    """Namespace of every Redis key."""
     exchange: str = "eventguard.events"
+    """The topic exchange of events."""
     instance: str = "local"
+    """This replica's name in heartbeats, metrics and logs (the pod name in Kubernetes)."""
     ops_host: str = "127.0.0.1"
+    """Address of the ops server (`/healthz`, `/readyz`, `/metrics`, `/admin/*`)."""
     ops_port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the ops server (0: any free port)."""
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    """`json`, `console`, or `auto` (json when not on a TTY)."""
     log_level: str = "INFO"
+    """Lowest level logged."""
     runtime: RuntimeSettings = RuntimeSettings()
+    """How every worker consumes, retries and stops (table below)."""
     ai_fallback: AiFallbackSettings = AiFallbackSettings()
+    """The AI fallback worker (table below)."""
     quarantine: QuarantineSettings = QuarantineSettings()
+    """The quarantine worker (table below)."""
     security: SecuritySettings = SecuritySettings()
+    """Tokens, API keys and event authorisation (table below)."""
     health_monitor: HealthMonitorSettings = HealthMonitorSettings()
+    """The health monitor (table below)."""
     opportunity_discovery: OpportunitySettings = OpportunitySettings()
+    """The opportunity discovery worker (table below)."""
     reliability: ReliabilitySettings = ReliabilitySettings()
+    """Per-dependency guard overrides (table below)."""
 
 
 _MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2

@@ -249,6 +249,13 @@ class AiFallbackMetrics:
             ["model"],
             registry=registry,
         )
+        self.usage_impossible = Counter(
+            "eventguard_ai_usage_impossible_total",
+            "Provider-reported usage impossible for the request (billed as counted instead), "
+            "by model and field (input, output).",
+            ["model", "field"],
+            registry=registry,
+        )
 
 
 class QuarantineMetrics:

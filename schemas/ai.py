@@ -2,30 +2,146 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from schemas.envelope import Name, Payload
 
 __all__ = [
     "EVENTS",
+    "FINISH_REASONS",
     "Attempt",
     "CompletionFailed",
     "CompletionRequested",
     "CompletionSucceeded",
+    "FinishReason",
+    "FunctionCall",
+    "FunctionChoice",
+    "FunctionSpec",
+    "JsonSchemaFormat",
     "Message",
+    "ResponseFormat",
+    "Tool",
+    "ToolCall",
+    "ToolChoice",
 ]
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(max_length=400_000)]
+# Tool and schema names as OpenAI and Anthropic both accept them.
+ToolName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[\w-]+$")]
+CallId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_MAX_SCHEMA_BYTES = 64 * 1024
+
+
+def _bounded_schema(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    if len(json.dumps(value, separators=(",", ":"))) > _MAX_SCHEMA_BYTES:
+        raise ValueError(f"a JSON Schema may take at most {_MAX_SCHEMA_BYTES} bytes")
+    return value
+
+
+JsonSchema = Annotated[dict[str, JsonValue], AfterValidator(_bounded_schema)]
+
+
+def _null_is_empty(value: object) -> object:
+    return "" if value is None else value
+
+
+# A message's text; null (an assistant turn that only calls tools, as OpenAI writes it) is "".
+MessageText = Annotated[
+    Text,
+    BeforeValidator(_null_is_empty),
+    WithJsonSchema({"anyOf": [{"type": "string", "maxLength": 400_000}, {"type": "null"}]}),
+]
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "tool_calls", "content_filter")
+
+
+class FunctionCall(Payload):
+    """A function the model asked for: its name and its arguments as JSON text."""
+
+    name: ToolName
+    arguments: Text = "{}"
+
+
+class ToolCall(Payload):
+    """One tool call of an assistant message, in the Chat Completions shape."""
+
+    id: CallId
+    type: Literal["function"] = "function"
+    function: FunctionCall
 
 
 class Message(Payload):
-    """One chat message."""
+    """One chat message.
+
+    An ``assistant`` message may carry the ``tool_calls`` the model made (its ``content`` may
+    then be empty); a ``tool`` message answers one of them and must name it in
+    ``tool_call_id``.
+    """
 
     role: Literal["system", "user", "assistant", "tool"]
-    content: Text
+    content: MessageText = ""
+    tool_calls: Annotated[list[ToolCall], Field(max_length=128)] | None = None
+    tool_call_id: CallId | None = None
+
+
+class FunctionSpec(Payload):
+    """A function the model may call; ``parameters`` is its arguments' JSON Schema."""
+
+    name: ToolName
+    description: Annotated[str, StringConstraints(max_length=4_000)] | None = None
+    parameters: JsonSchema = {"type": "object", "properties": {}}
+    strict: bool | None = None
+
+
+class Tool(Payload):
+    """A tool offered to the model (functions only)."""
+
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class FunctionChoice(Payload):
+    """Names the function a forced ``tool_choice`` calls."""
+
+    name: ToolName
+
+
+class ToolChoice(Payload):
+    """``tool_choice`` forcing one function: ``{"type": "function", "function": {"name"}}``."""
+
+    type: Literal["function"] = "function"
+    function: FunctionChoice
+
+
+class JsonSchemaFormat(Payload):
+    """The JSON Schema an answer must follow (``response_format`` ``json_schema``)."""
+
+    # ``schema`` on the wire; ``schema_`` in Python (BaseModel has a ``schema`` method).
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    name: ToolName
+    description: Annotated[str, StringConstraints(max_length=4_000)] | None = None
+    schema_: JsonSchema = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(Payload):
+    """``text`` (the default), ``json_object`` (any JSON object) or ``json_schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class CompletionRequested(Payload):
@@ -43,6 +159,19 @@ class CompletionRequested(Payload):
     cache: bool | None = None
     deadline_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     max_cost_usd: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    # The rest of the Chat Completions surface (all optional: older requests stay valid).
+    stop: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200)]
+        | Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=200)]],
+            Field(max_length=4),
+        ]
+        | None
+    ) = None
+    top_p: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    response_format: ResponseFormat | None = None
+    tools: Annotated[list[Tool], Field(max_length=128)] | None = None
+    tool_choice: Literal["auto", "none", "required"] | ToolChoice | None = None
 
 
 class Attempt(Payload):
@@ -66,13 +195,18 @@ class CompletionSucceeded(Payload):
 
     ``fallback_used`` is true only when another model failed earlier in this request (a model
     skipped without a call is not a failure). On a cache hit ``cached`` is true, ``model`` names
-    the model that first answered and ``cost_usd`` is 0.
+    the model that first answered and ``cost_usd`` is 0. ``finish_reason`` is one vocabulary
+    for every provider (``stop``, ``length``, ``tool_calls``, ``content_filter``);
+    ``finish_reason_raw`` is what the provider said (``end_turn``, ``max_tokens``...).
+    ``tool_calls`` holds the calls the model asked for (``finish_reason`` ``tool_calls``).
     """
 
     request_id: Name
     model: ModelName
     content: Text
-    finish_reason: Annotated[str, StringConstraints(max_length=64)] | None = None
+    finish_reason: FinishReason | None = None
+    finish_reason_raw: Annotated[str, StringConstraints(max_length=64)] | None = None
+    tool_calls: Annotated[list[ToolCall], Field(max_length=128)] = []
     input_tokens: Annotated[int, Field(ge=0)]
     output_tokens: Annotated[int, Field(ge=0)]
     cost_usd: Annotated[float, Field(ge=0)]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -280,15 +280,20 @@ class Pipeline:
         return await self._publish_and_ack(message, event, route, output, attempt)
 
     async def _emit(self, message: IncomingMessage, route: Route, output: Emit) -> None:
+        # An event's topic copy and its reply go out together and both confirms are awaited
+        # (one confirm round trip, not two); the events themselves go out in order.
         for out in output:
-            await self.publisher.publish(out)
             if message.reply_to and route.replies_with(out.type):
-                try:
-                    await self.publisher.reply(
-                        out, reply_to=message.reply_to, correlation_id=message.correlation_id
-                    )
-                except DeliveryError as error:  # the requester left; the topic copy stands
-                    _log.info("reply.undeliverable", reply_to=message.reply_to, error=str(error))
+                reply = self._reply(out, message.reply_to, message.correlation_id)
+                await _all_of(self.publisher.publish(out), reply)
+            else:
+                await self.publisher.publish(out)
+
+    async def _reply(self, out: Envelope[Any], reply_to: str, correlation_id: str | None) -> None:
+        try:
+            await self.publisher.reply(out, reply_to=reply_to, correlation_id=correlation_id)
+        except DeliveryError as error:  # the requester left; the topic copy stands
+            _log.info("reply.undeliverable", reply_to=reply_to, error=str(error))
 
     async def _release(self, event_id: str) -> None:
         if self.idempotency is None:
@@ -384,6 +389,14 @@ class Pipeline:
             await message.reject(requeue=False)
             return
         await message.ack()
+
+
+async def _all_of(*sends: Awaitable[None]) -> None:
+    """Await every send, even when one fails; then raise the first failure."""
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _attempt_of(message: IncomingMessage) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+from common.bus.amqp import DIRECT_REPLY_TO
 from common.bus.broker import Broker
 from common.bus.message import HeaderValue, OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
@@ -89,14 +91,20 @@ class Publisher:
     async def reply(
         self, event: Envelope[Any], *, reply_to: str, correlation_id: str | None
     ) -> None:
-        """Send ``event`` straight to a requester's reply queue."""
-        await self.broker.publish(
-            to_message(
-                event,
-                user_id=self.user_id,
-                exchange="",
-                routing_key=reply_to,
-                correlation_id=correlation_id,
-            )
+        """Send ``event`` straight to a requester's reply queue.
+
+        A reply to RabbitMQ's direct reply-to goes out without ``mandatory``: RabbitMQ returns a
+        mandatory publish there as unroutable even when it delivers it (seen on 3.10), and a
+        requester that left loses nothing the topic copy does not keep.
+        """
+        message = to_message(
+            event,
+            user_id=self.user_id,
+            exchange="",
+            routing_key=reply_to,
+            correlation_id=correlation_id,
         )
+        if reply_to.startswith(DIRECT_REPLY_TO):
+            message = replace(message, mandatory=False)
+        await self.broker.publish(message)
         self._metrics.published.labels(self.worker, event.type).inc()

@@ -1,7 +1,8 @@
 """The completion cache in Redis: keyed by everything that changes the answer.
 
-The key is the SHA-256 of the canonical JSON (sorted keys, no spaces) of the messages, the
-system prompt, the resolved model chain, temperature, max tokens, seed and tenant, plus
+The key is the SHA-256 of the canonical JSON (sorted keys, no spaces) of the messages (with
+their tool calls and tool call ids), the system prompt, the resolved model chain, temperature,
+top_p, max tokens, seed, stop sequences, response format, tools, tool choice and tenant, plus
 :data:`CACHE_SCHEMA`. Bump the schema when the key material or the value changes.
 """
 
@@ -14,12 +15,26 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from common.store import Store
-from schemas.ai import CompletionRequested
+from schemas.ai import CompletionRequested, FinishReason, ToolCall
 from workers.ai_fallback import keys
 
 __all__ = ["CACHE_SCHEMA", "CachedAnswer", "CompletionCache", "cache_key", "cacheable"]
 
-CACHE_SCHEMA = "ai-cache-1"
+CACHE_SCHEMA = "ai-cache-2"
+# Everything of a request that changes its answer (deadline, budget and cache do not).
+_KEY_FIELDS = {
+    "messages",
+    "system",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "stop",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "tenant",
+}
 
 
 class CachedAnswer(BaseModel):
@@ -29,7 +44,9 @@ class CachedAnswer(BaseModel):
 
     model: str
     content: str
-    finish_reason: str | None
+    finish_reason: FinishReason | None
+    finish_reason_raw: str | None = None
+    tool_calls: list[ToolCall] = []
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -45,14 +62,9 @@ def cacheable(request: CompletionRequested) -> bool:
 def cache_key(request: CompletionRequested, chain: Sequence[str]) -> str:
     """The hex digest naming ``request``'s answer over ``chain``."""
     material = {
+        **request.model_dump(mode="json", include=_KEY_FIELDS),
         "schema": CACHE_SCHEMA,
-        "messages": [[m.role, m.content] for m in request.messages],
-        "system": request.system,
         "chain": list(chain),
-        "temperature": request.temperature,
-        "max_tokens": request.max_tokens,
-        "seed": request.seed,
-        "tenant": request.tenant,
     }
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()

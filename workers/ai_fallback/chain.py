@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
+from tiktoken.model import encoding_name_for_model
 
 from common.config import AiFallbackSettings, AiModelSettings
 from common.errors import ConfigError
+from workers.ai_fallback.tokens import EncodingName
 
 __all__ = ["Model", "load_models"]
+
+_REASONING = re.compile(r"^(?:openai/)?(?:o\d|gpt-5)", re.IGNORECASE)
+
+
+def _openai_encoding(model_id: str) -> EncodingName:
+    """tiktoken's encoding for an OpenAI model name; cl100k for names it does not know."""
+    try:
+        name = encoding_name_for_model(model_id.removeprefix("openai/"))
+    except KeyError:
+        return "cl100k"
+    return "o200k" if name == "o200k_base" else "cl100k"
 
 
 @dataclass(frozen=True)
@@ -36,10 +50,26 @@ class Model:
         return self.spec.model_id or self.spec.name
 
     @property
+    def encoding(self) -> EncodingName | None:
+        """The tiktoken encoding that counts this model's tokens exactly, or None (estimated)."""
+        tokenizer = self.spec.tokenizer
+        if tokenizer is None and self.spec.provider == "openai":
+            tokenizer = _openai_encoding(self.provider_model)
+        if tokenizer is None or tokenizer == "estimate":
+            return None
+        return tokenizer
+
+    @property
     def exact_tokens(self) -> bool:
-        """True when cl100k counts this model's tokens exactly."""
-        tokenizer = self.spec.tokenizer or ("cl100k" if self.spec.provider == "openai" else None)
-        return tokenizer == "cl100k"
+        """True when a bundled encoding counts this model's tokens exactly."""
+        return self.encoding is not None
+
+    @property
+    def reasoning(self) -> bool:
+        """True for a reasoning model (``max_completion_tokens``, no sampling knobs)."""
+        if self.spec.reasoning is not None:
+            return self.spec.reasoning
+        return self.spec.provider == "openai" and bool(_REASONING.match(self.provider_model))
 
     @property
     def dependency(self) -> str:

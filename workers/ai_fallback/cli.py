@@ -24,8 +24,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     models = sub.add_parser("models", help="the configured chain (and, with Redis, its state)")
     add_json_flag(models)
     models.set_defaults(func=_models)
-    tokens = sub.add_parser("tokens", help="count cl100k_base tokens of TEXT (offline)")
+    tokens = sub.add_parser("tokens", help="count tokens of TEXT (offline; cl100k or o200k)")
     tokens.add_argument("text", help="the text to count")
+    tokens.add_argument(
+        "--encoding", choices=["cl100k", "o200k"], default="cl100k", help="the tokenizer"
+    )
     tokens.set_defaults(func=_tokens)
     enable = sub.add_parser("enable", help="lift a model's auth disable and cool-down in Redis")
     enable.add_argument("model", help="a model name of the chain (`eventguard ai models`)")
@@ -82,7 +85,7 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
-    print(TokenCounter().count_text(args.text))
+    print(TokenCounter().count_text(args.text, args.encoding))
     return 0
 
 

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
-from common.errors import ExternalCallError
-from schemas.ai import Message
+from workers.ai_fallback.anthropic_api import anthropic_body, anthropic_reply
+from workers.ai_fallback.openai_api import openai_body, openai_reply
+from workers.ai_fallback.wire import (
+    ChatRequest,
+    ErrorKind,
+    ModelFailureError,
+    ProviderError,
+    ProviderRefusedError,
+    ProviderReply,
+)
 
 __all__ = [
     "AnthropicClient",
@@ -36,69 +42,8 @@ __all__ = [
     "parse_retry_after",
 ]
 
-ErrorKind = Literal[
-    "server",
-    "timeout",
-    "connection",
-    "malformed",
-    "rate_limited",
-    "auth",
-    "context_length",
-    "content_policy",
-    "bad_request",
-]
 _MAX_BODY = 8 * 1024 * 1024
 _ANTHROPIC_VERSION = "2023-06-01"
-
-
-class ProviderError(ExternalCallError):
-    """A provider call failed; ``kind`` decides what the chain does next."""
-
-    kind: ErrorKind = "server"
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        detail: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail[:400]
-        self.status = status
-        self.retry_after = retry_after
-
-
-class ModelFailureError(ProviderError):
-    """A failure of the model itself; counts toward its breaker."""
-
-
-class ProviderRefusedError(ProviderError):
-    """The provider answered but would not serve this call; does not count toward the breaker."""
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """What one provider call sends."""
-
-    model: str
-    messages: Sequence[Message]
-    system: str | None
-    max_tokens: int
-    temperature: float
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class ProviderReply:
-    """A provider's answer; token counts are ``None`` when the provider did not report them."""
-
-    content: str
-    finish_reason: str | None
-    input_tokens: int | None
-    output_tokens: int | None
 
 
 class ProviderClient(Protocol):
@@ -192,98 +137,32 @@ def _usage(data: dict[str, Any]) -> dict[str, Any]:
     return usage if isinstance(usage, dict) else {}
 
 
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and value >= 0 else None
-
-
 class OpenAIClient:
     """The OpenAI-compatible Chat Completions API (OpenAI, vLLM, Ollama, llama.cpp, gateways)."""
 
     async def complete(
         self, session: aiohttp.ClientSession, endpoint: str, key: str | None, request: ChatRequest
     ) -> ProviderReply:
-        """POST ``{endpoint}/chat/completions``."""
-        messages: list[dict[str, str]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
-        messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": messages,
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "stream": False,
-        }
-        if request.seed is not None:
-            body["seed"] = request.seed
+        """POST ``{endpoint}/chat/completions`` (see :mod:`workers.ai_fallback.openai_api`)."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        data = await _post(session, endpoint.rstrip("/") + "/chat/completions", headers, body)
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            raise ModelFailureError("malformed", "empty choice list")
-        choice = choices[0]
-        finish = choice.get("finish_reason")
-        if finish == "content_filter":
-            raise ProviderRefusedError("content_policy", "finish_reason content_filter")
-        message = choice.get("message")
-        content = message.get("content") if isinstance(message, dict) else None
-        if not isinstance(content, str):
-            raise ModelFailureError("malformed", "choice without text content")
-        usage = _usage(data)
-        return ProviderReply(
-            content=content,
-            finish_reason=str(finish) if finish is not None else None,
-            input_tokens=_int_or_none(usage.get("prompt_tokens")),
-            output_tokens=_int_or_none(usage.get("completion_tokens")),
-        )
+        url = endpoint.rstrip("/") + "/chat/completions"
+        data = await _post(session, url, headers, openai_body(request))
+        return openai_reply(data, _usage(data))
 
 
 class AnthropicClient:
-    """The Anthropic Messages API."""
+    """The Anthropic Messages API (see :mod:`workers.ai_fallback.anthropic_api`)."""
 
     async def complete(
         self, session: aiohttp.ClientSession, endpoint: str, key: str | None, request: ChatRequest
     ) -> ProviderReply:
-        """POST ``{endpoint}/messages``; system messages join the top-level system prompt."""
-        systems = [request.system] if request.system else []
-        systems += [m.content for m in request.messages if m.role == "system"]
-        turns = [
-            {"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-            for m in request.messages
-            if m.role != "system"
-        ]
-        body: dict[str, Any] = {
-            "model": request.model,
-            "messages": turns,
-            "max_tokens": request.max_tokens,
-            "temperature": min(request.temperature, 1.0),
-        }
-        if systems:
-            body["system"] = "\n\n".join(systems)
+        """POST ``{endpoint}/messages``; ``endpoint`` ends in ``/v1``."""
         headers = {"anthropic-version": _ANTHROPIC_VERSION}
         if key:
             headers["x-api-key"] = key
-        data = await _post(session, endpoint.rstrip("/") + "/messages", headers, body)
-        stop = data.get("stop_reason")
-        if stop == "refusal":
-            raise ProviderRefusedError("content_policy", "stop_reason refusal")
-        blocks = data.get("content")
-        if not isinstance(blocks, list):
-            raise ModelFailureError("malformed", "no content list")
-        texts = [
-            str(b.get("text", ""))
-            for b in blocks
-            if isinstance(b, dict) and b.get("type") == "text"
-        ]
-        if not texts:
-            raise ModelFailureError("malformed", "empty content list")
-        usage = _usage(data)
-        return ProviderReply(
-            content="".join(texts),
-            finish_reason=str(stop) if stop is not None else None,
-            input_tokens=_int_or_none(usage.get("input_tokens")),
-            output_tokens=_int_or_none(usage.get("output_tokens")),
-        )
+        url = endpoint.rstrip("/") + "/messages"
+        data = await _post(session, url, headers, anthropic_body(request))
+        return anthropic_reply(data, _usage(data), request)
 
 
 _CLIENTS: dict[str, ProviderClient] = {"openai": OpenAIClient(), "anthropic": AnthropicClient()}

@@ -33,10 +33,11 @@ from workers.ai_fallback.budget import Budgets, Usage
 from workers.ai_fallback.cache import CachedAnswer, CompletionCache, cache_key, cacheable
 from workers.ai_fallback.calls import ModelCalls
 from workers.ai_fallback.chain import Model, load_models
+from workers.ai_fallback.checks import request_problem
 from workers.ai_fallback.health import HealthBook
 from workers.ai_fallback.responses import from_cache, from_walk
-from workers.ai_fallback.tokens import TokenCounter
-from workers.ai_fallback.walker import Walk, Walker
+from workers.ai_fallback.tokens import EncodingName, TokenCounter, load_o200k
+from workers.ai_fallback.walker import PromptSizes, Walk, Walker
 
 __all__ = ["AiFallback"]
 
@@ -55,7 +56,7 @@ class _Refused(Exception):
 class _Job:
     request: CompletionRequested
     chain: list[Model]
-    cl100k: int
+    sizes: PromptSizes
     deadline: float
     max_cost: float | None
     actor: str | None
@@ -133,6 +134,8 @@ class AiFallback(BaseService):
     async def start(self) -> None:
         """Load the quarantine view and persisted cool-downs; set the model-state gauges."""
         await self.quarantine.load()
+        if any(model.encoding == "o200k" for model in self.models.values()):
+            await asyncio.to_thread(load_o200k)  # ~1 s to build: not on the first request
         for name in await self.health.load():
             await self._auth_resolved(self.models[name])
         for model in self.models.values():
@@ -237,39 +240,44 @@ class AiFallback(BaseService):
             raise _Refused("no_models", "no model is configured (ai_fallback.models)")
         return [self.models[name] for name in self.health.order(self.models)]
 
-    async def _count(self, request: CompletionRequested) -> int:
+    def _sizes(self, request: CompletionRequested, chain: list[Model]) -> dict[str, int]:
+        encodings: set[EncodingName] = {"cl100k"}
+        encodings |= {m.encoding for m in chain if m.encoding is not None}
+        return {
+            name: self.counter.count_prompt(
+                request.messages, request.system, tools=request.tools or (), encoding=name
+            )
+            for name in sorted(encodings)
+        }
+
+    async def _count(self, request: CompletionRequested, chain: list[Model]) -> dict[str, int]:
         size = sum(len(m.content) for m in request.messages) + len(request.system or "")
         if size > _BIG_PROMPT_CHARS:
-            return await asyncio.to_thread(
-                self.counter.count_prompt, request.messages, request.system
-            )
-        return self.counter.count_prompt(request.messages, request.system)
+            return await asyncio.to_thread(self._sizes, request, chain)
+        return self._sizes(request, chain)
 
     async def _answer(
         self, request_id: str, request: CompletionRequested, actor: str | None
     ) -> CompletionSucceeded | CompletionFailed:
-        if not request.messages:
-            raise _Refused("bad_request", "messages must not be empty")
-        if request.max_tokens < 1:
-            raise _Refused(
-                "bad_request", f"max_tokens must be at least 1, got {request.max_tokens}"
-            )
+        problem = request_problem(request)
+        if problem is not None:
+            raise _Refused("bad_request", problem)
         chain = self._chain(request)
-        cl100k = await self._count(request)
-        fitting = [m for m in chain if self.walker.fits(m, cl100k, request.max_tokens)]
+        sizes = await self._count(request, chain)
+        fitting = [m for m in chain if self.walker.fits(m, sizes, request.max_tokens)]
         if not fitting:
             biggest = max(m.spec.context_window for m in chain)
             raise _Refused(
                 "prompt_too_large",
-                f"prompt of ~{cl100k} tokens plus max_tokens {request.max_tokens} fits no model's "
-                f"window (largest {biggest})",
+                f"prompt of ~{max(sizes.values())} tokens plus max_tokens {request.max_tokens} "
+                f"fits no model's window (largest {biggest})",
             )
         worst = min(
             (
                 Usage(
-                    tokens=self.walker.prompt_tokens(m, cl100k)
+                    tokens=self.walker.prompt_tokens(m, sizes)
                     + self.walker.output_allowance(m, request.max_tokens),
-                    cost_usd=self.walker.worst_cost(m, cl100k, request.max_tokens),
+                    cost_usd=self.walker.worst_cost(m, sizes, request.max_tokens),
                 )
                 for m in fitting
             ),
@@ -299,7 +307,7 @@ class AiFallback(BaseService):
         if reason is not None:
             raise _Refused("over_budget", reason)
         deadline = self._clock() + min(request.deadline_s, self.settings.max_deadline_s)
-        job = _Job(request, chain, cl100k, deadline, max_cost, actor, digest)
+        job = _Job(request, chain, sizes, deadline, max_cost, actor, digest)
         walk = await self._single_flight(job)
         return from_walk(request_id, walk)
 
@@ -321,7 +329,7 @@ class AiFallback(BaseService):
         return walk
 
     async def _walk(self, job: _Job) -> Walk:
-        walk = await self.walker.run(job.request, job.chain, job.cl100k, job.deadline, job.max_cost)
+        walk = await self.walker.run(job.request, job.chain, job.sizes, job.deadline, job.max_cost)
         if walk.reply is None or walk.model is None:
             return walk
         used = Usage(walk.input_tokens + walk.output_tokens, walk.cost_usd)
@@ -331,6 +339,8 @@ class AiFallback(BaseService):
                 model=walk.model.name,
                 content=walk.reply.content,
                 finish_reason=walk.reply.finish_reason,
+                finish_reason_raw=walk.reply.finish_reason_raw,
+                tool_calls=list(walk.reply.tool_calls),
                 input_tokens=walk.input_tokens,
                 output_tokens=walk.output_tokens,
                 cost_usd=walk.cost_usd,

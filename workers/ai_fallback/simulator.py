@@ -4,7 +4,8 @@ Used by ``eventguard demo`` and the tests only (nothing else starts it). Each mo
 ``model`` field of the request) follows a script of :class:`Step` s, one per call, then its
 default step: answer after some latency, fail with a status, 429/529 with ``Retry-After``, hang
 until closed, or return malformed JSON, an empty choice list, a truncated body, a context-length
-error, a content-policy refusal or an authentication failure.
+error, a content-policy refusal or an authentication failure; or answer with a given body
+(``Step("recorded", body=...)``: a response recorded from the real API, returned as is).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ StepKind = Literal[
     "context_length",
     "content_policy",
     "auth",
+    "recorded",
 ]
 
 
@@ -45,6 +47,7 @@ class Step:
     status: int = 500
     retry_after: float | None = None
     content: str | None = None
+    body: dict[str, Any] | None = None  # "recorded": the response body to return
 
 
 class ProviderSimulator:
@@ -184,6 +187,8 @@ class ProviderSimulator:
         self, request: web.Request, step: Step, *, anthropic: bool
     ) -> web.StreamResponse | None:
         kind = step.kind
+        if kind == "recorded":
+            return web.json_response(step.body or {})
         if kind in {"ok", "empty", "content_policy"}:
             return None
         if kind == "malformed":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -35,8 +35,12 @@ from workers.ai_fallback.providers import (
     client_for,
 )
 from workers.ai_fallback.tokens import TokenCounter
+from workers.ai_fallback.usage import reconcile
 
-__all__ = ["Walk", "Walker"]
+__all__ = ["PromptSizes", "Walk", "Walker"]
+
+# Tokens of the request's prompt per encoding ("cl100k" always, "o200k" when a model needs it).
+PromptSizes = Mapping[str, int]
 
 _log = get_logger("eventguard.ai_fallback")
 AuthAlert = Callable[[Model, str], Awaitable[None]]
@@ -102,19 +106,21 @@ class Walker:
         """The output tokens asked of ``model``: the request's, capped by its max output."""
         return min(max_tokens, model.spec.max_output)
 
-    def prompt_tokens(self, model: Model, cl100k: int) -> int:
-        """The prompt size to plan with for ``model``."""
-        return self.counter.for_model(model.name, cl100k, exact=model.exact_tokens)
+    def prompt_tokens(self, model: Model, sizes: PromptSizes) -> int:
+        """The prompt size to plan with for ``model``: exact in its encoding, else estimated."""
+        if model.encoding is not None:
+            return sizes[model.encoding]
+        return self.counter.for_model(model.name, sizes["cl100k"], exact=False)
 
-    def fits(self, model: Model, cl100k: int, max_tokens: int) -> bool:
+    def fits(self, model: Model, sizes: PromptSizes, max_tokens: int) -> bool:
         """True when the prompt and the output allowance fit the window with headroom."""
-        need = self.prompt_tokens(model, cl100k) + self.output_allowance(model, max_tokens)
+        need = self.prompt_tokens(model, sizes) + self.output_allowance(model, max_tokens)
         return need + self._s.context_headroom_tokens <= model.spec.context_window
 
-    def worst_cost(self, model: Model, cl100k: int, max_tokens: int) -> float:
+    def worst_cost(self, model: Model, sizes: PromptSizes, max_tokens: int) -> float:
         """What a call to ``model`` may cost at most."""
         return model.cost(
-            self.prompt_tokens(model, cl100k), self.output_allowance(model, max_tokens)
+            self.prompt_tokens(model, sizes), self.output_allowance(model, max_tokens)
         )
 
     def state_of(self, model: Model) -> int:
@@ -128,8 +134,12 @@ class Walker:
         )
 
     def publish_state(self, model: Model) -> None:
-        """Set the model-state gauge."""
-        self._m.model_state.labels(model.name).set(self.state_of(model))
+        """Bind the model-state gauge to the model's state, read at every scrape.
+
+        The state changes without traffic (a cool-down or an open breaker ends on its own), so
+        the gauge is computed when Prometheus reads it, never left at a value set earlier.
+        """
+        self._m.model_state.labels(model.name).set_function(lambda: float(self.state_of(model)))
 
     # -- the walk ----------------------------------------------------------------------------
 
@@ -137,14 +147,14 @@ class Walker:
         self,
         request: CompletionRequested,
         chain: list[Model],
-        cl100k: int,
+        sizes: PromptSizes,
         deadline: float,
         max_cost_usd: float | None,
     ) -> Walk:
         """Try ``chain`` in order until a model answers or the deadline passes."""
         state = _State(Walk())
         for model in chain:
-            skip = self._skip_reason(model, request, cl100k, state, max_cost_usd)
+            skip = self._skip_reason(model, request, sizes, state, max_cost_usd)
             if skip is not None:
                 self._record(state.walk, model, skip, 0.0, "")
                 continue
@@ -152,7 +162,7 @@ class Walker:
                 self._record(state.walk, model, "skipped_deadline", 0.0, "deadline passed")
                 state.walk.failure = "deadline_exceeded"
                 break
-            done = await self._try(model, request, cl100k, deadline, state)
+            done = await self._try(model, request, sizes, deadline, state)
             if done:
                 break
         return state.walk
@@ -161,7 +171,7 @@ class Walker:
         self,
         model: Model,
         request: CompletionRequested,
-        cl100k: int,
+        sizes: PromptSizes,
         state: _State,
         max_cost_usd: float | None,
     ) -> str | None:
@@ -173,9 +183,9 @@ class Walker:
             return "skipped_cooldown"
         if model.spec.context_window <= state.min_window:
             return "skipped_window"
-        if not self.fits(model, cl100k, request.max_tokens):
+        if not self.fits(model, sizes, request.max_tokens):
             return "skipped_window"
-        if max_cost_usd is not None and self.worst_cost(model, cl100k, request.max_tokens) > (
+        if max_cost_usd is not None and self.worst_cost(model, sizes, request.max_tokens) > (
             max_cost_usd
         ):
             return "skipped_budget"
@@ -187,7 +197,7 @@ class Walker:
         self,
         model: Model,
         request: CompletionRequested,
-        cl100k: int,
+        sizes: PromptSizes,
         deadline: float,
         state: _State,
     ) -> bool:
@@ -220,7 +230,13 @@ class Walker:
                 continue
             latency = self._clock() - started
             self._answered(
-                model=model, cl100k=cl100k, reply=reply, latency=latency, walk=walk, state=state
+                model=model,
+                sizes=sizes,
+                allowance=self.output_allowance(model, request.max_tokens),
+                reply=reply,
+                latency=latency,
+                walk=walk,
+                state=state,
             )
             return True
 
@@ -229,6 +245,7 @@ class Walker:
     ) -> ProviderReply:
         if remaining <= 0:
             raise ModelFailureError("timeout", "deadline passed")
+        stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
         chat = ChatRequest(
             model=model.provider_model,
             messages=request.messages,
@@ -236,6 +253,12 @@ class Walker:
             max_tokens=self.output_allowance(model, request.max_tokens),
             temperature=request.temperature,
             seed=request.seed,
+            stop=stop,
+            top_p=request.top_p,
+            response_format=request.response_format,
+            tools=tuple(request.tools or ()),
+            tool_choice=request.tool_choice,
+            reasoning=model.reasoning,
         )
         client, session = client_for(model.spec.provider), self._session()
         timeout = min(remaining, model.spec.timeout_s)
@@ -288,20 +311,37 @@ class Walker:
         self,
         *,
         model: Model,
-        cl100k: int,
+        sizes: PromptSizes,
+        allowance: int,
         reply: ProviderReply,
         latency: float,
         walk: Walk,
         state: _State,
     ) -> None:
-        planned_in = self.prompt_tokens(model, cl100k)
-        input_tokens = reply.input_tokens if reply.input_tokens is not None else planned_in
-        if reply.output_tokens is not None:
-            output_tokens = reply.output_tokens
-        else:
-            output_tokens = self.counter.count_text(reply.content)
-        if reply.input_tokens is not None and not model.exact_tokens:
-            self.counter.observe(model.name, cl100k, reply.input_tokens)
+        planned_in = self.prompt_tokens(model, sizes)
+        written = reply.content + "".join(
+            c.function.name + c.function.arguments for c in reply.tool_calls
+        )
+        usage = reconcile(
+            reply,
+            planned_input=planned_in,
+            allowance=allowance,
+            counted_output=self.counter.count_text(written, model.encoding or "cl100k"),
+        )
+        for flag in usage.impossible:
+            self._m.usage_impossible.labels(model.name, flag.field).inc()
+            _log.warning(
+                "ai.usage_impossible",
+                model=model.name,
+                field=flag.field,
+                reported=flag.reported,
+                limit=flag.limit,
+                billed=flag.billed,
+            )
+        input_tokens, output_tokens = usage.input_tokens, usage.output_tokens
+        trusted_input = not any(f.field == "input" for f in usage.impossible)
+        if reply.input_tokens is not None and not model.exact_tokens and trusted_input:
+            self.counter.observe(model.name, sizes["cl100k"], reply.input_tokens)
         walk.reply, walk.model = reply, model
         walk.input_tokens, walk.output_tokens = input_tokens, output_tokens
         walk.cost_usd = model.cost(input_tokens, output_tokens)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from common.bus.router import Emit, Router
 from common.bus.rpc import request
@@ -46,3 +47,19 @@ async def test_request_without_responder_times_out(rig: Rig) -> None:
     with pytest.raises(TimeoutError):
         await request(publisher, event, timeout_s=0.3)
     await publisher.publish(event)
+
+
+async def test_delivered_reply_is_not_reported_undeliverable(rig: Rig) -> None:
+    """A reply RabbitMQ delivers to direct reply-to is not also returned and logged as lost."""
+    responder = await rig.broker("responder")
+    router = Router()
+    router.add("quarantine.requested", _answer, reply=True)
+    await rig.pipeline(responder, router)
+    requester = rig.publisher(await rig.broker("requester"))
+    with capture_logs() as logs:
+        reply = await request(
+            requester, new_event("quarantine.requested", _request("m1"), source="it"), timeout_s=5
+        )
+        await asyncio.sleep(0.05)  # a basic.return would come right after the confirm
+    assert reply.data.record_id == "r-m1"
+    assert [e for e in logs if e["event"] == "reply.undeliverable"] == []

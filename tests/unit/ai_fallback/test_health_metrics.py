@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from common.service import WorkerContext
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model
+from workers.ai_fallback import AiFallback
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
 
@@ -89,3 +91,25 @@ async def test_admin_models_page_describes_the_chain(sim: ProviderSimulator) -> 
         ("GET", "ai/models", "operator"),
         ("POST", "ai/models/{model}/enable", "operator"),
     ]
+
+
+async def test_state_gauge_follows_cooldown_expiry_without_traffic(
+    sim: ProviderSimulator,
+) -> None:
+    """The state gauge reads cooling (2) during a cool-down and healthy (0) after it, unasked."""
+    now = [1_000.0]
+    sim.script("a", Step("rate_limit", retry_after=30))
+    settings = ai_settings([model(sim, "a"), model(sim, "b", priority=200)], retry_after_cap_s=1)
+
+    def create(ctx: WorkerContext) -> AiFallback:
+        return AiFallback(ctx, clock=lambda: now[0])
+
+    async with fleet(settings, create) as (h, service):
+        await answer(h, ask())
+        during = h.metrics.registry.get_sample_value("eventguard_ai_model_state", {"model": "a"})
+        now[0] += 31.0  # the cool-down ends; no request reaches the model
+        after = h.metrics.registry.get_sample_value("eventguard_ai_model_state", {"model": "a"})
+        page = service.describe()
+    assert during == 2
+    assert after == 0
+    assert page[0]["state"] == "healthy"

@@ -13,7 +13,14 @@ from common.errors import ConfigError
 from schemas.ai import Message
 from workers.ai_fallback.chain import load_models
 from workers.ai_fallback.providers import parse_retry_after
-from workers.ai_fallback.tokens import TokenCounter, parse_ranks
+from workers.ai_fallback.tokens import (
+    O200K_SHA256,
+    EncodingName,
+    TokenCounter,
+    load_cl100k,
+    load_o200k,
+    parse_ranks,
+)
 
 
 def test_cl100k_counts_known_text() -> None:
@@ -23,11 +30,46 @@ def test_cl100k_counts_known_text() -> None:
     assert counter.count_text("<|endoftext|>") > 1  # special text is ordinary text here
 
 
-def test_prompt_count_adds_chat_overhead() -> None:
-    """A chat prompt costs its text plus 3 per message and 3 for the reply."""
+def test_prompt_count_uses_the_chat_formula() -> None:
+    """A chat prompt costs 3 per message plus its role and content, and 3 priming the reply."""
     counter = TokenCounter()
     prompt = counter.count_prompt([Message(role="user", content="hello world")], "be brief")
-    assert prompt == 3 + (3 + 2) + (3 + counter.count_text("be brief"))
+    role = counter.count_text("user")
+    assert prompt == 3 + (3 + role + 2) + (3 + counter.count_text("system") + 2)
+
+
+@pytest.mark.parametrize("encoding", ["cl100k", "o200k"])
+def test_prompt_count_matches_the_provider(encoding: EncodingName) -> None:
+    """OpenAI's documented example (system + "Hello!") is 19 prompt tokens in both encodings."""
+    counter = TokenCounter()
+    messages = [Message(role="user", content="Hello!")]
+    assert counter.count_prompt(messages, "You are a helpful assistant.", encoding=encoding) == 19
+
+
+def test_o200k_counts_known_text() -> None:
+    """The bundled, verified o200k_base gives tiktoken's published ids, unlike cl100k."""
+    assert load_o200k().encode_ordinary("hello world") == [24912, 2375]
+    assert load_cl100k().encode_ordinary("hello world") == [15339, 1917]
+    text = "Ünïcödé 日本語 and code: def f(x): return x**2"
+    counter = TokenCounter()
+    assert counter.count_text(text, "o200k") != counter.count_text(text, "cl100k")
+
+
+def test_o200k_digest_is_checked() -> None:
+    """The o200k file is refused under any digest but the one tiktoken publishes."""
+    with pytest.raises(ConfigError, match="digest"):
+        parse_ranks(b"aGVsbG8= 0\n", O200K_SHA256)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "encoding"),
+    [("gpt-4o", "o200k"), ("gpt-4o-mini", "o200k"), ("o3-mini", "o200k"), ("gpt-4", "cl100k")],
+)
+def test_openai_models_use_their_real_encoding(model_id: str, encoding: str) -> None:
+    """The gpt-4o family (and o-series, gpt-5) counts with o200k; gpt-4 with cl100k."""
+    models = load_models(AiFallbackSettings(models=(_spec(name="m", model_id=model_id),)))
+    assert models["m"].encoding == encoding
+    assert models["m"].exact_tokens
 
 
 def test_wrong_digest_is_refused() -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
+from common.bus.message import OutgoingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import Emit
 from common.bus.rpc import request
@@ -56,3 +59,25 @@ async def test_request_without_responder_times_out_in_memory() -> None:
     with pytest.raises(TimeoutError):
         await request(publisher, event, timeout_s=0.05)
     await broker.close()
+
+
+async def test_topic_copy_and_reply_are_in_flight_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer's topic copy and its reply await their confirms together, not one by one."""
+    async with run_workers([("answer", Answer)]) as harness:
+        broker, publish = harness.broker, harness.broker.publish
+        in_flight: list[str] = []
+        together: list[set[str]] = []
+
+        async def slow_confirm(message: OutgoingMessage) -> None:
+            in_flight.append(message.exchange or "reply")
+            together.append(set(in_flight))
+            await asyncio.sleep(0.02)  # the confirm's round trip
+            await publish(message)
+            in_flight.remove(message.exchange or "reply")
+
+        monkeypatch.setattr(broker, "publish", slow_confirm)
+        event = new_event("quarantine.requested", _request("m9"), source="test")
+        reply = await request(harness.producer, event, timeout_s=2)
+        await harness.settle()
+    assert reply.data.record_id == "r-m9"
+    assert {harness.producer.exchange, "reply"} in together

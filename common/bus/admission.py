@@ -1,7 +1,7 @@
 """Admission: whether a delivery is an event at all, checked against the wire contract.
 
 The contract is the exported JSON Schemas plus the AMQP properties that mirror the envelope
-(docs/dead-letters.md lists each rule and its reason). In order, each check with its one
+(docs/wire-contract.md lists each rule and its reason). In order, each check with its one
 dead-letter reason:
 
 1. the body is at most ``max_body_bytes`` -> ``too_large``;
@@ -88,16 +88,14 @@ def peek_type(body: bytes | str) -> str:
 
 
 def _check_properties(message: IncomingMessage) -> None:
-    encoding = (message.content_encoding or "").strip().lower()
-    if encoding not in _IDENTITY:
+    encoding = message.content_encoding or ""
+    if encoding.strip().lower() not in _IDENTITY:
         raise DeadLetter(
             "bad_content_encoding",
-            f"content_encoding {message.content_encoding[:100]!r}: only identity is accepted"
-            if message.content_encoding
-            else "content_encoding",
+            f"content_encoding {encoding[:100]!r}: only identity (or none) is accepted",
         )
     if message.content_type is None:
-        return  # absent: JSON is assumed (docs/dead-letters.md)
+        return  # absent: JSON is assumed (docs/wire-contract.md)
     media, *params = (part.strip().lower() for part in message.content_type.split(";"))
     charsets = {p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")}
     others = [p for p in params if not p.startswith("charset=")]

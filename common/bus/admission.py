@@ -37,6 +37,7 @@ __all__ = ["CONTENT_TYPE", "DeadLetter", "admit", "parse_event", "peek_type"]
 CONTENT_TYPE = "application/json"
 _IDENTITY = frozenset({"", "identity"})
 _CHARSETS = frozenset({"utf-8", "utf8"})
+_LEGACY_COPY = "application/octet-stream"  # what older runtimes stamped on copies of such
 
 
 class DeadLetter(Exception):
@@ -58,7 +59,7 @@ def admit(message: IncomingMessage, *, max_body_bytes: int, relayed: bool) -> En
     body = message.body
     if len(body) > max_body_bytes:
         raise DeadLetter("too_large", f"{len(body)} bytes > {max_body_bytes}")
-    _check_properties(message)
+    _check_properties(message, relayed=relayed)
     event = _parse(message)
     routing_key = message.routing_key
     if relayed and h.ORIGINAL_ROUTING_KEY in message.headers:
@@ -87,7 +88,7 @@ def peek_type(body: bytes | str) -> str:
     return str(envelope.type)
 
 
-def _check_properties(message: IncomingMessage) -> None:
+def _check_properties(message: IncomingMessage, *, relayed: bool) -> None:
     encoding = message.content_encoding or ""
     if encoding.strip().lower() not in _IDENTITY:
         raise DeadLetter(
@@ -96,6 +97,8 @@ def _check_properties(message: IncomingMessage) -> None:
         )
     if message.content_type is None:
         return  # absent: JSON is assumed (docs/wire-contract.md)
+    if relayed and message.content_type == _LEGACY_COPY:
+        return  # a retry or release copy made before copies kept an absent content_type
     media, *params = (part.strip().lower() for part in message.content_type.split(";"))
     charsets = {p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")}
     others = [p for p in params if not p.startswith("charset=")]

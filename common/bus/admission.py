@@ -37,7 +37,7 @@ __all__ = ["CONTENT_TYPE", "DeadLetter", "admit", "parse_event", "peek_type"]
 CONTENT_TYPE = "application/json"
 _IDENTITY = frozenset({"", "identity"})
 _CHARSETS = frozenset({"utf-8", "utf8"})
-_LEGACY_COPY = "application/octet-stream"  # what older runtimes stamped on copies of such
+_LEGACY_COPY = "application/octet-stream"  # older runtimes' stamp on copies of such messages
 
 
 class DeadLetter(Exception):

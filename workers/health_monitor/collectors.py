@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from common.bus.topology import DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE
 from common.config import HealthMonitorSettings
 from common.logging import get_logger
 from common.metrics import Metrics
@@ -25,6 +26,8 @@ from schemas.health import Heartbeat
 from workers.health_monitor.evaluator import Sample
 
 __all__ = ["Collector", "HeartbeatBook", "collect_all", "rabbitmq_collector", "redis_collector"]
+
+_SPECIAL_QUEUES = frozenset({DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE})
 
 _log = get_logger("eventguard.health_monitor")
 Collector = Callable[[], Awaitable[list[Sample]]]
@@ -128,8 +131,8 @@ def rabbitmq_collector(
             if not name.startswith("eventguard."):
                 continue
             kind = "retry" if ".retry." in name else "work"
-            if name in {"eventguard.dead", "eventguard.unrouted"}:
-                kind = name.split(".", 1)[1]
+            if name in _SPECIAL_QUEUES:  # consumed by quarantine, or by nobody on purpose
+                kind = name.rsplit(".", 1)[1]
             labels = {"queue": name, "queue_kind": kind, "depends_on": "broker"}
             out += [
                 Sample.of("queue_depth", _number(queue.get("messages_ready", 0)), **labels),

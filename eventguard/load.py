@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
+from common.bus.idempotency import is_done
 from common.bus.message import IncomingMessage, OutgoingMessage
 from common.bus.publisher import to_message
 from common.bus.topology import (
@@ -286,7 +287,7 @@ class LoadGenerator:
                 else:
                     now = time.monotonic()
                     for (_, event_id), value in zip(waiting, values, strict=True):
-                        if value == b"done":
+                        if is_done(value):
                             self.ledger.mark_done(event_id, at=now)
             await asyncio.sleep(interval_s)
 

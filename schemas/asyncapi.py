@@ -27,7 +27,7 @@ _EXCHANGE = "eventguard.events"
 _AMQP = {"bindingVersion": "0.3.0"}
 _REPLIES_CHANNEL = "replies"
 
-# The AMQP properties of every event (docs/connect.md and docs/dead-letters.md say more).
+# The AMQP properties of every event (docs/wire-contract.md says more).
 AMQP_PROPERTIES: dict[str, dict[str, Any]] = {
     "user_id": {
         "required": True,
@@ -91,7 +91,7 @@ _HEADERS: dict[str, Any] = {
         },
         "x-eventguard-reason": {
             "type": "string",
-            "description": "On dead letters only: why (docs/dead-letters.md).",
+            "description": "On dead letters only: why (docs/wire-contract.md).",
         },
         "x-eventguard-exception": {"type": "string"},
         "x-eventguard-error": {"type": "string"},
@@ -276,7 +276,7 @@ def asyncapi_document(
                 "validated strictly against each message's schema (no string-to-number or "
                 "string-to-bool coercion; times are RFC 3339 strings with an offset); bodies "
                 f"over {contract.max_body_bytes} bytes are refused. A message that breaks the "
-                "contract is dead-lettered with a reason (docs/dead-letters.md)."
+                "contract is dead-lettered with a reason (docs/wire-contract.md)."
             ),
         },
         "defaultContentType": "application/json",

@@ -1,7 +1,7 @@
 """Admission: whether a delivery is an event at all, checked against the wire contract.
 
 The contract is the exported JSON Schemas plus the AMQP properties that mirror the envelope
-(docs/dead-letters.md lists each rule and its reason). In order, each check with its one
+(docs/wire-contract.md lists each rule and its reason). In order, each check with its one
 dead-letter reason:
 
 1. the body is at most ``max_body_bytes`` -> ``too_large``;
@@ -37,6 +37,7 @@ __all__ = ["CONTENT_TYPE", "DeadLetter", "admit", "parse_event", "peek_type"]
 CONTENT_TYPE = "application/json"
 _IDENTITY = frozenset({"", "identity"})
 _CHARSETS = frozenset({"utf-8", "utf8"})
+_LEGACY_COPY = "application/octet-stream"  # older runtimes' stamp on copies of such messages
 
 
 class DeadLetter(Exception):
@@ -58,7 +59,7 @@ def admit(message: IncomingMessage, *, max_body_bytes: int, relayed: bool) -> En
     body = message.body
     if len(body) > max_body_bytes:
         raise DeadLetter("too_large", f"{len(body)} bytes > {max_body_bytes}")
-    _check_properties(message)
+    _check_properties(message, relayed=relayed)
     event = _parse(message)
     routing_key = message.routing_key
     if relayed and h.ORIGINAL_ROUTING_KEY in message.headers:
@@ -87,17 +88,17 @@ def peek_type(body: bytes | str) -> str:
     return str(envelope.type)
 
 
-def _check_properties(message: IncomingMessage) -> None:
-    encoding = (message.content_encoding or "").strip().lower()
-    if encoding not in _IDENTITY:
+def _check_properties(message: IncomingMessage, *, relayed: bool) -> None:
+    encoding = message.content_encoding or ""
+    if encoding.strip().lower() not in _IDENTITY:
         raise DeadLetter(
             "bad_content_encoding",
-            f"content_encoding {message.content_encoding[:100]!r}: only identity is accepted"
-            if message.content_encoding
-            else "content_encoding",
+            f"content_encoding {encoding[:100]!r}: only identity (or none) is accepted",
         )
     if message.content_type is None:
-        return  # absent: JSON is assumed (docs/dead-letters.md)
+        return  # absent: JSON is assumed (docs/wire-contract.md)
+    if relayed and message.content_type == _LEGACY_COPY:
+        return  # a retry or release copy made before copies kept an absent content_type
     media, *params = (part.strip().lower() for part in message.content_type.split(";"))
     charsets = {p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")}
     others = [p for p in params if not p.startswith("charset=")]

@@ -33,7 +33,7 @@ DEAD_AT: Final = PREFIX + "dead-at"
 PRODUCER: Final = PREFIX + "producer"
 RELEASE_ID: Final = PREFIX + "release-id"
 
-# Every reason the runtime dead-letters a message for (docs/dead-letters.md says when each
+# Every reason the runtime dead-letters a message for (docs/wire-contract.md says when each
 # applies). Closed: every raise site names one of these, and a test checks the docs list them.
 DeadReason = Literal[
     "invalid_json",

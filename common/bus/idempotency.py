@@ -28,12 +28,19 @@ from typing import Any
 from common.bus.redis_batch import RedisBatch
 from common.store import Store
 
-__all__ = ["Claim", "ClaimState", "Idempotency", "body_digest"]
+__all__ = ["Claim", "ClaimState", "Idempotency", "body_digest", "is_done"]
 
 _PROCESSING = b"processing"
 _DONE = b"done"
 _OUTBOX = b"outbox:"
 _DIGEST_CHARS = 16
+
+
+def is_done(value: bytes | str | None) -> bool:
+    """Whether a claim key's ``value`` says handled (``done``, with or without its digest)."""
+    if isinstance(value, str):
+        value = value.encode()
+    return value is not None and (value == _DONE or value.startswith(_DONE + b":"))
 
 
 def body_digest(body: bytes) -> bytes:

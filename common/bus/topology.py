@@ -113,7 +113,7 @@ def dead_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
 
 def unrecorded_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
     """Dead messages quarantine could not record after DEAD_DELIVERY_LIMIT deliveries: kept,
-    unconsumed, for an operator (docs/dead-letters.md says how to move them back)."""
+    unconsumed, for an operator (docs/wire-contract.md says how to move them back)."""
     return QueueSpec(
         name=UNRECORDED_QUEUE,
         arguments=_quorum({"x-max-length": max_length, "x-overflow": "reject-publish"}),

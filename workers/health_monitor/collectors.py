@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from common.bus.topology import DEAD_QUEUE, UNROUTED_QUEUE, work_queue_name
+from common.bus.topology import DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE, work_queue_name
 from common.config import HealthMonitorSettings
 from common.logging import get_logger
 from common.metrics import Metrics
@@ -35,6 +35,8 @@ __all__ = [
     "rabbitmq_collector",
     "redis_collector",
 ]
+
+_SPECIAL_QUEUES = frozenset({DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE})
 
 _log = get_logger("eventguard.health_monitor")
 Collector = Callable[[], Awaitable[list[Sample]]]
@@ -112,10 +114,10 @@ def _number(value: Any) -> float:
 
 
 def fleet_queue_kind(name: str, workers: Iterable[str]) -> str | None:
-    """``work``, ``retry``, ``dead`` or ``unrouted`` for a queue of the fleet; None for any
-    other queue (a load generator's observer, another application's)."""
-    if name in {DEAD_QUEUE, UNROUTED_QUEUE}:
-        return name.split(".", 1)[1]
+    """``work``, ``retry``, ``dead``, ``unrecorded`` or ``unrouted`` for a queue of the fleet;
+    None for any other queue (a load generator's observer, another application's)."""
+    if name in _SPECIAL_QUEUES:  # consumed by quarantine, or by nobody on purpose
+        return name.rsplit(".", 1)[1]
     for worker in workers:
         own = work_queue_name(worker)
         if name == own:

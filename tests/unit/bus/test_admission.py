@@ -124,6 +124,13 @@ def test_a_relayed_copy_keeps_its_original_routing_key() -> None:
     assert _reason(VALID, relayed=False, **relayed) == "routing_key_mismatch"
 
 
+def test_a_relayed_legacy_copy_passes_as_json() -> None:
+    """Copies older runtimes stamped octet-stream are JSON from a relay, refused from others."""
+    legacy = {"content_type": "application/octet-stream"}
+    assert _reason(VALID, relayed=True, **legacy) is None
+    assert _reason(VALID, relayed=False, **legacy) == "bad_content_type"
+
+
 def test_python_construction_stays_convenient() -> None:
     """Models built in Python still convert (strictness is for wire JSON only)."""
     data = CompletionRequested.model_validate(

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import fakeredis
 
 from common.bus import headers as h
-from common.bus.idempotency import ClaimState, Idempotency, body_digest
+from common.bus.idempotency import ClaimState, Idempotency, body_digest, is_done
 from common.bus.message import OutgoingMessage
 from common.bus.publisher import to_message
 from common.bus.router import Emit
@@ -80,6 +80,9 @@ async def test_the_digest_rides_on_the_claim() -> None:
     assert (await idem.claim("e", digest)).state is ClaimState.NEW
     await idem.done("e", digest)
     assert await client.get("t:idem:w:e") == b"done:" + digest
+    assert is_done(await client.get("t:idem:w:e"))
+    assert is_done(b"done")
+    assert not is_done(b"processing")
     assert len(digest) == 16
     assert (await idem.claim("e", digest)).state is ClaimState.DONE
     assert (await idem.claim("e", body_digest(b"body two"))).state is ClaimState.REUSED

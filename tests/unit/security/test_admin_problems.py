@@ -3,6 +3,7 @@ documents (400, 401, 403, 404, 413), never a 500 or a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -121,6 +122,7 @@ async def test_a_body_sent_in_many_chunks_is_read_whole(ops: Ops) -> None:
         text = '{"note": "' + "n" * 1_500 + '"' + " " * 40_000 + "}"
         for start in range(0, len(text), 1_000):
             yield text[start : start + 1_000].encode()
+            await asyncio.sleep(0.001)  # the chunks arrive apart
 
     response = await ops.client.post(
         "/admin/quarantine/records/r1/review", data=chunks(), headers=ops.bearer("operator")

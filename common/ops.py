@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -78,6 +78,36 @@ class EventStream:
             self._clients.discard(queue)
 
 
+class _Cached:
+    """The last answer of ``probe`` for ``ttl_s`` seconds; callers arriving while it runs share
+    that one run (so a flood of calls costs one probe a second)."""
+
+    def __init__(
+        self,
+        probe: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
+        *,
+        ttl_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._probe = probe
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._value: dict[str, Any] | None = None
+        self._at = 0.0
+        self._running: asyncio.Task[dict[str, Any]] | None = None
+
+    async def get(self) -> dict[str, Any]:
+        """The cached answer, or a fresh one."""
+        now = self._clock()
+        if self._value is not None and now - self._at < self._ttl_s:
+            return self._value
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._probe())
+        value = await asyncio.shield(self._running)
+        self._value, self._at = value, now
+        return value
+
+
 def build_app(
     runtime: Runtime,
     *,
@@ -91,22 +121,20 @@ def build_app(
         middlewares=[problem_middleware, auth.middleware], client_max_size=1024**2
     )
     recheck_s = runtime.settings.security.stream_recheck_s
-    ready_cache: list[tuple[float, dict[str, Any]]] = []
+
+    async def probe() -> dict[str, Any]:
+        checks = await runtime.ready()
+        paused = [name for name, w in runtime.workers.items() if w.paused]
+        return {"ready": all(checks.values()) and not paused, "checks": checks, "paused": paused}
+
+    ready_cache = _Cached(probe, ttl_s=ready_cache_s, clock=clock)
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = runtime.consumers_attached()
         return web.json_response({"status": "ok" if ok else "down"}, status=200 if ok else 503)
 
     async def readyz(_request: web.Request) -> web.Response:
-        now = clock()
-        if ready_cache and now - ready_cache[0][0] < ready_cache_s:
-            body = ready_cache[0][1]
-        else:
-            checks = await runtime.ready()
-            paused = [name for name, w in runtime.workers.items() if w.paused]
-            ready = all(checks.values()) and not paused
-            body = {"ready": ready, "checks": checks, "paused": paused}
-            ready_cache[:] = [(now, body)]
+        body = await ready_cache.get()
         return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics(_request: web.Request) -> web.Response:

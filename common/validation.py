@@ -130,6 +130,19 @@ def _parse_query(request: web.Request, model: type[M]) -> M:
         ) from None
 
 
+async def _read_bounded(request: web.Request) -> bytes:
+    """The body, read chunk by chunk until its end or one byte past the limit."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 async def validate_request(
     request: web.Request, *, body: type[BaseModel] | None, query: type[BaseModel] | None
 ) -> None:
@@ -140,7 +153,7 @@ async def validate_request(
         length = request.content_length
         if length is not None and length > MAX_BODY_BYTES:
             raise Problem(413, f"the body exceeds {MAX_BODY_BYTES} bytes", code="body_too_large")
-        raw = await request.content.read(MAX_BODY_BYTES + 1) if request.can_read_body else b""
+        raw = await _read_bounded(request) if request.can_read_body else b""
         request[_BODY] = _parse_body(raw, body)
 
 

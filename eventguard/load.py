@@ -53,6 +53,7 @@ from schemas.envelope import Actor, Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
+from schemas.ops import AuditRecorded
 from schemas.quarantine import (
     QuarantineEntryAdded,
     QuarantineEntryReleased,
@@ -138,6 +139,19 @@ def _valid(event_type: str, operator: Actor | None, scan_user: str | None = None
             data = StrategyPurchased(user_id=f"load-{_uid()[:8]}", strategy="spot_arbitrage")
         case "marketplace.strategy.revoked":
             data = StrategyRevoked(user_id=f"load-{_uid()[:8]}", strategy="spot_arbitrage")
+        case "ops.audit.recorded":
+            data = AuditRecorded(
+                subject="load",
+                role="operator",
+                auth="token",
+                action="load.probe",
+                method="POST",
+                route="/admin/load",
+                outcome="ok",
+                status=200,
+                at=now,
+                worker="load",
+            )
         case _:
             raise ValueError(f"the load generator cannot make {event_type}")
     return new_event(event_type, data, source="load", actor=actor)

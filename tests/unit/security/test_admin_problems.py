@@ -3,6 +3,7 @@ documents (400, 401, 403, 404, 413), never a 500 or a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -112,3 +113,19 @@ async def test_conflicts_and_missing_records_are_problems(ops: Ops) -> None:
     )
     assert response.status == 404
     assert (await _problem(response))["code"] == "unknown_record"
+
+
+async def test_a_body_sent_in_many_chunks_is_read_whole(ops: Ops) -> None:
+    """A valid 40 KiB body arriving in 1 KiB chunks is read to its end, not cut at a chunk."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        text = '{"note": "' + "n" * 1_500 + '"' + " " * 40_000 + "}"
+        for start in range(0, len(text), 1_000):
+            yield text[start : start + 1_000].encode()
+            await asyncio.sleep(0.001)  # the chunks arrive apart
+
+    response = await ops.client.post(
+        "/admin/quarantine/records/r1/review", data=chunks(), headers=ops.bearer("operator")
+    )
+    assert response.status == 404  # validated whole, then the record is unknown
+    assert (await response.json())["code"] == "unknown_record"

@@ -27,7 +27,13 @@ from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import worker_topology
-from common.clitools import HelpFormatter, add_json_flag, parse_duration, print_rows
+from common.clitools import (
+    HelpFormatter,
+    add_json_flag,
+    parse_duration,
+    print_rows,
+    progress_bar,
+)
 from common.config import Settings, require_production
 from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
@@ -46,7 +52,6 @@ from eventguard import load as load_cli
 from eventguard import setup_local as setup_cli
 from eventguard.consumes import consumed_types
 from eventguard.definitions import rabbitmq_definitions
-from eventguard.progress import progress_bar
 from schemas.envelope import Envelope, new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model

@@ -1,5 +1,6 @@
 """What every ``eventguard`` command shares: one duration syntax, help that shows defaults,
-ISO times, human tables and a ``--json`` switch for scripts.
+ISO times, human tables, a ``--json`` switch for scripts and progress bars (rich, on stderr,
+only on a terminal) for the long commands.
 
 Worker command groups (``workers/*/cli.py``) and the top-level CLI (``eventguard/cli.py``) use
 these so that ``--ttl 15m`` and ``--duration 15m`` mean the same thing everywhere, and every
@@ -9,12 +10,16 @@ listing reads the same way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 __all__ = [
     "HelpFormatter",
@@ -23,6 +28,7 @@ __all__ = [
     "parse_duration",
     "print_rows",
     "print_table",
+    "progress_bar",
 ]
 
 _DURATION = re.compile(r"(?P<n>[1-9][0-9]{0,8})(?P<unit>[smhd]?)")
@@ -133,3 +139,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     return str(value)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bar of ``total`` steps on stderr (stdout stays the command's answer); yields
+    ``advance(n)``. Nothing is drawn when stderr is not a terminal."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield lambda _n: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

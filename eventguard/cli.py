@@ -27,7 +27,13 @@ from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import worker_topology
-from common.clitools import HelpFormatter, add_json_flag, parse_duration, print_rows
+from common.clitools import (
+    HelpFormatter,
+    add_json_flag,
+    parse_duration,
+    print_rows,
+    progress_bar,
+)
 from common.config import Settings, require_production
 from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger

@@ -38,6 +38,7 @@ from common.bus.topology import (
     base_exchanges,
     worker_topology,
 )
+from common.clitools import progress_bar
 from common.config import RuntimeSettings, Settings
 from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
@@ -46,7 +47,6 @@ from common.security.roles import Role
 from common.store import Store
 from eventguard.consumes import consumed_types
 from eventguard.load_ledger import Ledger, Report, Sent
-from eventguard.progress import progress_bar
 from eventguard.synthetic import refuse_unless_test_vhost
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope, Payload, new_event

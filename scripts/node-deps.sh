@@ -12,4 +12,7 @@ if ! command -v npm >/dev/null; then
   exit 0
 fi
 mkdir -p "$dir"
-npm install --prefix "$dir" --no-audit --no-fund --silent amqplib@0.10
+if ! npm install --prefix "$dir" --no-audit --no-fund --silent amqplib@0.10; then
+  # The test then skips the Node example loudly (and fails under CI=true).
+  echo "node-deps: npm install amqplib failed: the Node example of docs/connect.md will be skipped" >&2
+fi

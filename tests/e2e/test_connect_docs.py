@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.onboarding import ROOT, code_block, fresh_vhost, ready, run
+from common.config import Settings
+from eventguard.setup_local import Plan, parse_producer, setup_local
+from tests.e2e.onboarding import MANAGEMENT, ROOT, code_block, fresh_vhost, ready, run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.smoke]
 
@@ -48,21 +50,23 @@ async def test_both_examples_get_the_answer(
     """Python and Node examples, as written in the page, publish as `billing` and print the
     opportunity worker's reply."""
     async with fresh_vhost(tmp_path, rabbit_url, redis_url, label="connect") as setup:
-        eventguard = [sys.executable, "-m", "eventguard.cli"]
-        await run(
-            [
-                *eventguard,
-                "setup",
-                "local",
-                "--vhost",
-                setup.vhost,
-                *setup.args,
-                "--producer",
-                "billing=opportunity.scan.requested",
-            ],
-            env=setup.env_base(),
-            cwd=tmp_path,
+        # The page's `eventguard setup local ... --producer billing=...`, in this process (a
+        # second interpreter would spend seconds importing); the README test runs the command.
+        await setup_local(
+            Plan(
+                vhost=setup.vhost,
+                amqp=setup.args[setup.args.index("--amqp") + 1],
+                redis_url=redis_url,
+                ops_base_port=setup.ops_base_port,
+                management_url=MANAGEMENT,
+                producers=dict([parse_producer("billing=opportunity.scan.requested")]),
+                out=tmp_path / ".eventguard",
+            ),
+            admin_user="guest",
+            admin_password="guest",  # RabbitMQ's local default  # pragma: allowlist secret
+            settings=Settings(),
         )
+        eventguard = [sys.executable, "-m", "eventguard.cli"]
         worker = setup.env("opportunity_discovery")
         setup.start([*eventguard, "run", "opportunity_discovery"], env=worker, log="worker.log")
         assert await ready(int(worker["EVENTGUARD_OPS_PORT"]))

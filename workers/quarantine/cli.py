@@ -14,14 +14,14 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from pydantic import SecretStr
 
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import Publisher
-from common.clitools import iso_time, print_table
+from common.clitools import iso_time, print_table, progress_bar
 from common.config import Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
@@ -58,11 +58,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     show.set_defaults(func=_show)
 
     for name, func, text in (
-        ("release", _release, "re-publish a dead message (or unblock an entity), exactly once"),
-        ("discard", _discard, "never release this record"),
+        ("release", _release, "re-publish dead messages (or unblock entities), exactly once"),
+        ("discard", _discard, "never release these records"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("record_id", help="the record's id (`quarantine list`)")
+        cmd.add_argument(
+            "record_id", nargs="+", help="the records' ids (`quarantine list`); several: a group"
+        )
         cmd.add_argument("--by", required=True, help="the reviewer's name, kept on the record")
         cmd.add_argument("--note", default="", help="a note kept on the record")
         cmd.set_defaults(func=func)
@@ -169,13 +171,16 @@ def _typed(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _settle(outcome: Outcome, publisher: Publisher) -> int:
+async def _settle(record_id: str, outcome: Outcome, publisher: Publisher) -> int:
     await publisher.publish(outcome.event)
     if outcome.changed:
         print(json.dumps({"status": outcome.status, **outcome.event.data.model_dump()}))
         return 0
     refusal = outcome.event.data
-    print(f"eventguard: nothing changed: {refusal.reason} ({refusal.detail})", file=sys.stderr)
+    print(
+        f"eventguard: {record_id}: nothing changed: {refusal.reason} ({refusal.detail})",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -185,12 +190,27 @@ def _by(args: argparse.Namespace, settings: Settings) -> str:
 
 
 async def _release(args: argparse.Namespace, settings: Settings) -> int:
-    async with _releaser(settings) as (releaser, publisher):
-        outcome = await releaser.release(args.record_id, by=_by(args, settings), note=args.note)
-        return await _settle(outcome, publisher)
+    return await _each(args, settings, "release")
 
 
 async def _discard(args: argparse.Namespace, settings: Settings) -> int:
+    return await _each(args, settings, "discard")
+
+
+async def _each(args: argparse.Namespace, settings: Settings, action: str) -> int:
+    """Release or discard every record named; 0 only when each one changed."""
+    ids: list[str] = list(dict.fromkeys(args.record_id))
+    failed = 0
     async with _releaser(settings) as (releaser, publisher):
-        outcome = await releaser.discard(args.record_id, by=_by(args, settings), note=args.note)
-        return await _settle(outcome, publisher)
+        step = releaser.release if action == "release" else releaser.discard
+        with progress_bar(action, len(ids)) if len(ids) > 1 else _no_bar() as advance:
+            for record_id in ids:
+                outcome = await step(record_id, by=_by(args, settings), note=args.note)
+                failed += await _settle(record_id, outcome, publisher)
+                advance(1)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _no_bar() -> Iterator[Callable[[int], None]]:
+    yield lambda _n: None

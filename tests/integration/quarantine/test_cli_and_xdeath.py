@@ -127,3 +127,23 @@ async def test_native_dead_letter_is_recorded_and_released(qrig: QuarantineRig) 
     assert copy.body == b"\xff not utf-8"
     assert "x-death" not in copy.headers
     assert copy.headers[h.PRODUCER] == "svc"
+
+
+async def test_cli_releases_a_group_and_names_each_refusal(
+    qrig: QuarantineRig, redis_url: str, rabbit_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`quarantine release A B` acts on each record; one refusal makes the exit 1 and names
+    its record."""
+    await qrig.start_quarantine()
+    event_id = await _poison(qrig)
+    record = await _record_for(qrig, event_id)
+    settings = _settings(qrig, redis_url, rabbit_url)
+    capsys.readouterr()
+    qrig.poison.accept = True
+    args = _parse("release", record["id"], "no-such-record", "--by", "alice")
+    assert await args.func(args, settings) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "released"
+    assert "no-such-record: nothing changed" in err
+    assert record["id"] not in err
+    await until(lambda: qrig.poison.calls.count(event_id) == 2)

@@ -55,7 +55,6 @@ from eventguard.admin_api import admin_openapi
 from eventguard.consumes import consumed_types
 from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
-from eventguard.progress import progress_bar
 from schemas.envelope import Actor, Envelope, new_event
 from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model

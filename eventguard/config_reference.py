@@ -81,7 +81,9 @@ def _default(field: FieldInfo) -> str:
         return "none"
     if isinstance(value, BaseModel):
         return "see below"
-    if isinstance(value, tuple | frozenset | set):
+    if isinstance(value, frozenset | set):
+        value = sorted(value, key=str)  # sets have no order of their own: keep the text stable
+    elif isinstance(value, tuple):
         value = list(value)
     return "`" + json.dumps(value, default=str).replace("|", "\\|") + "`"
 

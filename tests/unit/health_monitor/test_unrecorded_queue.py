@@ -24,7 +24,7 @@ async def test_unrecorded_queue_has_its_own_kind() -> None:
         return web.json_response(queues)
 
     app = web.Application()
-    app.router.add_get("/api/queues", api)
+    app.router.add_get("/api/queues/{vhost}", api)
     async with TestServer(app, port=0) as server, aiohttp.ClientSession() as session:
         settings = HealthMonitorSettings(rabbitmq_api_url=str(server.make_url("/")))
         samples = await rabbitmq_collector(settings, Guards(), session)()

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.bus.amqp import AmqpBroker
+from common.bus.nodes import broker_urls, quorum_group_size
 from common.bus.publisher import Publisher
 from common.bus.topology import worker_topology
 from common.config import Settings, require_production
@@ -128,7 +129,7 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
     require_production(settings)
     metrics = Metrics()
     broker = AmqpBroker(
-        _secret(settings.broker_url),
+        broker_urls(settings),
         metrics=metrics,
         name=f"eventguard-{'-'.join(name for name, _ in factories)}-{settings.instance}",
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
@@ -175,7 +176,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"eventguard: invalid {args.type} payload:\n{error}", file=sys.stderr)
         return 2
     metrics = Metrics()
-    broker = AmqpBroker(_secret(settings.broker_url), metrics=metrics, name="eventguard-cli")
+    broker = AmqpBroker(broker_urls(settings), metrics=metrics, name="eventguard-cli")
     await broker.start()
     try:
         publisher = Publisher(broker, worker="cli", user_id=settings.broker_user, metrics=metrics)
@@ -189,7 +190,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
     require_production(settings)
-    broker = AmqpBroker(_secret(settings.broker_url), metrics=Metrics(), name="eventguard-cli")
+    broker = AmqpBroker(broker_urls(settings), metrics=Metrics(), name="eventguard-cli")
     await broker.start()
     try:
         for name, types in consumed_types().items():
@@ -199,6 +200,7 @@ async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
                     types,
                     retry_delays_s=settings.runtime.retry_delays_s,
                     delivery_limit=settings.runtime.delivery_limit,
+                    group_size=quorum_group_size(settings),
                 )
             )
             print(f"declared eventguard.{name} ({len(types)} bindings)")

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.message import IncomingMessage, OutgoingMessage
+from common.bus.nodes import broker_urls, quorum_group_size
 from common.bus.publisher import to_message
 from common.bus.topology import (
     EVENTS_EXCHANGE,
@@ -341,7 +342,10 @@ def consumers_of(types: Mapping[str, list[str]], workers: Iterable[str]) -> dict
 
 
 def fleet_topologies(
-    catalogue: Mapping[str, list[str]], workers: Iterable[str], runtime: RuntimeSettings
+    catalogue: Mapping[str, list[str]],
+    workers: Iterable[str],
+    runtime: RuntimeSettings,
+    group_size: int | None = None,
 ) -> list[Topology]:
     """The topologies of ``workers``, as the workers themselves declare them."""
     return [
@@ -350,6 +354,7 @@ def fleet_topologies(
             catalogue[worker],
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
+            group_size=group_size,
         )
         for worker in workers
     ]
@@ -404,12 +409,12 @@ def add_commands(subparsers: Any) -> None:
 
 
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.broker_url is None:
-        raise ConfigError("EVENTGUARD_BROKER_URL is missing")
+    urls = broker_urls(settings)
     catalogue = consumed_types(settings)
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
-    store = Store.from_settings(settings) if settings.redis_url is not None else None
+    has_redis = settings.redis_url is not None or bool(settings.redis_sentinels)
+    store = Store.from_settings(settings) if has_redis else None
     if store is None:
         consumers = {t: w for t, w in consumers.items() if t in ANSWERS}
     mix = Mix(
@@ -418,13 +423,13 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         duplicate_share=args.duplicate_share,
         operator=operator_for(settings),
     )
-    broker = AmqpBroker(
-        settings.broker_url.get_secret_value(), metrics=Metrics(), name="eventguard-load"
-    )
+    broker = AmqpBroker(urls, metrics=Metrics(), name="eventguard-load")
     await broker.start()
     generator = LoadGenerator(broker, mix, store=store, user_id=settings.broker_user)
     try:
-        await generator.start(fleet_topologies(catalogue, workers, settings.runtime))
+        await generator.start(
+            fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))
+        )
         started = time.monotonic()
         await generator.publish(args.count, rate=args.rate)
         published_s = time.monotonic() - started

@@ -17,7 +17,7 @@ import enum
 import json
 from typing import Any
 
-from common.bus.redis_batch import RedisBatch
+from common.bus.redis_batch import Command, RedisBatch
 from common.store import Store
 
 __all__ = ["Claim", "ClaimState", "Idempotency"]
@@ -74,15 +74,24 @@ class Idempotency:
         return Claim(ClaimState.BUSY)
 
     async def save_outbox(self, event_id: str, bodies: list[str]) -> None:
-        """Record the output events before publishing them."""
+        """Record the output events before publishing them (durable: see :meth:`_write`)."""
         value = _OUTBOX + json.dumps(bodies).encode()
         key = self._key(event_id)
-        await self._redis.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
 
     async def done(self, event_id: str) -> None:
-        """Mark ``event_id`` handled."""
+        """Mark ``event_id`` handled (durable: see :meth:`_write`)."""
         key = self._key(event_id)
-        await self._redis.execute(lambda r: r.set(key, _DONE, ex=self._done_ttl_s))
+        await self._write(lambda r: r.set(key, _DONE, ex=self._done_ttl_s))
+
+    async def _write(self, command: Command) -> None:
+        """The marks an ack depends on: with ``WAIT`` configured, a replica must hold them
+        before the message is acked (a failover then loses neither the outbox, which would run
+        the handler again with new output ids, nor the done mark); otherwise batched."""
+        if self._store.wait_replicas:
+            await self._store.execute_durable(command)
+        else:
+            await self._redis.execute(command)
 
     async def release(self, event_id: str) -> None:
         """Forget the claim so the next delivery runs the handler."""

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean chaos
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -55,6 +55,11 @@ soak: $(STAMP) services
 
 bench: $(BENCH_STAMP) services
 	for b in bench/bench_*.py; do echo "== $$b"; LITELLM_LOCAL_MODEL_COST_MAP=True $(BIN)/python -m bench.$$(basename $$b .py) || exit 1; done
+
+# Node kills on a private three-node RabbitMQ cluster and Redis Sentinel, under load
+# (tests/chaos; figures in bench/results/chaos.json). Never beside the benchmarks.
+chaos: $(STAMP)
+	bash scripts/chaos.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache schema-out

@@ -17,11 +17,13 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -234,6 +236,7 @@ class LoadGenerator:
         self.store = store
         self.user_id = user_id
         self.ledger = Ledger()
+        self.confirmed_at: list[float] = []  # monotonic time of every confirmed publish
         self.observer = f"eventguard.ledger.{_uid()[:12]}"
         self._poller: asyncio.Task[None] | None = None
         if store is None and any(s == "done" for s in self._expectations()):
@@ -276,7 +279,7 @@ class LoadGenerator:
                 try:
                     values = await store.client.mget(keys)
                 except (OSError, EventGuardError, RedisError) as error:  # Redis may be restarting
-                    print(f"load: reading effects failed: {error!r}")
+                    print(f"load: reading effects failed: {error!r}", file=sys.stderr)
                 else:
                     now = time.monotonic()
                     for (_, event_id), value in zip(waiting, values, strict=True):
@@ -298,6 +301,7 @@ class LoadGenerator:
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
             else:
+                self.confirmed_at.append(time.monotonic())
                 return
 
     async def publish(self, count: int, *, rate: float = 0.0, window: int = 64) -> None:
@@ -405,6 +409,12 @@ def add_commands(subparsers: Any) -> None:
     )
     load.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for outcomes")
     load.add_argument("--json", action="store_true", help="print the report as JSON")
+    load.add_argument(
+        "--timeline",
+        default=None,
+        help="write every confirm's and outcome's time (monotonic seconds) to this JSON file; "
+        "'load: publishing' on stderr marks its start",
+    )
     load.set_defaults(func=_load)
 
 
@@ -423,13 +433,16 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         duplicate_share=args.duplicate_share,
         operator=operator_for(settings),
     )
-    broker = AmqpBroker(urls, metrics=Metrics(), name="eventguard-load")
+    metrics = Metrics()
+    broker = AmqpBroker(urls, metrics=metrics, name="eventguard-load")
     await broker.start()
     generator = LoadGenerator(broker, mix, store=store, user_id=settings.broker_user)
     try:
         await generator.start(
             fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))
         )
+        if args.timeline:  # the timeline starts now: say so to whoever injects faults
+            print("load: publishing", file=sys.stderr, flush=True)
         started = time.monotonic()
         await generator.publish(args.count, rate=args.rate)
         published_s = time.monotonic() - started
@@ -439,8 +452,21 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         await broker.close()
         if store is not None:
             await store.close()
+    republished = {
+        sample.labels["reason"]: int(sample.value)
+        for family in metrics.runtime.republished.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    if args.timeline:
+        timeline = {
+            "confirmed": generator.confirmed_at,
+            "outcomes": sorted(generator.ledger.outcome_at.values()),
+        }
+        await asyncio.to_thread(Path(args.timeline).write_text, json.dumps(timeline))
     if args.json:
-        print(json.dumps({**report.as_dict(), "publish_s": round(published_s, 2)}, indent=2))
+        figures = {**report.as_dict(), "publish_s": round(published_s, 2)}
+        print(json.dumps({**figures, "republished": republished}, indent=2))
     else:
         print(report.text())
         print(f"publish rate {report.copies / max(published_s, 1e-9):.0f} msg/s")

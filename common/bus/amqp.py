@@ -7,9 +7,11 @@
   on the one channel; each awaits its own confirm. A publish whose confirm is lost with its
   connection is sent again, same message id, once a connection is back (consumers' idempotency
   absorbs a copy); a nack replaces the channel (at most every ``renew_channel_s``) and sends
-  again: RabbitMQ 3.10/3.11 nacks every publish of a channel opened while its quorum queue's
-  old leader was still recorded, until that node returns. Both count in
-  ``eventguard_publish_republished_total``. A return (unroutable), the overall
+  again, up to ``nack_retries`` times: RabbitMQ 3.10/3.11 nacks every publish of a channel
+  opened while its quorum queue's old leader was still recorded, until that node returns, and a
+  fresh channel half a second later works. Both count in
+  ``eventguard_publish_republished_total``. A nack that persists (a full queue with
+  ``reject-publish``) raises. A return (unroutable), the overall
   ``publish_timeout_s`` passing, or a channel that cannot be opened raises
   :class:`~common.errors.DeliveryError` and counts in ``eventguard_publish_failures_total``.
 * Consuming: see :mod:`common.bus.consumers`. After every reconnect the remembered topology
@@ -76,6 +78,7 @@ class AmqpBroker:
         start_timeout_s: float | None = 60.0,
         close_grace_s: float = 5.0,
         renew_channel_s: float = 0.5,
+        nack_retries: int = 4,
     ) -> None:
         self.name = name
         self._m = metrics.runtime
@@ -83,6 +86,7 @@ class AmqpBroker:
         self._start_timeout_s = start_timeout_s
         self._close_grace_s = close_grace_s
         self._renew_channel_s = renew_channel_s
+        self._nack_retries = nack_retries
         link = partial(
             Link,
             url,
@@ -199,10 +203,11 @@ class AmqpBroker:
 
     async def publish(self, message: OutgoingMessage) -> None:
         """Publish persistent and (by default) mandatory; wait for the confirm, sending the
-        message again (same id) while its outcome is unknown or nacked, within
-        ``publish_timeout_s``."""
+        message again (same id) while its outcome is unknown (within ``publish_timeout_s``) or
+        it was nacked (``nack_retries`` times at most)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout_s
+        nacks = 0
         while True:
             channel = self._pub_channel
             if channel is None or channel.is_closed:
@@ -210,7 +215,8 @@ class AmqpBroker:
             try:
                 await self._publish_on(channel, message, max(0.001, deadline - loop.time()))
             except _Unconfirmed as error:
-                if loop.time() >= deadline:
+                nacks += error.reason == "nack"
+                if loop.time() >= deadline or nacks > self._nack_retries:
                     self._fail(error.reason)
                     raise
                 if error.reason == "nack":

@@ -229,9 +229,16 @@ class LoadGenerator:
     """Publishes a :class:`Mix` and folds what it observes into a :class:`Ledger`."""
 
     def __init__(
-        self, broker: Broker, mix: Mix, *, store: Store | None, user_id: str | None
+        self,
+        broker: Broker,
+        mix: Mix,
+        *,
+        store: Store | None,
+        user_id: str | None,
+        replicated: bool = False,
     ) -> None:
         self.broker = broker
+        self.replicated = replicated  # a cluster: the observer queue survives a node's loss
         self.mix = mix
         self.store = store
         self.user_id = user_id
@@ -252,7 +259,7 @@ class LoadGenerator:
             await self.broker.declare(topology)
         spec = QueueSpec(
             self.observer,
-            {"x-queue-type": "classic", "x-expires": 120_000},
+            {"x-queue-type": "quorum" if self.replicated else "classic", "x-expires": 120_000},
             bindings=((EVENTS_EXCHANGE, "#"),),
         )
         await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(spec,)))
@@ -436,7 +443,9 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
     metrics = Metrics()
     broker = AmqpBroker(urls, metrics=metrics, name="eventguard-load")
     await broker.start()
-    generator = LoadGenerator(broker, mix, store=store, user_id=settings.broker_user)
+    generator = LoadGenerator(
+        broker, mix, store=store, user_id=settings.broker_user, replicated=len(urls) > 1
+    )
     try:
         await generator.start(
             fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))

@@ -32,7 +32,7 @@ from tests.chaos.conftest import RESULTS, ROOT, Cluster
 from tests.e2e.conftest import Fleet
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(420)]
 
 WORKERS = ("ai_fallback", "quarantine")
 RATE = 50  # messages per second, steady (the fleet shares two cores with the cluster)
@@ -193,7 +193,7 @@ async def scenario(rig: Rig, name: str, fault: Fault, recover: Recover) -> dict[
         "--workers",
         *WORKERS,
         "--timeout",
-        "90",
+        "60",
         "--json",
         "--timeline",
         str(timeline),

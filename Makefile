@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools node-deps
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools node-deps chaos
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -73,6 +73,11 @@ image:
 # host (own vhost and key prefix), then the host-network compose file; removes what it started.
 containers-e2e: $(STAMP) services image
 	bash scripts/containers-e2e.sh
+
+# Node kills on a private three-node RabbitMQ cluster and Redis Sentinel, under load
+# (tests/chaos; figures in bench/results/chaos.json). Never beside the benchmarks.
+chaos: $(STAMP)
+	bash scripts/chaos.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache schema-out

@@ -9,11 +9,12 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.errors import ConfigError
 
@@ -431,6 +432,39 @@ class Settings(BaseSettings):
     """The opportunity discovery worker (table below)."""
     reliability: ReliabilitySettings = ReliabilitySettings()
     """Per-dependency guard overrides (table below)."""
+    broker_urls: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    """A RabbitMQ cluster: every node's URL, tried in order, then round (comma-separated or a
+    JSON list); `EVENTGUARD_BROKER_URL` stays the one-node form. See "Running on a cluster".
+    """
+    quorum_initial_group_size: int | None = Field(default=None, ge=1, le=99)
+    """`x-quorum-initial-group-size` of every quorum queue; none: min(3, nodes) with
+    `broker_urls`, left to the broker (the node count) with one URL.
+    """
+    redis_sentinels: Annotated[tuple[str, ...], NoDecode] = ()
+    """Redis behind Sentinel: host:port of each Sentinel (instead of `EVENTGUARD_REDIS_URL`)."""
+    redis_sentinel_master: str = Field(default="eventguard", min_length=1, max_length=200)
+    """The master's name the Sentinels know."""
+    redis_db: int = Field(default=0, ge=0, le=10_000)
+    """The Redis database (with Sentinel)."""
+    redis_password: SecretStr | None = None
+    """The data nodes' password (with Sentinel)."""
+    redis_wait_replicas: int = Field(default=0, ge=0, le=16)
+    """`WAIT` after the writes a message's ack depends on (idempotency outbox and done marks):
+    this many replicas must have them within the timeout, else the write is retried. 0: off.
+    """
+    redis_wait_timeout_ms: int = Field(default=500, ge=1, le=60_000)
+    """The `WAIT` timeout."""
+
+    @field_validator("broker_urls", "redis_sentinels", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        """A comma-separated string or a JSON list, as the environment gives it."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
 
 
 _MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2
@@ -439,14 +473,20 @@ _MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2
 def require_production(settings: Settings) -> None:
     """Refuse to run for real without connection settings and secrets; name every variable."""
     problems = []
-    if settings.broker_url is None:
-        problems.append("EVENTGUARD_BROKER_URL is missing")
-    if settings.redis_url is None:  # state, API keys, sessions and token revocation live there
-        problems.append("EVENTGUARD_REDIS_URL is missing (the API-key and revocation store)")
+    if settings.broker_url is None and not settings.broker_urls:
+        problems.append("EVENTGUARD_BROKER_URL is missing (or EVENTGUARD_BROKER_URLS)")
+    if settings.redis_url is None and not settings.redis_sentinels:
+        # state, API keys, sessions and token revocation live there
+        problems.append(
+            "EVENTGUARD_REDIS_URL is missing (the API-key and revocation store; "
+            "or EVENTGUARD_REDIS_SENTINELS)"
+        )
     if settings.broker_url is not None:
         parsed = urlsplit(settings.broker_url.get_secret_value())
         if not parsed.password:
             problems.append("EVENTGUARD_BROKER_URL has no password")
+    if any(not urlsplit(url.get_secret_value()).password for url in settings.broker_urls):
+        problems.append("EVENTGUARD_BROKER_URLS has a URL without a password")
     key, algorithm = settings.security.jwt_signing_key, settings.security.jwt_algorithm
     if key is None or not key.get_secret_value().strip():
         problems.append("EVENTGUARD_SECURITY__JWT_SIGNING_KEY is missing")

@@ -20,6 +20,7 @@ __all__ = [
     "DeliveryError",
     "EventGuardError",
     "ExternalCallError",
+    "NotReplicated",
     "Reject",
     "RetryLater",
 ]
@@ -39,6 +40,12 @@ class ExternalCallError(EventGuardError):
 
 class DeliveryError(EventGuardError):
     """The broker did not take a message (nack, returned as unroutable, channel closed)."""
+
+
+class NotReplicated(EventGuardError):
+    """A Redis write reached fewer replicas than ``WAIT`` asked for in time (retryable)."""
+
+    retryable = True
 
 
 class RetryLater(EventGuardError):

@@ -106,6 +106,13 @@ class RuntimeMetrics:
             ["worker"],
             registry=registry,
         )
+        self.republished = Counter(
+            "eventguard_publish_republished_total",
+            "Publishes sent again with the same message id after their confirm was lost "
+            "(connection) or refused (nack, then a fresh channel), by connection and reason.",
+            ["worker", "reason"],
+            registry=registry,
+        )
 
 
 class ReliabilityMetrics:

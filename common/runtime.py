@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from common.bus.broker import Broker
 from common.bus.idempotency import Idempotency
+from common.bus.nodes import quorum_group_size
 from common.bus.pipeline import Authorizer, Pipeline
 from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
@@ -122,6 +123,7 @@ class Runtime:
             service.router.event_types,
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
+            group_size=quorum_group_size(self.settings),
         )
         await self.broker.declare(topology)
         idempotency = Idempotency(

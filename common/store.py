@@ -6,6 +6,11 @@ its registry (so its breaker is the one the metrics, heartbeats and ``/readyz`` 
 built without one gets a private ``redis`` guard with the kind's defaults, never a bare call.
 Keys are namespaced with the configured prefix so tests and tenants never collide. Responses
 are bytes (``decode_responses=False``) so stored message bodies stay byte for byte what arrived.
+
+Redis is one URL, or a primary found through Sentinel (``EVENTGUARD_REDIS_SENTINELS``): during a
+failover the client raises ``ConnectionError``, ``MasterNotFoundError`` or ``READONLY``, which
+the guard retries like any other transient failure. :meth:`Store.execute_durable` sends a write
+with ``WAIT`` behind it (``EVENTGUARD_REDIS_WAIT_REPLICAS``), for the writes an ack depends on.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from common.config import Settings
-from common.errors import ConfigError
+from common.errors import ConfigError, NotReplicated
 from common.reliability.guard import Guard, Guards
 
-__all__ = ["Store", "connect_redis"]
+__all__ = ["Store", "connect_redis", "connect_sentinel"]
 
 T = TypeVar("T")
 
@@ -37,6 +45,36 @@ def connect_redis(url: str) -> Redis:
     )
 
 
+def _address(entry: str) -> tuple[str, int]:
+    host, _, port = entry.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"EVENTGUARD_REDIS_SENTINELS: {entry!r} is not host:port")
+    return host, int(port)
+
+
+def connect_sentinel(settings: Settings) -> Redis:
+    """A client of the primary that ``settings``' Sentinels name (found again after a
+    failover); its own retries off, like :func:`connect_redis`."""
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        [_address(entry) for entry in settings.redis_sentinels],
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+    )
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    client: Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        redis_class=Redis,
+        db=settings.redis_db,
+        password=password,
+        decode_responses=False,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=15,
+    )
+    return client
+
+
 class Store:
     """Namespaced, guarded access to Redis."""
 
@@ -47,23 +85,36 @@ class Store:
         prefix: str = "eg:",
         guard: Guard | None = None,
         timeout_s: float | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.guard: Guard = guard if guard is not None else Guards().guard("redis")
         self._timeout_s = timeout_s  # per-attempt timeout; None: the guard's own
+        self.wait_replicas = wait_replicas
+        self._wait_timeout_ms = wait_timeout_ms
 
     @classmethod
     def from_settings(
         cls, settings: Settings, *, guard: Guard | None = None, needed_for: str = ""
     ) -> Store:
-        """A store on ``settings``' Redis URL and key prefix (``ConfigError`` without a URL;
-        ``needed_for`` says what wanted it)."""
-        if settings.redis_url is None:
+        """A store on ``settings``' Redis URL (or Sentinels) and key prefix (``ConfigError``
+        without either; ``needed_for`` says what wanted it)."""
+        if settings.redis_sentinels:
+            client = connect_sentinel(settings)
+        elif settings.redis_url is not None:
+            client = connect_redis(settings.redis_url.get_secret_value())
+        else:
             why = f" ({needed_for})" if needed_for else ""
             raise ConfigError(f"EVENTGUARD_REDIS_URL is missing{why}")
-        client = connect_redis(settings.redis_url.get_secret_value())
-        return cls(client, prefix=settings.redis_key_prefix, guard=guard)
+        return cls(
+            client,
+            prefix=settings.redis_key_prefix,
+            guard=guard,
+            wait_replicas=settings.redis_wait_replicas,
+            wait_timeout_ms=settings.redis_wait_timeout_ms,
+        )
 
     def key(self, *parts: str) -> str:
         """The namespaced key for ``parts`` (joined with ``:``)."""
@@ -73,6 +124,25 @@ class Store:
         """Run one Redis operation (a command or a pipeline) under the redis guard."""
         client = self.client
         return await self.guard.call(lambda: op(client), timeout_s=self._timeout_s)
+
+    async def execute_durable(self, command: Callable[[Any], object]) -> Any:
+        """Run one write (queued on a pipeline by ``command``) followed by ``WAIT`` for
+        ``wait_replicas`` replicas; retried under the guard (raising :class:`NotReplicated`
+        at last) when fewer acknowledged it in time. Without replicas to wait for, a plain
+        guarded command. The write must be idempotent: it may run more than once."""
+        replicas, timeout_ms = self.wait_replicas, self._wait_timeout_ms
+
+        async def run(client: Redis) -> Any:
+            pipe = client.pipeline(transaction=False)
+            command(pipe)
+            if replicas:
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+            replies: list[Any] = await pipe.execute()
+            if replicas and int(replies[-1]) < replicas:
+                raise NotReplicated(f"{replies[-1]} of {replicas} replicas within {timeout_ms} ms")
+            return replies[0]
+
+        return await self.execute(run)
 
     async def ping(self) -> bool:
         """True when Redis answers within the timeout."""

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
+from common.bus.nodes import broker_urls, quorum_group_size
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import worker_topology
@@ -39,7 +40,7 @@ from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, OpsServer, build_app
-from common.preflight import check_broker_user, check_ops_port, check_outputs, require_broker
+from common.preflight import check_broker_user, check_ops_port, check_outputs
 from common.reliability import Guards
 from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
@@ -264,7 +265,7 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
     check_ops_port(settings.ops_host, settings.ops_port)
     metrics = Metrics()
     broker = AmqpBroker(
-        _secret(settings.broker_url),
+        broker_urls(settings),
         metrics=metrics,
         name=f"eventguard-{'-'.join(name for name, _ in factories)}-{settings.instance}",
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
@@ -312,7 +313,6 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _publish(args: argparse.Namespace, settings: Settings) -> int:
-    url = require_broker(settings)
     try:
         payload = payload_model(args.type).model_validate_json(args.data)
     except ValidationError as error:
@@ -324,7 +324,9 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"eventguard: invalid --actor: {error}", file=sys.stderr)
         return 2
     metrics = Metrics()
-    broker = AmqpBroker(url, metrics=metrics, name="eventguard-cli", start_timeout_s=_TOOL_START_S)
+    broker = AmqpBroker(
+        broker_urls(settings), metrics=metrics, name="eventguard-cli", start_timeout_s=_TOOL_START_S
+    )
     await broker.start()
     reply: Envelope[Any] | None = None
     try:
@@ -363,7 +365,7 @@ def parse_actor(text: str | None) -> Actor | None:
 
 async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
     broker = AmqpBroker(
-        require_broker(settings),
+        broker_urls(settings),
         metrics=Metrics(),
         name="eventguard-cli",
         start_timeout_s=_TOOL_START_S,
@@ -379,6 +381,7 @@ async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
                         types,
                         retry_delays_s=settings.runtime.retry_delays_s,
                         delivery_limit=settings.runtime.delivery_limit,
+                        group_size=quorum_group_size(settings),
                     )
                 )
                 advance(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from common.bus.nodes import quorum_group_size
 from common.bus.topology import worker_topology
 from common.config import Settings
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
@@ -62,6 +63,7 @@ def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
             types,
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
+            group_size=quorum_group_size(settings),
         )
         for exchange in topology.exchanges:
             exchanges[exchange.name] = {

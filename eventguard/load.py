@@ -17,11 +17,13 @@ import argparse
 import asyncio
 import json
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -30,6 +32,7 @@ from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.idempotency import is_done
 from common.bus.message import IncomingMessage, OutgoingMessage
+from common.bus.nodes import broker_urls, quorum_group_size
 from common.bus.publisher import to_message
 from common.bus.topology import (
     EVENTS_EXCHANGE,
@@ -248,13 +251,21 @@ class LoadGenerator:
     """Publishes a :class:`Mix` and folds what it observes into a :class:`Ledger`."""
 
     def __init__(
-        self, broker: Broker, mix: Mix, *, store: Store | None, user_id: str | None
+        self,
+        broker: Broker,
+        mix: Mix,
+        *,
+        store: Store | None,
+        user_id: str | None,
+        replicated: bool = False,
     ) -> None:
         self.broker = broker
+        self.replicated = replicated  # a cluster: the observer queue survives a node's loss
         self.mix = mix
         self.store = store
         self.user_id = user_id
         self.ledger = Ledger()
+        self.confirmed_at: list[float] = []  # monotonic time of every confirmed publish
         self.observer = f"eventguard.ledger.{_uid()[:12]}"
         self._poller: asyncio.Task[None] | None = None
         if store is None and any(s == "done" for s in self._expectations()):
@@ -270,7 +281,7 @@ class LoadGenerator:
             await self.broker.declare(topology)
         spec = QueueSpec(
             self.observer,
-            {"x-queue-type": "classic", "x-expires": 120_000},
+            {"x-queue-type": "quorum" if self.replicated else "classic", "x-expires": 120_000},
             bindings=((EVENTS_EXCHANGE, "#"),),
         )
         await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(spec,)))
@@ -297,7 +308,7 @@ class LoadGenerator:
                 try:
                     values = await store.client.mget(keys)
                 except (OSError, EventGuardError, RedisError) as error:  # Redis may be restarting
-                    print(f"load: reading effects failed: {error!r}")
+                    print(f"load: reading effects failed: {error!r}", file=sys.stderr)
                 else:
                     now = time.monotonic()
                     for (_, event_id), value in zip(waiting, values, strict=True):
@@ -319,6 +330,7 @@ class LoadGenerator:
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
             else:
+                self.confirmed_at.append(time.monotonic())
                 return
 
     async def publish(
@@ -373,7 +385,10 @@ def consumers_of(types: Mapping[str, list[str]], workers: Iterable[str]) -> dict
 
 
 def fleet_topologies(
-    catalogue: Mapping[str, list[str]], workers: Iterable[str], runtime: RuntimeSettings
+    catalogue: Mapping[str, list[str]],
+    workers: Iterable[str],
+    runtime: RuntimeSettings,
+    group_size: int | None = None,
 ) -> list[Topology]:
     """The topologies of ``workers``, as the workers themselves declare them."""
     return [
@@ -382,6 +397,7 @@ def fleet_topologies(
             catalogue[worker],
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
+            group_size=group_size,
         )
         for worker in workers
     ]
@@ -432,17 +448,23 @@ def add_commands(subparsers: Any) -> None:
         help="publish into a vhost whose name does not say test (it receives fake alerts, "
         "quarantine requests, purchases and real AI calls)",
     )
+    load.add_argument(
+        "--timeline",
+        default=None,
+        help="write every confirm's and outcome's time (monotonic seconds) to this JSON file; "
+        "'load: publishing' on stderr marks its start",
+    )
     load.set_defaults(func=_load)
 
 
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.broker_url is None:
-        raise ConfigError("EVENTGUARD_BROKER_URL is missing")
-    refuse_unless_test_vhost(settings.broker_url.get_secret_value(), confirmed=args.synthetic_ok)
+    urls = broker_urls(settings)
+    refuse_unless_test_vhost(urls[0], confirmed=args.synthetic_ok)
     catalogue = consumed_types(settings)
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
-    store = Store.from_settings(settings) if settings.redis_url is not None else None
+    has_redis = settings.redis_url is not None or bool(settings.redis_sentinels)
+    store = Store.from_settings(settings) if has_redis else None
     if store is None:
         consumers = {t: w for t, w in consumers.items() if t in ANSWERS}
     mix = Mix(
@@ -451,13 +473,18 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         duplicate_share=args.duplicate_share,
         operator=operator_for(settings),
     )
-    broker = AmqpBroker(
-        settings.broker_url.get_secret_value(), metrics=Metrics(), name="eventguard-load"
-    )
+    metrics = Metrics()
+    broker = AmqpBroker(urls, metrics=metrics, name="eventguard-load")
     await broker.start()
-    generator = LoadGenerator(broker, mix, store=store, user_id=settings.broker_user)
+    generator = LoadGenerator(
+        broker, mix, store=store, user_id=settings.broker_user, replicated=len(urls) > 1
+    )
     try:
-        await generator.start(fleet_topologies(catalogue, workers, settings.runtime))
+        await generator.start(
+            fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))
+        )
+        if args.timeline:  # the timeline starts now: say so to whoever injects faults
+            print("load: publishing", file=sys.stderr, flush=True)
         started = time.monotonic()
         with progress_bar("publishing", args.count) as advance:
             await generator.publish(args.count, rate=args.rate, on_sent=advance)
@@ -468,8 +495,21 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
         await broker.close()
         if store is not None:
             await store.close()
+    republished = {
+        sample.labels["reason"]: int(sample.value)
+        for family in metrics.runtime.republished.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    if args.timeline:
+        timeline = {
+            "confirmed": generator.confirmed_at,
+            "outcomes": sorted(generator.ledger.outcome_at.values()),
+        }
+        await asyncio.to_thread(Path(args.timeline).write_text, json.dumps(timeline))
     if args.json:
-        print(json.dumps({**report.as_dict(), "publish_s": round(published_s, 2)}, indent=2))
+        figures = {**report.as_dict(), "publish_s": round(published_s, 2)}
+        print(json.dumps({**figures, "republished": republished}, indent=2))
     else:
         print(report.text())
         print(f"publish rate {report.copies / max(published_s, 1e-9):.0f} msg/s")

@@ -96,6 +96,8 @@ run "yamllint" yamllint yamllint --strict -c .yamllint.yaml deploy .yamllint.yam
 run "hadolint Dockerfile" hadolint hadolint deploy/docker/Dockerfile deploy/docker/base.Containerfile
 run "compose files against the compose-spec schema" check-jsonschema \
   check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml deploy/compose.host.yaml
+run "compose cluster overlay against the compose-spec schema" check-jsonschema \
+  check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.cluster.yaml
 run "promtool check config" promtool promtool check config --syntax-only deploy/prometheus/prometheus.yml
 run "promtool check rules" promtool promtool check rules deploy/prometheus/rules/*.yml
 run "promtool test rules" promtool sh -c 'cd deploy/prometheus/tests && promtool test rules *.yml'
@@ -103,6 +105,7 @@ run "promtool test rules" promtool sh -c 'cd deploy/prometheus/tests && promtool
 # kubernetes-validate; it warns and tests/deploy/test_k8s.py validates them against the CRDs.
 run "kustomize + schemas: base" kubectl render deploy/k8s/base
 run "kustomize + schemas: production" kubectl render deploy/k8s/overlays/production
+run "kustomize + schemas: cluster" kubectl render deploy/k8s/overlays/cluster
 
 if [ ${#skipped[@]} -gt 0 ]; then
   echo "################################################################################"

@@ -2,18 +2,20 @@
 
 * Two named connections, publish and consume (``<name>.publish``, ``<name>.consume``), each
   supervised by a :class:`~common.bus.link.Link` that reconnects with capped exponential
-  backoff plus jitter.
+  backoff plus jitter, and moves to the next node when given several (a cluster).
 * Publishing: persistent, ``mandatory``, publisher confirms. Many publishes may be in flight
-  on the one channel; each awaits its own confirm. A nack, a return (unroutable) or a lost
-  channel raises :class:`~common.errors.DeliveryError` and counts in
-  ``eventguard_publish_failures_total``.
-* Consuming: one channel per consumer, ``basic.qos`` = its prefetch. After every reconnect the
-  remembered topology is re-declared and every consumer re-registers; a consumer the server
-  cancels (queue deleted) re-declares its queue and consumes again. The
-  ``eventguard_active_consumers{queue}`` gauge counts consumers the server has confirmed.
-  Handlers run in tasks of their own, so a dying channel never cancels a handler half-way;
-  its ack then finds the channel dead, is dropped and counted in ``eventguard_stale_acks_total``
-  (the broker redelivers, and the idempotency claim makes that harmless).
+  on the one channel; each awaits its own confirm. A publish whose confirm is lost with its
+  connection is sent again, same message id, once a connection is back (consumers' idempotency
+  absorbs a copy); a nack replaces the channel (at most every ``renew_channel_s``) and sends
+  again, up to ``nack_retries`` times: RabbitMQ 3.10/3.11 nacks every publish of a channel
+  opened while its quorum queue's old leader was still recorded, until that node returns, and a
+  fresh channel half a second later works. Both count in
+  ``eventguard_publish_republished_total``. A nack that persists (a full queue with
+  ``reject-publish``) raises. A return (unroutable), the overall
+  ``publish_timeout_s`` passing, or a channel that cannot be opened raises
+  :class:`~common.errors.DeliveryError` and counts in ``eventguard_publish_failures_total``.
+* Consuming: see :mod:`common.bus.consumers`. After every reconnect the remembered topology
+  is re-declared and every consumer re-registers.
 * Request/reply through RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to``).
 
 The hot paths (publish, deliver, ack) use aiormq's channel directly rather than aio-pika's
@@ -24,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import uuid
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -35,7 +37,8 @@ from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed, 
 from pamqp import commands as spec
 
 from common.bus.broker import MessageHandler
-from common.bus.link import CONNECTION_ERRORS, Link, backoff_delay
+from common.bus.consumers import Consumers, declare_queue
+from common.bus.link import CONNECTION_ERRORS, Link
 from common.bus.message import IncomingMessage, OutgoingMessage
 from common.bus.topology import QueueSpec, Topology
 from common.errors import ConfigError, DeliveryError
@@ -49,26 +52,22 @@ _PERSISTENT = 2
 _log = get_logger("eventguard.amqp")
 
 
-@dataclass(eq=False)
-class _Consumer:
-    tag: str
-    queue: str
-    handler: MessageHandler
-    prefetch: int
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    channel: AbstractChannel | None = None
-    registered: bool = False
-    unsettled: int = 0
-    retired: bool = False
-    task: asyncio.Task[None] | None = None
+class _Unconfirmed(DeliveryError):
+    """The publish may or may not have been enqueued (its connection died), or was nacked."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"not confirmed ({reason}): {detail}")
+        self.reason = reason
 
 
 class AmqpBroker:
-    """RabbitMQ behind the :class:`~common.bus.broker.Broker` protocol."""
+    """RabbitMQ behind the :class:`~common.bus.broker.Broker` protocol.
+
+    ``url`` is one node's URL or a list of a cluster's nodes (tried in order, then round)."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         metrics: Metrics,
         name: str,
@@ -78,14 +77,16 @@ class AmqpBroker:
         publish_timeout_s: float = 30.0,
         start_timeout_s: float | None = 60.0,
         close_grace_s: float = 5.0,
+        renew_channel_s: float = 0.5,
+        nack_retries: int = 4,
     ) -> None:
         self.name = name
         self._m = metrics.runtime
         self._publish_timeout_s = publish_timeout_s
         self._start_timeout_s = start_timeout_s
         self._close_grace_s = close_grace_s
-        self._reconnect_base_s = reconnect_base_s
-        self._reconnect_max_delay_s = reconnect_max_delay_s
+        self._renew_channel_s = renew_channel_s
+        self._nack_retries = nack_retries
         link = partial(
             Link,
             url,
@@ -99,18 +100,21 @@ class AmqpBroker:
         self._consume_link = link(name=f"{name}.consume", on_open=self._redeclare)
         self._topologies: list[Topology] = []
         self._queue_specs: dict[str, QueueSpec] = {}
-        self._consumers: dict[str, _Consumer] = {}
-        self._retired: set[_Consumer] = set()
-        self._registered: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._tags = itertools.count(1)
-        self._token = uuid.uuid4().hex[:8]
+        self._consumers = Consumers(
+            self._consume_link,
+            name=name,
+            metrics=self._m,
+            queue_specs=self._queue_specs,
+            reconnect_base_s=reconnect_base_s,
+            reconnect_max_delay_s=reconnect_max_delay_s,
+            register_timeout_s=publish_timeout_s,
+        )
         self._pub_channel: AbstractChannel | None = None
         self._pub_lock = asyncio.Lock()
+        self._renewed_at = float("-inf")
         self._reply_channel: AbstractChannel | None = None
         self._reply_lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[IncomingMessage]] = {}
-        self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -119,9 +123,14 @@ class AmqpBroker:
         """True while both the publish and the consume connection are open."""
         return self._publish_link.connected and self._consume_link.connected
 
+    @property
+    def nodes(self) -> dict[str, str]:
+        """``host:port`` of the node each connection uses (publish, consume)."""
+        return {"publish": self._publish_link.node, "consume": self._consume_link.node}
+
     async def start(self) -> None:
         """Open both connections; retries with backoff up to ``start_timeout_s``."""
-        self._closed = False
+        self._consumers.closed = False
         self._publish_link.start()
         self._consume_link.start()
         await self._publish_link.wait(self._start_timeout_s)
@@ -129,19 +138,12 @@ class AmqpBroker:
 
     async def close(self) -> None:
         """Cancel consumers, give handlers ``close_grace_s`` to settle, close both connections."""
-        self._closed = True
-        await asyncio.gather(*(self.cancel(tag) for tag in list(self._consumers)))
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._close_grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._consumers.close(self._close_grace_s)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(DeliveryError("broker closed before the reply came"))
         await self._publish_link.stop()
         await self._consume_link.stop()
-        self._retired.clear()
         self._pub_channel = self._reply_channel = None
 
     def _on_link_change(self) -> None:
@@ -177,18 +179,12 @@ class AmqpBroker:
                     exchange.name, exchange_type=exchange.type, durable=True, arguments=arguments
                 )
             for queue in topology.queues:
-                await self._declare_queue(channel, queue)
+                await declare_queue(channel, queue)
         except ChannelPreconditionFailed as error:
             raise ConfigError(f"topology differs from what the broker has: {error}") from error
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await channel.close()
-
-    @staticmethod
-    async def _declare_queue(channel: AbstractChannel, queue: QueueSpec) -> None:
-        await channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
-        for exchange, key in queue.bindings:
-            await channel.queue_bind(queue.name, exchange, routing_key=key)
 
     async def queue_depth(self, queue: str) -> int:
         """Messages ready in ``queue`` (0 when it does not exist)."""
@@ -206,29 +202,69 @@ class AmqpBroker:
     # -- publishing ---------------------------------------------------------------------------
 
     async def publish(self, message: OutgoingMessage) -> None:
-        """Publish persistent and (by default) mandatory; wait for the confirm."""
-        channel = self._pub_channel
-        if channel is None or channel.is_closed:
-            channel = await self._open_publish_channel()
-        await self._publish_on(channel, message)
+        """Publish persistent and (by default) mandatory; wait for the confirm, sending the
+        message again (same id) while its outcome is unknown (within ``publish_timeout_s``) or
+        it was nacked (``nack_retries`` times at most)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._publish_timeout_s
+        nacks = 0
+        while True:
+            channel = self._pub_channel
+            if channel is None or channel.is_closed:
+                channel = await self._open_publish_channel(max(0.0, deadline - loop.time()))
+            try:
+                await self._publish_on(channel, message, max(0.001, deadline - loop.time()))
+            except _Unconfirmed as error:
+                nacks += error.reason == "nack"
+                if loop.time() >= deadline or nacks > self._nack_retries:
+                    self._fail(error.reason)
+                    raise
+                if error.reason == "nack":
+                    await self._renew_publish_channel(channel)
+                self._m.republished.labels(self.name, error.reason).inc()
+                _log.info(
+                    "publish.republish",
+                    reason=error.reason,
+                    message_id=message.message_id,
+                    node=self._publish_link.node,
+                )
+            else:
+                return
 
-    async def _open_publish_channel(self) -> AbstractChannel:
+    async def _open_publish_channel(self, timeout_s: float) -> AbstractChannel:
         async with self._pub_lock:
             channel = self._pub_channel
             if channel is None or channel.is_closed:
-                channel = await self._confirm_channel()
+                channel = await self._confirm_channel(timeout_s)
                 self._pub_channel = channel
             return channel
 
-    async def _confirm_channel(self) -> AbstractChannel:
-        conn = await self._publish_link.wait(self._publish_timeout_s)
+    async def _renew_publish_channel(self, nacking: AbstractChannel) -> None:
+        """Replace a channel that nacked (once per ``renew_channel_s``, however many nacks)."""
+        async with self._pub_lock:
+            if self._pub_channel is not nacking:
+                return  # already replaced
+            loop = asyncio.get_running_loop()
+            await asyncio.sleep(max(0.0, self._renewed_at + self._renew_channel_s - loop.time()))
+            self._renewed_at = loop.time()
+            self._pub_channel = None
+            _log.warning("publish.channel_renewed", node=self._publish_link.node)
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await nacking.close()
+
+    async def _confirm_channel(self, timeout_s: float | None = None) -> AbstractChannel:
+        conn = await self._publish_link.wait(
+            self._publish_timeout_s if timeout_s is None else timeout_s
+        )
         try:
             return await conn.channel(publisher_confirms=True, on_return_raises=True)
         except CONNECTION_ERRORS as error:
             self._m.publish_failures.labels(self.name, "connection").inc()
             raise DeliveryError(f"no publish channel: {error!r}") from error
 
-    async def _publish_on(self, channel: AbstractChannel, message: OutgoingMessage) -> None:
+    async def _publish_on(
+        self, channel: AbstractChannel, message: OutgoingMessage, timeout_s: float
+    ) -> None:
         properties = spec.Basic.Properties(
             content_type=message.content_type,
             content_encoding=message.content_encoding,
@@ -249,7 +285,7 @@ class AmqpBroker:
                 routing_key=message.routing_key,
                 properties=properties,
                 mandatory=message.mandatory,
-                timeout=self._publish_timeout_s,
+                timeout=timeout_s,
             )
         except PublishError as error:
             self._fail("returned")
@@ -260,13 +296,12 @@ class AmqpBroker:
             ) from error
         except TimeoutError as error:
             self._fail("timeout")
-            raise DeliveryError(f"no confirm within {self._publish_timeout_s}s") from error
+            raise DeliveryError(f"no confirm within {timeout_s:.1f}s") from error
         except CONNECTION_ERRORS as error:  # includes aiormq's DeliveryError (a nack)
-            self._fail("nack" if "Nack" in repr(error) else "connection")
-            raise DeliveryError(f"not confirmed: {error!r}") from error
+            reason = "nack" if "Nack" in repr(error) else "connection"
+            raise _Unconfirmed(reason, repr(error)[:300]) from error
         if not isinstance(confirm, spec.Basic.Ack):
-            self._fail("nack")
-            raise DeliveryError(f"nacked: {message.exchange!r} {message.routing_key!r}")
+            raise _Unconfirmed("nack", f"{message.exchange!r} {message.routing_key!r}")
 
     def _fail(self, reason: str) -> None:
         self._m.publish_failures.labels(self.name, reason).inc()
@@ -274,189 +309,16 @@ class AmqpBroker:
     # -- consuming ----------------------------------------------------------------------------
 
     async def consume(self, queue: str, handler: MessageHandler, *, prefetch: int) -> str:
-        """Register a consumer that survives reconnects; returns once the server confirmed it
-        (or after ``publish_timeout_s``, still retrying in the background)."""
-        if self._closed:
-            raise DeliveryError("broker is closed")
-        tag = f"{self.name}.{self._token}.{next(self._tags)}"
-        consumer = _Consumer(tag, queue, handler, prefetch)
-        self._consumers[tag] = consumer
-        registered = asyncio.get_running_loop().create_future()
-        consumer.task = asyncio.get_running_loop().create_task(
-            self._supervise(consumer, registered), name=f"consume:{tag}"
-        )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._publish_timeout_s):
-                await asyncio.shield(registered)
-        return tag
+        """Register a consumer that survives reconnects (see :mod:`common.bus.consumers`)."""
+        return await self._consumers.consume(queue, handler, prefetch=prefetch)
 
     async def cancel(self, consumer_tag: str) -> None:
         """Stop a consumer; its unsettled deliveries can still be acked until the channel goes."""
-        consumer = self._consumers.pop(consumer_tag, None)
-        if consumer is None:
-            return
-        consumer.stopping.set()
-        if consumer.task is not None:
-            await consumer.task
-        consumer.retired = True
-        if consumer.unsettled == 0:
-            await self._close_channel(consumer)
-        else:
-            self._retired.add(consumer)
+        await self._consumers.cancel(consumer_tag)
 
     def active_consumers(self, queue: str) -> int:
         """Consumers of this process that the server has confirmed on ``queue``."""
-        return self._registered.get(queue, 0)
-
-    def _set_registered(self, consumer: _Consumer, registered: bool) -> None:
-        if consumer.registered == registered:
-            return
-        consumer.registered = registered
-        count = self._registered.get(consumer.queue, 0) + (1 if registered else -1)
-        self._registered[consumer.queue] = count
-        self._m.consumers.labels(consumer.queue).set(count)
-
-    async def _supervise(self, consumer: _Consumer, registered: asyncio.Future[None]) -> None:
-        failures = 0
-        stopping = asyncio.ensure_future(consumer.stopping.wait())
-        try:
-            while not consumer.stopping.is_set():
-                cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                try:
-                    channel = await self._register(consumer, cancelled)
-                except CONNECTION_ERRORS as error:
-                    failures += 1
-                    _log.warning(
-                        "consumer.register_failed",
-                        queue=consumer.queue,
-                        attempt=failures,
-                        error=repr(error)[:300],
-                    )
-                    await self._pause(consumer, failures)
-                    continue
-                failures = 0
-                self._set_registered(consumer, True)
-                if not registered.done():
-                    registered.set_result(None)
-                closing = channel.closing
-                await asyncio.wait(
-                    {closing, cancelled, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                closing.cancel()
-                self._set_registered(consumer, False)
-                if consumer.stopping.is_set():
-                    await self._basic_cancel(consumer, channel)
-                elif cancelled.done():
-                    _log.warning("consumer.cancelled_by_broker", queue=consumer.queue)
-                    await self._pause(consumer, 0)
-                else:
-                    _log.warning("consumer.channel_lost", queue=consumer.queue)
-        finally:
-            stopping.cancel()
-            self._set_registered(consumer, False)
-
-    async def _register(
-        self, consumer: _Consumer, cancelled: asyncio.Future[None]
-    ) -> AbstractChannel:
-        channel = consumer.channel
-        if channel is None or channel.is_closed:
-            conn = await self._consume_link.wait()
-            channel = await conn.channel(publisher_confirms=False)
-            await channel.basic_qos(prefetch_count=consumer.prefetch)
-            consumer.channel = channel
-        spec_ = self._queue_specs.get(consumer.queue)
-        if spec_ is not None:  # it may have been deleted: bring it back before consuming
-            await self._declare_queue(channel, spec_)
-
-        def on_cancel(frame: Any) -> None:
-            if getattr(frame, "consumer_tag", None) == consumer.tag and not cancelled.done():
-                cancelled.set_result(None)
-
-        channel.on_consumer_cancel_callbacks.add(on_cancel)
-        await channel.basic_consume(
-            consumer.queue, partial(self._deliver, consumer, channel), consumer_tag=consumer.tag
-        )
-        return channel
-
-    async def _pause(self, consumer: _Consumer, attempt: int) -> None:
-        delay = backoff_delay(
-            attempt, base_s=self._reconnect_base_s, cap_s=self._reconnect_max_delay_s
-        )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await consumer.stopping.wait()
-
-    async def _basic_cancel(self, consumer: _Consumer, channel: AbstractChannel) -> None:
-        if channel.is_closed:
-            return
-        with contextlib.suppress(*CONNECTION_ERRORS):
-            await channel.basic_cancel(consumer.tag)
-
-    async def _close_channel(self, consumer: _Consumer) -> None:
-        self._retired.discard(consumer)
-        channel, consumer.channel = consumer.channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*CONNECTION_ERRORS):
-                await channel.close()
-
-    async def _deliver(
-        self, consumer: _Consumer, channel: AbstractChannel, delivered: DeliveredMessage
-    ) -> None:
-        props = delivered.header.properties
-        delivery = delivered.delivery
-        tag = int(getattr(delivery, "delivery_tag", 0) or 0)
-        consumer.unsettled += 1
-        message = IncomingMessage(
-            body=delivered.body,
-            routing_key=delivered.routing_key or "",
-            exchange=delivered.exchange or "",
-            queue=consumer.queue,
-            headers=props.headers or {},
-            message_id=props.message_id,
-            type=props.message_type,
-            correlation_id=props.correlation_id,
-            reply_to=props.reply_to,
-            user_id=props.user_id,
-            app_id=props.app_id,
-            timestamp=props.timestamp,
-            content_type=props.content_type,
-            content_encoding=props.content_encoding,
-            redelivered=bool(getattr(delivery, "redelivered", False)),
-            _ack=partial(self._settle, consumer, channel, tag, None),
-            _reject=partial(self._settle, consumer, channel, tag),
-        )
-        task = asyncio.get_running_loop().create_task(self._handle(consumer, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, consumer: _Consumer, message: IncomingMessage) -> None:
-        try:
-            await consumer.handler(message)
-        except Exception as error:  # noqa: BLE001 - a handler must not lose the message
-            _log.exception("consumer.handler_failed", queue=consumer.queue, error=repr(error))
-            await message.reject(requeue=True)
-
-    async def _settle(
-        self, consumer: _Consumer, channel: AbstractChannel, tag: int, requeue: bool | None
-    ) -> None:
-        """Ack (``requeue`` None) or reject; on a dead channel, drop and count it."""
-        consumer.unsettled -= 1
-        error: BaseException | None = None
-        if channel.is_closed:
-            error = DeliveryError("channel closed")
-        else:
-            try:
-                if requeue is None:
-                    await channel.basic_ack(tag, wait=False)
-                else:
-                    await channel.basic_reject(tag, requeue=requeue, wait=False)
-            except CONNECTION_ERRORS as failed:
-                error = failed
-        if error is not None:
-            self._m.stale_acks.labels(consumer.queue).inc()
-            _log.info("consumer.stale_settle", queue=consumer.queue, error=repr(error)[:200])
-        if consumer.retired and consumer.unsettled == 0:
-            await self._close_channel(consumer)
+        return self._consumers.active(queue)
 
     # -- request/reply ------------------------------------------------------------------------
 
@@ -471,10 +333,15 @@ class AmqpBroker:
         try:
             async with asyncio.timeout(timeout_s):
                 channel = await self._open_reply_channel()
-                await self._publish_on(
-                    channel,
-                    replace(message, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id),
-                )
+                try:
+                    await self._publish_on(
+                        channel,
+                        replace(message, reply_to=DIRECT_REPLY_TO, correlation_id=correlation_id),
+                        self._publish_timeout_s,
+                    )
+                except _Unconfirmed as error:
+                    self._fail(error.reason)
+                    raise
                 return await future
         finally:
             self._pending.pop(correlation_id, None)

@@ -25,7 +25,7 @@ import hashlib
 import json
 from typing import Any
 
-from common.bus.redis_batch import RedisBatch
+from common.bus.redis_batch import Command, RedisBatch
 from common.store import Store
 
 __all__ = ["Claim", "ClaimState", "Idempotency", "body_digest", "is_done"]
@@ -106,16 +106,25 @@ class Idempotency:
         return Claim(ClaimState.BUSY)
 
     async def save_outbox(self, event_id: str, bodies: list[str], digest: bytes = b"") -> None:
-        """Record the output events before publishing them."""
+        """Record the output events before publishing them (durable: see :meth:`_write`)."""
         value = _OUTBOX + (digest + b":" if digest else b"") + json.dumps(bodies).encode()
         key = self._key(event_id)
-        await self._redis.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
 
     async def done(self, event_id: str, digest: bytes = b"") -> None:
-        """Mark ``event_id`` handled, keeping the body's digest."""
+        """Mark ``event_id`` handled, keeping the body's digest (durable: see :meth:`_write`)."""
         key = self._key(event_id)
         value = _DONE + b":" + digest if digest else _DONE
-        await self._redis.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
+
+    async def _write(self, command: Command) -> None:
+        """The marks an ack depends on: with ``WAIT`` configured, a replica must hold them
+        before the message is acked (a failover then loses neither the outbox, which would run
+        the handler again with new output ids, nor the done mark); otherwise batched."""
+        if self._store.wait_replicas:
+            await self._store.execute_durable(command)
+        else:
+            await self._redis.execute(command)
 
     async def release(self, event_id: str) -> None:
         """Forget the claim so the next delivery runs the handler."""

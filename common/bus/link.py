@@ -1,5 +1,8 @@
 """One supervised AMQP connection: connect, watch, reconnect with capped backoff and jitter.
 
+With several node URLs (a RabbitMQ cluster), a lost connection or a failed connect moves on to
+the next node at once; the backoff starts only when a whole round of nodes has failed.
+
 The AMQP broker keeps two of these (publish and consume), so a consumer flood never delays a
 publisher's confirms and a blocked publisher (memory alarm) never stalls consumers. Each
 connection carries ``connection_name`` in its client properties, which is what the management
@@ -11,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
 
 import aiormq
 from aiormq.abc import AbstractConnection
@@ -20,7 +24,7 @@ from aiormq.exceptions import AMQPError
 from common.errors import DeliveryError
 from common.logging import get_logger
 
-__all__ = ["CONNECTION_ERRORS", "Link", "backoff_delay"]
+__all__ = ["CONNECTION_ERRORS", "Link", "backoff_delay", "node_of"]
 
 _log = get_logger("eventguard.amqp")
 
@@ -41,12 +45,18 @@ def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
     return step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not cryptography
 
 
+def node_of(url: str) -> str:
+    """``host:port`` of an AMQP URL: how logs name a node (never the credentials)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5672}"
+
+
 class Link:
-    """Keeps one named connection open until :meth:`stop`."""
+    """Keeps one named connection open until :meth:`stop`, on the first node that answers."""
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         *,
         name: str,
         on_open: Callable[[AbstractConnection], Awaitable[None]],
@@ -57,7 +67,10 @@ class Link:
         connect_timeout_s: float,
     ) -> None:
         self.name = name
-        self._url = url
+        self._urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self._urls:
+            raise ValueError(f"{name}: no broker URL")
+        self._index = 0
         self._on_open = on_open
         self._on_change = on_change
         self._on_reconnect = on_reconnect
@@ -70,6 +83,11 @@ class Link:
         self._task: asyncio.Task[None] | None = None
         self.attempts = 0
         self.last_error: str | None = None  # the last failed attempt's error, for messages
+
+    @property
+    def node(self) -> str:
+        """``host:port`` of the node this link uses (or tries next)."""
+        return node_of(self._urls[self._index])
 
     @property
     def connected(self) -> bool:
@@ -109,13 +127,19 @@ class Link:
         if self._task is not None:
             await self._task
 
+    def _next_node(self) -> bool:
+        """Move to the next node; True when that starts a new round of the list."""
+        self._index = (self._index + 1) % len(self._urls)
+        return self._index == 0 or len(self._urls) == 1
+
     async def _run(self) -> None:
         ever_connected = False
         while not self._stopping.is_set():
             conn = await self._connect()
             if conn is None:
-                await self._pause(self.attempts)
-                self.attempts += 1
+                if self._next_node():
+                    await self._pause(self.attempts)
+                    self.attempts += 1
                 continue
             self.attempts = 0
             if ever_connected:
@@ -124,7 +148,7 @@ class Link:
             self._connection = conn
             self._ready.set()
             self._on_change()
-            _log.info("broker.connected", connection=self.name)
+            _log.info("broker.connected", connection=self.name, node=self.node)
             await self._watch(conn)
             self._connection = None
             if self._stopping.is_set():
@@ -134,11 +158,17 @@ class Link:
                 return
             self._ready.clear()
             self._on_change()
-            _log.warning("broker.connection_lost", connection=self.name)
-            await self._pause(0)
+            _log.warning("broker.connection_lost", connection=self.name, node=self.node)
+            if len(self._urls) == 1:
+                await self._pause(0)
+            else:  # the node may be gone: the next one, after the shortest pause
+                self._next_node()
+                await self._pause(-1)
 
     async def _connect(self) -> AbstractConnection | None:
-        conn = aiormq.Connection(self._url, client_properties={"connection_name": self.name})
+        conn = aiormq.Connection(
+            self._urls[self._index], client_properties={"connection_name": self.name}
+        )
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await conn.connect()
@@ -148,6 +178,7 @@ class Link:
             _log.warning(
                 "broker.connect_failed",
                 connection=self.name,
+                node=self.node,
                 attempt=self.attempts,
                 error=repr(error)[:300],
             )

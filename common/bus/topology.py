@@ -24,6 +24,7 @@ __all__ = [
     "DEAD_LETTER_EXCHANGE",
     "DEAD_QUEUE",
     "EVENTS_EXCHANGE",
+    "QUORUM_GROUP_SIZE",
     "UNRECORDED_QUEUE",
     "UNROUTED_EXCHANGE",
     "UNROUTED_QUEUE",
@@ -49,6 +50,7 @@ UNRECORDED_QUEUE = "eventguard.dead.unrecorded"
 DEAD_DELIVERY_LIMIT = 50
 UNROUTED_EXCHANGE = "eventguard.unrouted"
 UNROUTED_QUEUE = "eventguard.unrouted"
+QUORUM_GROUP_SIZE = "x-quorum-initial-group-size"
 
 
 def work_queue_name(worker: str) -> str:
@@ -89,11 +91,14 @@ class Topology:
     retry_queues: dict[float, str] = field(default_factory=dict)
 
 
-def _quorum(extra: dict[str, str | int]) -> dict[str, str | int]:
-    return {"x-queue-type": "quorum", **extra}
+def _quorum(extra: dict[str, str | int], group_size: int | None = None) -> dict[str, str | int]:
+    """Quorum-queue arguments; ``group_size`` replicas (``x-quorum-initial-group-size``), or as
+    many as the cluster has nodes when None."""
+    sized: dict[str, str | int] = {} if group_size is None else {QUORUM_GROUP_SIZE: group_size}
+    return {"x-queue-type": "quorum", **sized, **extra}
 
 
-def dead_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
+def dead_queue_spec(max_length: int = 1_000_000, *, group_size: int | None = None) -> QueueSpec:
     """The queue where dead messages wait for the quarantine worker."""
     return QueueSpec(
         name=DEAD_QUEUE,
@@ -105,18 +110,23 @@ def dead_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": UNRECORDED_QUEUE,
                 "x-dead-letter-strategy": "at-least-once",
-            }
+            },
+            group_size,
         ),
         bindings=((DEAD_LETTER_EXCHANGE, ""),),
     )
 
 
-def unrecorded_queue_spec(max_length: int = 1_000_000) -> QueueSpec:
+def unrecorded_queue_spec(
+    max_length: int = 1_000_000, *, group_size: int | None = None
+) -> QueueSpec:
     """Dead messages quarantine could not record after DEAD_DELIVERY_LIMIT deliveries: kept,
     unconsumed, for an operator (docs/wire-contract.md says how to move them back)."""
     return QueueSpec(
         name=UNRECORDED_QUEUE,
-        arguments=_quorum({"x-max-length": max_length, "x-overflow": "reject-publish"}),
+        arguments=_quorum(
+            {"x-max-length": max_length, "x-overflow": "reject-publish"}, group_size
+        ),
     )
 
 
@@ -129,11 +139,13 @@ def base_exchanges() -> tuple[ExchangeSpec, ...]:
     )
 
 
-def unrouted_queue_spec(max_length: int = 100_000) -> QueueSpec:
+def unrouted_queue_spec(
+    max_length: int = 100_000, *, group_size: int | None = None
+) -> QueueSpec:
     """Events nobody subscribes to yet: kept (bounded, oldest dropped first) for inspection."""
     return QueueSpec(
         name=UNROUTED_QUEUE,
-        arguments=_quorum({"x-max-length": max_length, "x-overflow": "drop-head"}),
+        arguments=_quorum({"x-max-length": max_length, "x-overflow": "drop-head"}, group_size),
         bindings=((UNROUTED_EXCHANGE, ""),),
     )
 
@@ -145,8 +157,10 @@ def worker_topology(
     retry_delays_s: Sequence[float],
     delivery_limit: int,
     max_length: int = 1_000_000,
+    group_size: int | None = None,
 ) -> Topology:
-    """The exchanges and queues ``worker`` consumes from, declared idempotently at start."""
+    """The exchanges and queues ``worker`` consumes from, declared idempotently at start;
+    ``group_size``: the replicas of each quorum queue (see :func:`_quorum`)."""
     queue = work_queue_name(worker)
     work = QueueSpec(
         name=queue,
@@ -157,7 +171,8 @@ def worker_topology(
                 "x-overflow": "reject-publish",
                 "x-delivery-limit": delivery_limit,
                 "x-max-length": max_length,
-            }
+            },
+            group_size,
         ),
         bindings=tuple((EVENTS_EXCHANGE, t) for t in sorted(set(event_types))),
     )
@@ -176,7 +191,8 @@ def worker_topology(
                         "x-dead-letter-routing-key": queue,
                         "x-dead-letter-strategy": "at-least-once",
                         "x-overflow": "reject-publish",
-                    }
+                    },
+                    group_size,
                 ),
             )
         )
@@ -185,9 +201,9 @@ def worker_topology(
         queues=(
             work,
             *retry_specs,
-            unrecorded_queue_spec(),
-            dead_queue_spec(),
-            unrouted_queue_spec(),
+            unrecorded_queue_spec(group_size=group_size),
+            dead_queue_spec(group_size=group_size),
+            unrouted_queue_spec(group_size=group_size),
         ),
         work_queue=queue,
         retry_queues=retries,

@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import structlog
-from redis.exceptions import ResponseError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from common.errors import Reject, RetryLater
 from common.reliability._windows import CountWindow, TimeWindow
@@ -76,7 +76,10 @@ Listener = Callable[["CircuitBreaker", State, State], None]
 
 
 def default_is_failure(error: BaseException) -> bool:
-    """Errors that say something about the dependency's health count; the caller's do not."""
+    """Errors that say something about the dependency's health count (a replica answering
+    ``READONLY`` after a failover does); the caller's do not."""
+    if isinstance(error, ReadOnlyError):
+        return True
     return not isinstance(
         error, CircuitOpen | BulkheadFull | Reject | RetryLater | ValueError | ResponseError
     )

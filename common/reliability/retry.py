@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from common.errors import Reject, RetryLater
@@ -77,8 +78,9 @@ def instant_waits() -> Iterator[None]:
 
 
 def default_is_retryable(error: BaseException) -> bool:
-    """Transient failures: timeouts, connection errors, retryable HTTP statuses, and errors
-    that say they are (``error.retryable``)."""
+    """Transient failures: timeouts, connection errors (a Redis failover's ``ConnectionError``,
+    ``MasterNotFoundError`` and ``READONLY`` too), retryable HTTP statuses, and errors that say
+    they are (``error.retryable``)."""
     if isinstance(error, CircuitOpen | BulkheadFull | Reject | RetryLater | ValueError):
         return False
     flagged = getattr(error, "retryable", None)
@@ -87,7 +89,10 @@ def default_is_retryable(error: BaseException) -> bool:
     status = getattr(error, "status", None)
     if isinstance(status, int) and not isinstance(status, bool) and 100 <= status <= 599:
         return status in RETRYABLE_STATUS
-    return isinstance(error, TimeoutError | OSError | RedisConnectionError | RedisTimeoutError)
+    return isinstance(
+        error,
+        TimeoutError | OSError | RedisConnectionError | RedisTimeoutError | ReadOnlyError,
+    )
 
 
 def parse_retry_after(

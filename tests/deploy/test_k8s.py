@@ -19,7 +19,7 @@ try:
 except ImportError as error:  # the workers are written alongside; say so instead of erroring
     pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
 
-OVERLAYS = ["base", "overlays/production"]
+OVERLAYS = ["base", "overlays/production", "overlays/cluster"]
 _SECRET_VARIABLES = {
     "EVENTGUARD_BROKER_URL",
     "EVENTGUARD_REDIS_URL",

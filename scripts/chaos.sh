@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# make chaos: the fleet on a private three-node RabbitMQ cluster and Redis with Sentinel,
+# under load, with node kills (tests/chaos). Figures: bench/results/chaos.json.
+# Whatever happens (a failure, Ctrl-C, the 600 s timeout), the trap stops the worker processes
+# the suite started, every RabbitMQ node, epmd, Redis and Sentinel, and deletes their data.
+set -u
+cd "$(dirname "$0")/.."
+export EG_CLUSTER_DIR=${EG_CLUSTER_DIR:-${TMPDIR:-/tmp}/eventguard-cluster-$(id -u)}
+
+cleanup() {
+  local pids="$EG_CLUSTER_DIR/fleet.pids" pid
+  if [ -s "$pids" ]; then
+    while read -r pid; do  # only our own worker processes, should a pid have been reused
+      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'eventguard.cli run'; then
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done <"$pids"
+  fi
+  rm -f "$pids"
+  bash scripts/rabbit-cluster.sh clean >/dev/null 2>&1 || true
+  bash scripts/redis-ha.sh clean >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+started=$(date +%s)
+EVENTGUARD_CHAOS=1 timeout 600 .venv/bin/python -m pytest -q tests/chaos -p no:cacheprovider
+rc=$?
+echo "chaos: $(($(date +%s) - started)) s, exit $rc"
+exit $rc

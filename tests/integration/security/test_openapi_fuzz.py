@@ -1,10 +1,12 @@
 """The admin API's OpenAPI document, fuzzed with schemathesis against a live worker (real
 RabbitMQ and Redis) as an operator and as an admin: no 5xx, every answer's status, content type,
-headers and body as the document says."""
+headers and body as the document says; and the state-changing calls reach the audit trail over
+the real broker."""
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 import uuid
 from typing import Any
@@ -39,6 +41,20 @@ def _served(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/admin/openapi.json", timeout=5) as answer:  # noqa: S310
         document: dict[str, Any] = json.load(answer)
     return document
+
+
+def _audit_trail(url: str, token: str) -> list[dict[str, Any]]:
+    """The audit records (over RabbitMQ into the quarantine worker's Redis), polled for 10 s."""
+    request = urllib.request.Request(  # noqa: S310 - our own http URL
+        f"{url}/admin/audit?limit=1000", headers={"Authorization": f"Bearer {token}"}
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310
+            records: list[dict[str, Any]] = json.load(answer)["records"]
+        if records or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
 
 
 def test_every_admin_operation_conforms_for_operator_and_admin(live_env_factory: Any) -> None:
@@ -78,5 +94,12 @@ def test_every_admin_operation_conforms_for_operator_and_admin(live_env_factory:
 
             call()
         assert calls >= len(operations) * 2
+        trail = _audit_trail(worker.url, tokens.issue(f"{subject}-reader", "operator"))
+        assert trail, "the state-changing calls left no audit record"
+        assert {record["subject"] for record in trail} <= {
+            f"{subject}-operator",
+            f"{subject}-admin",
+            "anonymous",
+        }
     exported = admin_openapi()
     assert set(exported["paths"]) >= set(document["paths"])  # the export covers every worker

@@ -134,10 +134,10 @@ def anthropic_body(request: ChatRequest) -> dict[str, Any]:
         )
         if not request.tools:
             choice = {"type": "tool", "name": JSON_TOOL}
-    if tools:
+    if tools:  # tool_choice without tools is refused by the API: it goes with them
         body["tools"] = tools
-    if choice is not None:
-        body["tool_choice"] = choice
+        if choice is not None:
+            body["tool_choice"] = choice
     return body
 
 

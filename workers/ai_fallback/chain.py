@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -49,7 +50,7 @@ class Model:
         """The name the provider knows the model by."""
         return self.spec.model_id or self.spec.name
 
-    @property
+    @cached_property
     def encoding(self) -> EncodingName | None:
         """The tiktoken encoding that counts this model's tokens exactly, or None (estimated)."""
         tokenizer = self.spec.tokenizer
@@ -64,7 +65,7 @@ class Model:
         """True when a bundled encoding counts this model's tokens exactly."""
         return self.encoding is not None
 
-    @property
+    @cached_property
     def reasoning(self) -> bool:
         """True for a reasoning model (``max_completion_tokens``, no sampling knobs)."""
         if self.spec.reasoning is not None:

@@ -65,12 +65,12 @@ def openai_body(request: ChatRequest) -> dict[str, Any]:
         body["response_format"] = request.response_format.model_dump(
             mode="json", exclude_none=True
         )
-    if request.tools:
+    if request.tools:  # tool_choice without tools is refused by the API: it goes with them
         body["tools"] = [tool.model_dump(mode="json", exclude_none=True) for tool in request.tools]
-    if isinstance(request.tool_choice, str):
-        body["tool_choice"] = request.tool_choice
-    elif request.tool_choice is not None:
-        body["tool_choice"] = request.tool_choice.model_dump(mode="json")
+        if isinstance(request.tool_choice, str):
+            body["tool_choice"] = request.tool_choice
+        elif request.tool_choice is not None:
+            body["tool_choice"] = request.tool_choice.model_dump(mode="json")
     return body
 
 

@@ -203,3 +203,10 @@ def test_old_requests_stay_valid() -> None:
     assert request.messages == [Message(role="user", content="hi")]
     assert request.tools is None
     assert request.response_format is None
+
+
+def test_tool_choice_without_tools_stays_out() -> None:
+    """tool_choice auto/none without tools is not sent (both APIs refuse it alone)."""
+    request = _request(messages=[{"role": "user", "content": "x"}], tool_choice="none")
+    assert "tool_choice" not in openai_body(_chat(request, "gpt-4o"))
+    assert "tool_choice" not in anthropic_body(_chat(request, "claude"))

@@ -108,3 +108,16 @@ def test_exports_carry_the_new_fields() -> None:
     assert "finish_reason_raw" in succeeded["properties"]
     document = json.dumps(asyncapi_document(consumed_types(), version="test"))
     assert "tool_call_id" in document
+
+
+async def test_unreported_usage_is_counted_in_the_models_encoding(sim: ProviderSimulator) -> None:
+    """A gpt-4o model that reports no usage is billed our o200k chat-formula count (19 here)."""
+    reply = {"choices": [{"message": {"content": "Hi there"}, "finish_reason": "stop"}]}
+    sim.script("gpt-4o", Step("recorded", body=reply))  # scripts go by the provider's name
+    request = _request(
+        system="You are a helpful assistant.", messages=[{"role": "user", "content": "Hello!"}]
+    )
+    async with fleet(ai_settings([model(sim, "a", model_id="gpt-4o")])) as (h, service):
+        out = await answer(h, request)
+    assert service.models["a"].encoding == "o200k"
+    assert (out.data.input_tokens, out.data.output_tokens) == (19, 2)

@@ -20,6 +20,7 @@ from common.errors import ConfigError
 __all__ = [
     "AiFallbackSettings",
     "AiModelSettings",
+    "ConsoleSettings",
     "HealthMonitorSettings",
     "OpportunitySettings",
     "QuarantineSettings",
@@ -215,6 +216,17 @@ class ReliabilitySettings(_Section):
     dependencies: dict[str, dict[str, bool | int | float | str | None]] = {}
 
 
+class ConsoleSettings(_Section):
+    """``eventguard console``: the operators' web console (see docs/console.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    secure_cookie: bool = True  # browsers keep Secure cookies on http://127.0.0.1 and localhost
+    scan_limit: int = Field(default=2_000, ge=100, le=100_000)  # records scanned for groups
+    actor_token_ttl_s: int = Field(default=120, ge=10, le=3600)  # the actor token of a request
+    base_url: str | None = None  # printed sign-in links; default http://<host>:<port>
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -243,6 +255,7 @@ class Settings(BaseSettings):
     health_monitor: HealthMonitorSettings = HealthMonitorSettings()
     opportunity_discovery: OpportunitySettings = OpportunitySettings()
     reliability: ReliabilitySettings = ReliabilitySettings()
+    console: ConsoleSettings = ConsoleSettings()
 
 
 _MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2

@@ -35,6 +35,7 @@ from common.service import ServiceFactory
 from common.store import Store
 from eventguard import demo as demo_module
 from eventguard import load as load_cli
+from eventguard.console import serve_console
 from eventguard.consumes import consumed_types
 from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import new_event
@@ -62,9 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     demo = sub.add_parser("demo", help="the whole fleet in one process, on in-memory parts")
-    demo.add_argument("--forever", action="store_true", help="keep running after the stories")
+    demo.add_argument("--once", action="store_true", help="run the four stories, then exit")
     demo.add_argument("--port", type=int, default=8080, help="ops port (0 picks a free one)")
     demo.set_defaults(func=_demo)
+
+    console = sub.add_parser("console", help="the operators' web console (docs/console.md)")
+    console.set_defaults(func=_console)
 
     publish = sub.add_parser("publish", help="validate and publish one event")
     publish.add_argument("type", choices=sorted(CATALOGUE))
@@ -164,7 +168,13 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    return await demo_module.run_demo(settings, forever=args.forever, port=args.port)
+    return await demo_module.run_demo(
+        settings, once=args.once, port=args.port, console_port=settings.console.port
+    )
+
+
+async def _console(_args: argparse.Namespace, settings: Settings) -> int:
+    return await serve_console(settings)
 
 
 async def _publish(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,159 @@
+"""What the console does: it publishes events, like every other client.
+
+A release is ``quarantine.release.requested`` with the signed-in person as the ``actor``; the
+quarantine worker decides, with its exactly-once release machinery (a record moves
+``quarantined -> releasing -> released`` in Lua steps; a second request for the same record is
+refused ``in_progress`` or ``already_released``). So two operators pressing at once, or a group
+job overlapping a single release, release each record once.
+
+The actor's role is proved the way the quarantine worker checks it: when the fleet has a
+signing key, the console mints a short-lived access token for the session's subject and role
+(``actor_token_ttl_s``) and puts it in the actor, as any ingress that verified the person would.
+
+A group job publishes one request per member in batches and records its progress in Redis
+(``console:job:<id>``: total, published, the member ids); the page polls the members' statuses,
+so the count shown is what the quarantine worker actually released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from common.bus.publisher import Publisher
+from common.logging import get_logger
+from common.security.tokens import TokenService
+from common.store import Store
+from eventguard.console.auth import Viewer
+from schemas.envelope import Actor, new_event
+from schemas.quarantine import QuarantineReleaseRequested
+
+__all__ = ["Actions", "Job"]
+
+_log = get_logger("eventguard.console.actions")
+_JOB_TTL_S = 24 * 3600
+_BATCH = 100
+_FINAL = frozenset({"released", "discarded", ""})
+
+
+@dataclass(frozen=True)
+class Job:
+    """A group action: what it covers and how far it got."""
+
+    id: str
+    action: str
+    label: str
+    by: str
+    total: int
+    published: int
+    members: list[str]
+
+
+class Actions:
+    """Publishes requests on behalf of signed-in people; runs group jobs."""
+
+    def __init__(
+        self,
+        *,
+        publisher: Publisher,
+        store: Store,
+        tokens: TokenService | None,
+        actor_token_ttl_s: int = 120,
+    ) -> None:
+        self.publisher = publisher
+        self.store = store
+        self.tokens = tokens
+        self.actor_token_ttl_s = actor_token_ttl_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def actor(self, viewer: Viewer) -> Actor:
+        """The actor for ``viewer`` (with a short-lived token when tokens are configured)."""
+        token = (
+            self.tokens.issue(viewer.subject, viewer.role, ttl_s=self.actor_token_ttl_s)
+            if self.tokens is not None
+            else None
+        )
+        return Actor(subject=viewer.subject[:200], role=viewer.role.value, token=token)
+
+    async def release(self, viewer: Viewer, record_id: str, note: str = "") -> str:
+        """Ask the quarantine worker to release ``record_id``; returns the request's id."""
+        event = new_event(
+            "quarantine.release.requested",
+            QuarantineReleaseRequested(record_id=record_id, note=note[:500]),
+            source="console",
+            actor=self.actor(viewer),
+        )
+        await self.publisher.publish(event)
+        _log.info("console.release_requested", record_id=record_id, subject=viewer.subject[:200])
+        return event.id
+
+    # -- group jobs ------------------------------------------------------------------------
+
+    def _job_key(self, job_id: str) -> str:
+        return self.store.key("console", "job", job_id)
+
+    async def start_group_release(self, viewer: Viewer, label: str, members: list[str]) -> str:
+        """Record a job for ``members`` and publish their releases in the background."""
+        job_id = secrets.token_hex(8)
+        key = self._job_key(job_id)
+        facts = {
+            "action": "release", "label": label[:300], "by": viewer.subject[:200],
+            "total": str(len(members)), "published": "0", "members": json.dumps(members),
+        }  # fmt: skip
+
+        async def write(r: Any) -> Any:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=facts)
+                pipe.expire(key, _JOB_TTL_S)
+                return await pipe.execute()
+
+        await self.store.execute(write)
+        task = asyncio.create_task(self._run(job_id, viewer, members))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        _log.info("console.group_release", job=job_id, records=len(members), label=label[:300])
+        return job_id
+
+    async def _run(self, job_id: str, viewer: Viewer, members: list[str]) -> None:
+        key = self._job_key(job_id)
+        note = f"group release {job_id}"
+        for start in range(0, len(members), _BATCH):
+            batch = members[start : start + _BATCH]
+            await asyncio.gather(*(self.release(viewer, rid, note) for rid in batch))
+            published = str(start + len(batch))
+            await self.store.execute(partial(_set_published, key, published))
+
+    async def job(self, job_id: str) -> Job | None:
+        """A job's facts, if it exists."""
+        if not job_id.isalnum() or len(job_id) > 32:
+            return None
+        key = self._job_key(job_id)
+        raw: Any = await self.store.execute(lambda r: r.hgetall(key))
+        if not raw:
+            return None
+        facts = {k.decode(): v.decode() for k, v in raw.items()}
+        return Job(
+            job_id, facts["action"], facts["label"], facts["by"], int(facts["total"]),
+            int(facts["published"]), json.loads(facts["members"]),
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        """Cancel running jobs (a stop mid-job leaves it partial; pressing again resumes it)."""
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _set_published(key: str, value: str, r: Any) -> Any:
+    return r.hset(key, "published", value)
+
+
+def done_count(statuses: list[str]) -> int:
+    """How many of a job's records reached a final state."""
+    return sum(1 for s in statuses if s in _FINAL)

@@ -18,7 +18,7 @@ from typing import Any
 
 from common.bus.broker import Broker
 from common.bus.message import IncomingMessage
-from common.bus.topology import QueueSpec, Topology
+from common.bus.topology import QueueSpec, Topology, base_exchanges
 from common.logging import get_logger
 from common.security.redaction import redact
 
@@ -65,9 +65,9 @@ class Tap:
         self._tag: str | None = None
 
     async def start(self) -> None:
-        """Declare the console's queue and consume it."""
+        """Declare the exchanges (as every worker does) and the console's queue; consume it."""
         spec = QueueSpec(self.queue, dict(_QUEUE_ARGS), ((self.exchange, "#"),))
-        await self.broker.declare(Topology(exchanges=(), queues=(spec,)))
+        await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(spec,)))
         self._tag = await self.broker.consume(self.queue, self.on_message, prefetch=200)
 
     async def stop(self) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 import jinja2
 from aiohttp import web
 
+from common.errors import EventGuardError
 from common.logging import get_logger
 from common.security.roles import Role
 from eventguard.console.actions import Actions, done_count
@@ -192,7 +193,7 @@ class _Pages:
             token = await self.c.auth.open_session(subject, role)
         except SignInRefused as refused:
             return self.render(request, "signin.html", 401, error=str(refused), next=target)
-        response = web.HTTPSeeOther(target)
+        response = _see_other(target)
         self.c.auth.set_cookie(response, token)
         return response
 
@@ -202,7 +203,7 @@ class _Pages:
             token = await self.c.auth.open_session(subject, role)
         except SignInRefused as refused:
             return self.render(request, "signin.html", 401, error=str(refused), next="/fleet")
-        response = web.HTTPSeeOther("/fleet")
+        response = _see_other("/fleet")
         self.c.auth.set_cookie(response, token)
         return response
 
@@ -210,7 +211,7 @@ class _Pages:
         viewer = request[VIEWER]
         await self.c.auth.check_csrf(request, viewer)
         await self.c.auth.close_session(viewer)
-        response = web.HTTPSeeOther("/signin")
+        response = _see_other("/signin")
         self.c.auth.clear_cookie(response)
         return response
 
@@ -254,7 +255,11 @@ class _Pages:
         record_id = request.match_info["id"]
         if await self.c.quarantine.record(record_id) is None:
             return self.render(request, "missing.html", 404, what="quarantine record")
-        await self.c.actions.release(viewer, record_id, fields.get("note", ""))
+        try:
+            await self.c.actions.release(viewer, record_id, fields.get("note", ""))
+        except EventGuardError as error:  # the broker refused or is away: say so, change nothing
+            _log.warning("console.publish_failed", error=type(error).__name__)
+            return self.render(request, "missing.html", 503, what="broker answer; try again")
         raise web.HTTPSeeOther(f"/quarantine/records/{record_id}?f=requested")
 
     async def post_quarantine_groups_release(self, request: web.Request) -> web.Response:
@@ -359,6 +364,10 @@ class _Pages:
             if s.data.get("released_by") or s.data.get("discarded_by")
         ][:100]  # fmt: skip
         return self.render(request, "audit.html", acted=acted, decisions=decisions)
+
+
+def _see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _safe_next(request: web.Request, value: str | None = None) -> str:

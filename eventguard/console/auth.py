@@ -114,7 +114,10 @@ class ConsoleAuth:
 
     async def viewer(self, request: web.Request) -> Viewer | None:
         """The viewer of ``request``'s session cookie, if it is live."""
-        token = request.cookies.get(COOKIE, "")
+        return await self.session(request.cookies.get(COOKIE, ""))
+
+    async def session(self, token: str) -> Viewer | None:
+        """The viewer of session ``token``, if it is live (expiry checked on this clock too)."""
         if not token or len(token) > 128:
             return None
         found = await self.sessions.get(token)

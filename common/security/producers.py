@@ -13,10 +13,11 @@ from collections.abc import Iterable, Mapping
 
 from common.config import Settings
 
-__all__ = ["DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
+__all__ = ["CONSOLE_USER", "DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
 
 WORKER_USERS = frozenset({"health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"})
 _OPERATORS = frozenset({"operator"})
+CONSOLE_USER = "console"  # `eventguard console` publishes release requests for its operators
 
 DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "health.heartbeat": WORKER_USERS,
@@ -24,7 +25,7 @@ DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "health.alert.raised": frozenset({"health_monitor", "ai_fallback"}),
     "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
     "quarantine.requested": WORKER_USERS | _OPERATORS,
-    "quarantine.release.requested": _OPERATORS,
+    "quarantine.release.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.entry.added": frozenset({"quarantine"}),
     "quarantine.entry.released": frozenset({"quarantine"}),
     "quarantine.entry.discarded": frozenset({"quarantine"}),

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from common.errors import EventGuardError
 from common.logging import get_logger
@@ -60,7 +61,12 @@ ROUTES: dict[tuple[str, str], Role] = {
     ("GET", "/audit"): Role.USER,
     ("POST", "/signout"): Role.USER,
 }
-_OPEN = frozenset({("GET", "/signin"), ("POST", "/signin"), ("GET", "/signin/link")})
+_OPEN = frozenset(
+    {
+        ("GET", "/signin"), ("POST", "/signin"), ("GET", "/signin/link"),
+        ("GET", "/healthz"), ("GET", "/readyz"),
+    }
+)  # fmt: skip
 NAV = (
     ("/fleet", "Fleet"), ("/quarantine", "Quarantine"), ("/alerts", "Alerts"),
     ("/models", "AI models"), ("/scans", "Scans"), ("/live", "Live"), ("/audit", "Audit"),
@@ -111,6 +117,8 @@ def build_app(console: Console) -> web.Application:
     app.router.add_get("/signin", pages.signin_form)
     app.router.add_post("/signin", pages.signin)
     app.router.add_get("/signin/link", pages.signin_link)
+    app.router.add_get("/healthz", pages.healthz)
+    app.router.add_get("/readyz", pages.readyz)
     app.router.add_static("/static", _HERE / "static", append_version=False)
     return app
 
@@ -214,6 +222,21 @@ class _Pages:
         response = _see_other("/signin")
         self.c.auth.clear_cookie(response)
         return response
+
+    # -- probes ----------------------------------------------------------------------------
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        """Ready when Redis answers and the broker is connected."""
+        try:
+            redis = bool(await self.c.auth.store.execute(lambda r: r.ping()))
+        except (EventGuardError, OSError, RedisError):
+            redis = False
+        checks = {"redis": redis, "broker": self.c.tap.broker.connected}
+        ready = all(checks.values())
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     # -- pages -----------------------------------------------------------------------------
 

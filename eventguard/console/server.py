@@ -49,7 +49,14 @@ class Serving:
     url: str
 
 
-def _console(settings: Settings, *, store: Store, broker: Broker, metrics: Metrics) -> Console:
+def _console(
+    settings: Settings,
+    *,
+    store: Store,
+    broker: Broker,
+    metrics: Metrics,
+    declare_exchanges: bool = True,
+) -> Console:
     security = settings.security
     tokens = TokenService(security, store=store) if security.jwt_signing_key else None
     auth = ConsoleAuth(
@@ -61,7 +68,12 @@ def _console(settings: Settings, *, store: Store, broker: Broker, metrics: Metri
     )
     publisher = Publisher(broker, worker="console", user_id=settings.broker_user, metrics=metrics,
                           exchange=settings.exchange)  # fmt: skip
-    tap = Tap(broker, exchange=settings.exchange, instance=settings.instance)
+    tap = Tap(
+        broker,
+        exchange=settings.exchange,
+        instance=settings.instance,
+        declare_exchanges=declare_exchanges,
+    )
     actions = Actions(
         publisher=publisher,
         store=store,
@@ -95,9 +107,16 @@ async def console_serving(
     metrics: Metrics,
     host: str | None = None,
     port: int | None = None,
+    declare_exchanges: bool = True,
 ) -> AsyncIterator[Serving]:
-    """Serve the console over ``store`` and ``broker`` for the lifetime of the context."""
-    console = _console(settings, store=store, broker=broker, metrics=metrics)
+    """Serve the console over ``store`` and ``broker`` for the lifetime of the context.
+
+    ``declare_exchanges=False`` for a deployment whose topology is applied beforehand (the
+    console's RabbitMQ user may declare only its own ``eventguard.console.*`` queues).
+    """
+    console = _console(
+        settings, store=store, broker=broker, metrics=metrics, declare_exchanges=declare_exchanges
+    )
     host = host if host is not None else settings.console.host
     port = port if port is not None else settings.console.port
     await console.tap.start()
@@ -141,7 +160,9 @@ async def serve_console(settings: Settings) -> int:
     install_signal_handlers(stop)
     await broker.start()
     try:
-        async with console_serving(settings, store=store, broker=broker, metrics=metrics) as s:
+        async with console_serving(
+            settings, store=store, broker=broker, metrics=metrics, declare_exchanges=False
+        ) as s:
             print(f"eventguard console on {s.url}", flush=True)
             await stop.wait()
     finally:

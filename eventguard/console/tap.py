@@ -54,20 +54,24 @@ class Tap:
         exchange: str,
         instance: str,
         keep: int = 2_000,
+        declare_exchanges: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.exchange = exchange
         self.queue = f"eventguard.console.{instance}"
         self.clock = clock
+        self.declare_exchanges = declare_exchanges
         self.heartbeats: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.events: deque[Seen] = deque(maxlen=keep)
         self._tag: str | None = None
 
     async def start(self) -> None:
-        """Declare the exchanges (as every worker does) and the console's queue; consume it."""
+        """Declare the console's queue (and the exchanges, unless the deployment's topology has
+        them and the console's broker user may not declare them); consume it."""
         spec = QueueSpec(self.queue, dict(_QUEUE_ARGS), ((self.exchange, "#"),))
-        await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(spec,)))
+        exchanges = base_exchanges() if self.declare_exchanges else ()
+        await self.broker.declare(Topology(exchanges=exchanges, queues=(spec,)))
         self._tag = await self.broker.consume(self.queue, self.on_message, prefetch=200)
 
     async def stop(self) -> None:

@@ -250,7 +250,8 @@ class _Pages:
 
     async def get_quarantine(self, request: web.Request) -> web.Response:
         filters = _filters(request.query)
-        offset = max(0, min(int(request.query.get("offset", "0") or 0), 10**9))
+        raw = request.query.get("offset", "0")
+        offset = min(int(raw), 10**9) if raw.isdigit() else 0
         total, rows = await self.c.quarantine.page(filters, offset=offset, limit=_PAGE)
         blacklist = await self.c.quarantine.blacklist()
         return self.render(

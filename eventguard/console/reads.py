@@ -8,6 +8,7 @@ come from the health monitor's :class:`AlertBook`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -69,11 +70,19 @@ class Quarantine:
     """Quarantine reads for the pages."""
 
     def __init__(
-        self, store: Store, *, scan_limit: int = 2_000, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        *,
+        scan_limit: int = 2_000,
+        groups_ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.repo = Repository(store)
         self.scan_limit = scan_limit
+        self.groups_ttl_s = groups_ttl_s
         self.clock = clock
+        self._groups: tuple[float, list[Group]] | None = None
+        self._groups_lock = asyncio.Lock()
 
     async def page(
         self, filters: Filters, *, offset: int, limit: int
@@ -85,20 +94,49 @@ class Quarantine:
                 status=filters.status, kind=filters.kind, reason=filters.reason,
                 since=since, offset=offset, limit=limit,
             )  # fmt: skip
-        _, rows = await self.repo.search(
-            status=filters.status, kind=filters.kind, reason=filters.reason,
-            since=since, limit=self.scan_limit,
-        )  # fmt: skip
-        kept = [row for row in rows if filters.keep(row)]
-        return len(kept), kept[offset : offset + limit]
+        key = self.repo.keys.index(filters.status, filters.kind, filters.reason)
+        rows = await self._scan(key, since, ("event_type", "worker", "producer"))
+        kept = [row["id"] for row in rows if filters.keep(row)]
+        return len(kept), await self.repo.summaries(kept[offset : offset + limit])
 
     async def groups(self) -> list[Group]:
-        """Failure groups among the newest ``scan_limit`` quarantined dead messages."""
-        _, rows = await self.repo.search(
-            status="quarantined", kind="message", limit=self.scan_limit
+        """Failure groups among the newest ``scan_limit`` quarantined dead messages (computed at
+        most every ``groups_ttl_s``; concurrent pages share one computation)."""
+        now = self.clock()
+        if self._groups is not None and now - self._groups[0] < self.groups_ttl_s:
+            return self._groups[1]
+        async with self._groups_lock:
+            if self._groups is not None and self.clock() - self._groups[0] < self.groups_ttl_s:
+                return self._groups[1]
+            key = self.repo.keys.index("quarantined", "message", ANY)
+            rows = await self._scan(key, None, _GROUP_FIELDS)
+            counts = Counter(tuple(row[f] for f in _GROUP_FIELDS) for row in rows)
+            groups = [Group(r, t, w, n) for (r, t, w), n in counts.most_common()]
+            self._groups = (self.clock(), groups)
+            return groups
+
+    async def _scan(
+        self, index: str, since: float | None, fields: tuple[str, ...]
+    ) -> list[dict[str, str]]:
+        """``fields`` (and the id) of the newest ``scan_limit`` records of ``index``."""
+        low = "-inf" if since is None else repr(since)
+        limit = self.scan_limit
+        ids: Any = await self.repo.store.execute(
+            lambda r: r.zrevrangebyscore(index, "+inf", low, start=0, num=limit)
         )
-        counts = Counter(tuple(row.get(f, "") for f in _GROUP_FIELDS) for row in rows)
-        return [Group(r, t, w, n) for (r, t, w), n in counts.most_common()]
+        keys = [self.repo.keys.record(_text(i)) for i in ids]
+
+        async def read(r: Any) -> Any:
+            async with r.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, list(fields))
+                return await pipe.execute()
+
+        values: Any = await self.repo.store.execute(read) if keys else []
+        return [
+            {"id": _text(i), **{f: _text(v) for f, v in zip(fields, row, strict=True)}}
+            for i, row in zip(ids, values, strict=True)
+        ]
 
     async def members(self, reason: str, event_type: str, worker: str) -> list[str]:
         """Every quarantined dead message of a group (the whole index, in chunks)."""
@@ -163,6 +201,12 @@ class Quarantine:
         ids = list((await self.repo.blacklist()).values())
         rows = await self.repo.summaries(ids) if ids else []
         return [row for row in rows if row.get("status") in {"quarantined", "under_review"}]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _body_text(body: bytes) -> str:

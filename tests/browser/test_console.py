@@ -156,8 +156,13 @@ async def test_two_operators_group_release_a_thousand_records_each_once(
     second = await fleet.signed_in(fleet.operator_key)
     shots += [first, second]
     for page in (first, second):
-        await page.goto("/quarantine")
-        await expect(page.locator("#group-table")).to_contain_text("schema_violation")
+        async with asyncio.timeout(15):  # the groups are recomputed at most every 5 s
+            while True:
+                await page.goto("/quarantine")
+                await expect(page.locator("#group-table")).to_be_visible()
+                if await page.locator("#group-table").get_by_text("schema_violation").count():
+                    break
+                await asyncio.sleep(0.5)
     button = "#group-table tr:has-text('schema_violation') button"
     await asyncio.gather(first.click(button), second.click(button))
     for page in (first, second):

@@ -10,6 +10,7 @@ events exchange records what the broker really carried. Chromium is Debian's
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -114,6 +115,14 @@ class BrowserFleet:
         """The console's base URL."""
         return self.console.url
 
+    def released_records(self) -> list[str]:
+        """The record id of every ``quarantine.entry.released`` the broker carried."""
+        return [
+            json.loads(m.body)["data"]["record_id"]
+            for m in self.spy
+            if m.type == "quarantine.entry.released"
+        ]
+
     def released_copies(self, event_id: str) -> list[IncomingMessage]:
         """Copies of ``event_id`` the quarantine worker re-published (they carry a release id)."""
         return [
@@ -159,7 +168,9 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
         redis_key_prefix=prefix,
         broker_user=user,
         instance=f"browser-{run}",
-        runtime=fast_runtime_settings(heartbeat_interval_s=1.0, max_attempts=1, prefetch=256),
+        runtime=fast_runtime_settings(
+            heartbeat_interval_s=1.0, max_attempts=1, prefetch=64, handler_timeout_s=30.0
+        ),
         # 1,000 dead letters from one producer would be a flood; here they are the test.
         quarantine=QuarantineSettings(flood_producer_threshold=10**6, flood_type_threshold=10**6),
         security=demo_settings(any_type_producers=frozenset({user})),

@@ -11,6 +11,7 @@ from schemas.envelope import Name, Payload, ShortText
 __all__ = [
     "EVENTS",
     "EntityKind",
+    "QuarantineDiscardRequested",
     "QuarantineEntryAdded",
     "QuarantineEntryDiscarded",
     "QuarantineEntryReleased",
@@ -43,6 +44,13 @@ class QuarantineRequested(Payload):
 
 class QuarantineReleaseRequested(Payload):
     """An operator asks to release a record (re-publish a dead message, unblock an entity)."""
+
+    record_id: RecordId
+    note: ShortText = ""
+
+
+class QuarantineDiscardRequested(Payload):
+    """An operator asks to discard a dead message's record: it will never be re-published."""
 
     record_id: RecordId
     note: ShortText = ""
@@ -99,6 +107,7 @@ class QuarantineEntryDiscarded(_EntryEvent):
 EVENTS: dict[str, type[Payload]] = {
     "quarantine.requested": QuarantineRequested,
     "quarantine.release.requested": QuarantineReleaseRequested,
+    "quarantine.discard.requested": QuarantineDiscardRequested,
     "quarantine.entry.added": QuarantineEntryAdded,
     "quarantine.entry.released": QuarantineEntryReleased,
     "quarantine.entry.discarded": QuarantineEntryDiscarded,

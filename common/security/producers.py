@@ -26,6 +26,7 @@ DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
     "quarantine.requested": WORKER_USERS | _OPERATORS,
     "quarantine.release.requested": _OPERATORS | {CONSOLE_USER},
+    "quarantine.discard.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.entry.added": frozenset({"quarantine"}),
     "quarantine.entry.released": frozenset({"quarantine"}),
     "quarantine.entry.discarded": frozenset({"quarantine"}),

@@ -1,10 +1,12 @@
 """What the console does: it publishes events, like every other client.
 
-A release is ``quarantine.release.requested`` with the signed-in person as the ``actor``; the
+A release is ``quarantine.release.requested`` (a discard ``quarantine.discard.requested``) with
+the signed-in person as the ``actor``; the
 quarantine worker decides, with its exactly-once release machinery (a record moves
 ``quarantined -> releasing -> released`` in Lua steps; a second request for the same record is
-refused ``in_progress`` or ``already_released``). So two operators pressing at once, or a group
-job overlapping a single release, release each record once.
+refused ``in_progress`` or ``already_released``; a discard is one Lua step from
+``quarantined|under_review``). So two operators pressing at once, or a group job overlapping a
+single request, release or discard each record once.
 
 The actor's role is proved the way the quarantine worker checks it: when the fleet has a
 signing key, the console mints a short-lived access token for the session's subject and role
@@ -31,7 +33,7 @@ from common.security.tokens import TokenService
 from common.store import Store
 from eventguard.console.auth import Viewer
 from schemas.envelope import Actor, new_event
-from schemas.quarantine import QuarantineReleaseRequested
+from schemas.quarantine import QuarantineDiscardRequested, QuarantineReleaseRequested
 
 __all__ = ["Actions", "Job"]
 
@@ -39,6 +41,10 @@ _log = get_logger("eventguard.console.actions")
 _JOB_TTL_S = 24 * 3600
 _BATCH = 100
 _FINAL = frozenset({"released", "discarded", ""})
+_REQUESTS: dict[str, type[QuarantineReleaseRequested] | type[QuarantineDiscardRequested]] = {
+    "release": QuarantineReleaseRequested,
+    "discard": QuarantineDiscardRequested,
+}
 
 
 @dataclass(frozen=True)
@@ -80,16 +86,18 @@ class Actions:
         )
         return Actor(subject=viewer.subject[:200], role=viewer.role.value, token=token)
 
-    async def release(self, viewer: Viewer, record_id: str, note: str = "") -> str:
-        """Ask the quarantine worker to release ``record_id``; returns the request's id."""
+    async def request(self, action: str, viewer: Viewer, record_id: str, note: str = "") -> str:
+        """Ask the quarantine worker to ``release`` or ``discard`` ``record_id``; returns the
+        request's event id."""
+        model = _REQUESTS[action]
         event = new_event(
-            "quarantine.release.requested",
-            QuarantineReleaseRequested(record_id=record_id, note=note[:500]),
+            f"quarantine.{action}.requested",
+            model(record_id=record_id, note=note[:500]),
             source="console",
             actor=self.actor(viewer),
         )
         await self.publisher.publish(event)
-        _log.info("console.release_requested", record_id=record_id, subject=viewer.subject[:200])
+        _log.info(f"console.{action}_requested", record_id=record_id, subject=viewer.subject[:200])
         return event.id
 
     # -- group jobs ------------------------------------------------------------------------
@@ -97,12 +105,16 @@ class Actions:
     def _job_key(self, job_id: str) -> str:
         return self.store.key("console", "job", job_id)
 
-    async def start_group_release(self, viewer: Viewer, label: str, members: list[str]) -> str:
-        """Record a job for ``members`` and publish their releases in the background."""
+    async def start_group(
+        self, action: str, viewer: Viewer, label: str, members: list[str]
+    ) -> str:
+        """Record a job for ``members`` and publish their requests in the background."""
+        if action not in _REQUESTS:
+            raise ValueError(f"unknown action {action!r}")
         job_id = secrets.token_hex(8)
         key = self._job_key(job_id)
         facts = {
-            "action": "release", "label": label[:300], "by": viewer.subject[:200],
+            "action": action, "label": label[:300], "by": viewer.subject[:200],
             "total": str(len(members)), "published": "0", "members": json.dumps(members),
         }  # fmt: skip
 
@@ -113,18 +125,18 @@ class Actions:
                 return await pipe.execute()
 
         await self.store.execute(write)
-        task = asyncio.create_task(self._run(job_id, viewer, members))
+        task = asyncio.create_task(self._run(job_id, action, viewer, members))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        _log.info("console.group_release", job=job_id, records=len(members), label=label[:300])
+        _log.info(f"console.group_{action}", job=job_id, records=len(members), label=label[:300])
         return job_id
 
-    async def _run(self, job_id: str, viewer: Viewer, members: list[str]) -> None:
+    async def _run(self, job_id: str, action: str, viewer: Viewer, members: list[str]) -> None:
         key = self._job_key(job_id)
-        note = f"group release {job_id}"
+        note = f"group {action} {job_id}"
         for start in range(0, len(members), _BATCH):
             batch = members[start : start + _BATCH]
-            await asyncio.gather(*(self.release(viewer, rid, note) for rid in batch))
+            await asyncio.gather(*(self.request(action, viewer, rid, note) for rid in batch))
             published = str(start + len(batch))
             await self.store.execute(partial(_set_published, key, published))
 

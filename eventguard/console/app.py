@@ -48,7 +48,9 @@ ROUTES: dict[tuple[str, str], Role] = {
     ("GET", "/quarantine/groups"): Role.USER,
     ("GET", "/quarantine/records/{id}"): Role.USER,
     ("POST", "/quarantine/records/{id}/release"): Role.OPERATOR,
+    ("POST", "/quarantine/records/{id}/discard"): Role.OPERATOR,
     ("POST", "/quarantine/groups/release"): Role.OPERATOR,
+    ("POST", "/quarantine/groups/discard"): Role.OPERATOR,
     ("GET", "/quarantine/jobs/{id}"): Role.USER,
     ("GET", "/quarantine/jobs/{id}/progress"): Role.USER,
     ("GET", "/alerts"): Role.USER,
@@ -274,25 +276,37 @@ class _Pages:
         return self.render(request, "record.html", record=record, flash=request.query.get("f"))
 
     async def post_quarantine_records_id_release(self, request: web.Request) -> web.Response:
+        return await self._one(request, "release")
+
+    async def post_quarantine_records_id_discard(self, request: web.Request) -> web.Response:
+        return await self._one(request, "discard")
+
+    async def post_quarantine_groups_release(self, request: web.Request) -> web.Response:
+        return await self._group(request, "release")
+
+    async def post_quarantine_groups_discard(self, request: web.Request) -> web.Response:
+        return await self._group(request, "discard")
+
+    async def _one(self, request: web.Request, action: str) -> web.Response:
         viewer = request[VIEWER]
         fields = await self.c.auth.check_csrf(request, viewer)
         record_id = request.match_info["id"]
         if await self.c.quarantine.record(record_id) is None:
             return self.render(request, "missing.html", 404, what="quarantine record")
         try:
-            await self.c.actions.release(viewer, record_id, fields.get("note", ""))
+            await self.c.actions.request(action, viewer, record_id, fields.get("note", ""))
         except EventGuardError as error:  # the broker refused or is away: say so, change nothing
             _log.warning("console.publish_failed", error=type(error).__name__)
             return self.render(request, "missing.html", 503, what="broker answer; try again")
-        raise web.HTTPSeeOther(f"/quarantine/records/{record_id}?f=requested")
+        raise web.HTTPSeeOther(f"/quarantine/records/{record_id}?f={action}")
 
-    async def post_quarantine_groups_release(self, request: web.Request) -> web.Response:
+    async def _group(self, request: web.Request, action: str) -> web.Response:
         viewer = request[VIEWER]
         fields = await self.c.auth.check_csrf(request, viewer)
         reason, event_type, worker = (fields.get(k, "") for k in ("reason", "event_type", "worker"))
         members = await self.c.quarantine.members(reason, event_type, worker)
         label = f"{reason} / {event_type or '-'} / {worker or '-'}"
-        job_id = await self.c.actions.start_group_release(viewer, label, members)
+        job_id = await self.c.actions.start_group(action, viewer, label, members)
         raise web.HTTPSeeOther(f"/quarantine/jobs/{job_id}")
 
     async def _job_state(self, request: web.Request) -> dict[str, Any] | None:
@@ -301,8 +315,8 @@ class _Pages:
             return None
         statuses = await self.c.quarantine.statuses(job.members)
         done = done_count(statuses)
-        released = statuses.count("released")
-        return {"job": job, "done": done, "released": released, "finished": done >= job.total}
+        reached = statuses.count("released" if job.action == "release" else "discarded")
+        return {"job": job, "done": done, "reached": reached, "finished": done >= job.total}
 
     async def get_quarantine_jobs_id(self, request: web.Request) -> web.Response:
         state = await self._job_state(request)

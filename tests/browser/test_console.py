@@ -139,6 +139,28 @@ async def test_release_publishes_the_message_once_on_the_broker(
     assert len(released) == 1
 
 
+async def test_discard_ends_a_record_without_republishing_it(
+    fleet: BrowserFleet, shots: list[Page]
+) -> None:
+    """Discard from the record page: one entry.discarded on the broker, no released copy."""
+    fleet.poison.accept = False
+    event_id = await _poison(fleet, "u-discard")
+    record_id = await _record_of(fleet, event_id)
+    page = await fleet.signed_in(fleet.operator_key)
+    shots.append(page)
+    await page.goto(f"/quarantine/records/{record_id}")
+    await page.click("#discard")
+    await expect(page.locator(".notice")).to_contain_text("Discard requested")
+    async with asyncio.timeout(10):
+        while not [m for m in fleet.spy if m.type == "quarantine.entry.discarded"
+                   and record_id.encode() in m.body]:  # fmt: skip
+            await asyncio.sleep(0.05)
+    await page.reload()
+    await expect(page.locator("#status")).to_have_text("discarded")
+    assert await page.locator("#release").count() == 0
+    assert fleet.released_copies(event_id) == []
+
+
 async def test_two_operators_group_release_a_thousand_records_each_once(
     fleet: BrowserFleet, shots: list[Page]
 ) -> None:
@@ -165,7 +187,7 @@ async def test_two_operators_group_release_a_thousand_records_each_once(
                 if await page.locator("#group-table").get_by_text("schema_violation").count():
                     break
                 await asyncio.sleep(0.5)
-    button = "#group-table tr:has-text('schema_violation') button"
+    button = "#group-table tr:has-text('schema_violation') button.release"
     await asyncio.gather(first.click(button), second.click(button))
     for page in (first, second):
         await page.wait_for_url("**/quarantine/jobs/*")
@@ -195,6 +217,7 @@ async def test_a_viewer_sees_no_release_button_and_its_post_is_refused(
     await page.goto(f"/quarantine/records/{record_id}")
     await expect(page.locator("#status")).to_have_text("quarantined")
     assert await page.locator("#release").count() == 0
+    assert await page.locator("#discard").count() == 0
     response = await page.request.post(
         f"/quarantine/records/{record_id}/release", form={"csrf": await _csrf(page)}
     )
@@ -273,8 +296,14 @@ async def test_no_page_has_a_serious_or_critical_accessibility_violation(
     record_id = await _record_of(fleet, await _poison(fleet, "u-axe"))
     page = await fleet.signed_in(fleet.operator_key, bypass_csp=True)
     shots.append(page)
+    await page.goto("/fleet")
+    empty_group: dict[str, str | float | bool] = {
+        "csrf": await _csrf(page), "reason": "unknown", "event_type": "x", "worker": "y"
+    }
+    job = await page.request.post("/quarantine/groups/release", form=empty_group)
+    assert "/quarantine/jobs/" in job.url
     found: dict[str, list[Any]] = {}
-    for path in (*PAGES, f"/quarantine/records/{record_id}", "/signin"):
+    for path in (*PAGES, f"/quarantine/records/{record_id}", job.url, "/signin"):
         await page.goto(path)
         await page.wait_for_load_state("networkidle")
         await page.add_script_tag(path=str(AXE))

@@ -111,7 +111,8 @@ async def test_a_viewer_is_refused_every_action(rig: Rig) -> None:
     """A user-role session sees pages but every POST action is 403, even with its CSRF token."""
     csrf = await _sign_in(rig, "user")
     assert (await rig.client.get("/quarantine")).status == 200
-    for path in ("/quarantine/records/x/release", "/alerts/silences", "/quarantine/groups/release"):
+    paths = [p for m, p in ROUTES if m == "POST" and p != "/signout"]
+    for path in (p.replace("{id}", "x") for p in paths):
         response = await rig.client.post(path, data={"csrf": csrf}, allow_redirects=False)
         assert response.status == 403, path
 
@@ -133,6 +134,21 @@ async def test_an_operator_release_publishes_a_request_with_a_verifiable_actor(r
         event["actor"]["token"]
     )
     assert (claims.sub, claims.role) == (event["actor"]["subject"], Role.OPERATOR)
+
+
+async def test_an_operator_discard_publishes_a_discard_request(rig: Rig) -> None:
+    """Discard is a quarantine.discard.requested event for the record, with the actor."""
+    csrf = await _sign_in(rig, "operator")
+    key = rig.store.key("quarantine", "{q}") + ":rec:r2"
+    await rig.store.execute(lambda r: r.hset(key, mapping={"id": "r2", "status": "quarantined"}))
+    response = await rig.client.post(
+        "/quarantine/records/r2/discard", data={"csrf": csrf}, allow_redirects=False
+    )
+    assert response.headers["Location"] == "/quarantine/records/r2?f=discard"
+    [sent] = [m for m in rig.broker.published if m.type == "quarantine.discard.requested"]
+    event = json.loads(sent.body)
+    assert event["data"]["record_id"] == "r2"
+    assert event["actor"]["role"] == "operator"
 
 
 async def test_posts_without_the_csrf_token_change_nothing(rig: Rig) -> None:

@@ -24,7 +24,7 @@ DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     # ai_fallback raises an alert itself when a provider refuses its credentials.
     "health.alert.raised": frozenset({"health_monitor", "ai_fallback"}),
     "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
-    "quarantine.requested": WORKER_USERS | _OPERATORS,
+    "quarantine.requested": WORKER_USERS | _OPERATORS | {CONSOLE_USER},
     "quarantine.release.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.discard.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.entry.added": frozenset({"quarantine"}),

@@ -29,11 +29,16 @@ from typing import Any
 
 from common.bus.publisher import Publisher
 from common.logging import get_logger
+from common.quarantine_view import ENTITY_KINDS
 from common.security.tokens import TokenService
 from common.store import Store
 from eventguard.console.auth import Viewer
 from schemas.envelope import Actor, new_event
-from schemas.quarantine import QuarantineDiscardRequested, QuarantineReleaseRequested
+from schemas.quarantine import (
+    QuarantineDiscardRequested,
+    QuarantineReleaseRequested,
+    QuarantineRequested,
+)
 
 __all__ = ["Actions", "Job"]
 
@@ -98,6 +103,29 @@ class Actions:
         )
         await self.publisher.publish(event)
         _log.info(f"console.{action}_requested", record_id=record_id, subject=viewer.subject[:200])
+        return event.id
+
+    async def block(
+        self, viewer: Viewer, *, kind: str, entity_id: str, reason: str, ttl_s: int | None
+    ) -> str:
+        """Ask the quarantine worker to block an entity for ``ttl_s`` (None: permanently).
+
+        ValueError (pydantic's) for a kind or id the event contract does not accept.
+        """
+        if kind not in ENTITY_KINDS:
+            raise ValueError(f"only entities are blocked ({', '.join(sorted(ENTITY_KINDS))})")
+        data = QuarantineRequested.model_validate(
+            {
+                "kind": kind, "entity_id": entity_id, "reason": reason[:500] or "blocked",
+                "severity": "warning", "ttl_s": ttl_s, "permanent": ttl_s is None,
+                "requested_by": viewer.subject[:200],
+            }
+        )  # fmt: skip
+        event = new_event(
+            "quarantine.requested", data, source="console", actor=self.actor(viewer)
+        )
+        await self.publisher.publish(event)
+        _log.info("console.block_requested", kind=kind, subject=viewer.subject[:200])
         return event.id
 
     # -- group jobs ------------------------------------------------------------------------

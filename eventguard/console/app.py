@@ -51,6 +51,7 @@ ROUTES: dict[tuple[str, str], Role] = {
     ("POST", "/quarantine/records/{id}/discard"): Role.OPERATOR,
     ("POST", "/quarantine/groups/release"): Role.OPERATOR,
     ("POST", "/quarantine/groups/discard"): Role.OPERATOR,
+    ("POST", "/quarantine/blocks"): Role.ADMIN,
     ("GET", "/quarantine/jobs/{id}"): Role.USER,
     ("GET", "/quarantine/jobs/{id}/progress"): Role.USER,
     ("GET", "/alerts"): Role.USER,
@@ -260,6 +261,8 @@ class _Pages:
             request, "quarantine.html", filters=filters, total=total, rows=rows, offset=offset,
             page=_PAGE, statuses=STATUSES, kinds=_KINDS, reasons=sorted(REASON_CODES),
             scan_limit=self.c.quarantine.scan_limit, blacklist=blacklist,
+            entity_kinds=[k for k in _KINDS if k != "message"],
+            error=request.query.get("error", "")[:200], flash=request.query.get("f", ""),
             query=lambda **kw: urlencode({**request.query, **kw}),
         )  # fmt: skip
 
@@ -286,6 +289,27 @@ class _Pages:
 
     async def post_quarantine_groups_discard(self, request: web.Request) -> web.Response:
         return await self._group(request, "discard")
+
+    async def post_quarantine_blocks(self, request: web.Request) -> web.Response:
+        viewer = request[VIEWER]
+        fields = await self.c.auth.check_csrf(request, viewer)
+        hours = fields.get("hours", "")
+        ttl_s = None if fields.get("permanent") else int(hours) * 3600 if hours.isdigit() else -1
+        if ttl_s is not None and not 0 < ttl_s <= 365 * 24 * 3600:
+            error = "hours must be 1 to 8760, or tick permanent"
+            raise web.HTTPSeeOther("/quarantine?" + urlencode({"error": error}))
+        try:
+            await self.c.actions.block(
+                viewer, kind=fields.get("kind", ""), entity_id=fields.get("entity_id", "").strip(),
+                reason=fields.get("reason", ""), ttl_s=ttl_s,
+            )  # fmt: skip
+        except ValueError as error:  # pydantic's ValidationError is one
+            message = str(error).splitlines()[0][:200]
+            raise web.HTTPSeeOther("/quarantine?" + urlencode({"error": message})) from None
+        except EventGuardError as error:
+            _log.warning("console.publish_failed", error=type(error).__name__)
+            return self.render(request, "missing.html", 503, what="broker answer; try again")
+        raise web.HTTPSeeOther("/quarantine?" + urlencode({"f": "block"}))
 
     async def _one(self, request: web.Request, action: str) -> web.Response:
         viewer = request[VIEWER]

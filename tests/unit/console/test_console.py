@@ -151,6 +151,28 @@ async def test_an_operator_discard_publishes_a_discard_request(rig: Rig) -> None
     assert event["actor"]["role"] == "operator"
 
 
+async def test_only_an_admin_blocks_and_the_block_is_a_quarantine_request(rig: Rig) -> None:
+    """An operator's block is 403; an admin's is quarantine.requested (permanent or TTL)."""
+    form = {"kind": "producer", "entity_id": "noisy", "reason": "spam", "permanent": "1"}
+    csrf = await _sign_in(rig, "operator")
+    refused = await rig.client.post("/quarantine/blocks", data={"csrf": csrf, **form})
+    assert refused.status == 403
+    csrf = await _sign_in(rig, "admin")
+    for extra in ({"permanent": "1"}, {"permanent": "", "hours": "2"}):
+        response = await rig.client.post(
+            "/quarantine/blocks", data={"csrf": csrf, **form, **extra}, allow_redirects=False
+        )
+        assert response.headers["Location"] == "/quarantine?f=block"
+    bad = await rig.client.post(
+        "/quarantine/blocks", data={"csrf": csrf, **form, "kind": "message"}, allow_redirects=False
+    )
+    assert bad.headers["Location"].startswith("/quarantine?error=")
+    sent = [json.loads(m.body) for m in rig.broker.published if m.type == "quarantine.requested"]
+    expected = [(True, None), (False, 7200)]
+    assert [(e["data"]["permanent"], e["data"]["ttl_s"]) for e in sent] == expected
+    assert {e["actor"]["role"] for e in sent} == {"admin"}
+
+
 async def test_posts_without_the_csrf_token_change_nothing(rig: Rig) -> None:
     """No token or a wrong one is 403 and publishes nothing."""
     await _sign_in(rig, "operator")

@@ -50,6 +50,7 @@ from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
 from schemas.quarantine import (
+    QuarantineDiscardRequested,
     QuarantineEntryAdded,
     QuarantineEntryReleased,
     QuarantineReleaseRequested,
@@ -72,6 +73,7 @@ __all__ = [
 ANSWERS: dict[str, frozenset[str]] = {
     "quarantine.requested": frozenset({"quarantine.entry.added"}),
     "quarantine.release.requested": frozenset({"quarantine.release.refused"}),
+    "quarantine.discard.requested": frozenset({"quarantine.release.refused"}),
     "health.alert.raised": frozenset({"quarantine.entry.added"}),
     "ai.completion.requested": frozenset({"ai.completion.succeeded", "ai.completion.failed"}),
     "opportunity.scan.requested": frozenset({"opportunity.scan.completed"}),
@@ -80,6 +82,8 @@ POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type", "handler_rej
 # Dead letters of these types are recorded by quarantine but not announced (an announcement
 # could loop), so the ledger could not see them: poison is never made from them.
 _UNANNOUNCED = frozenset({"quarantine.entry.added", "quarantine.entry.released"})
+# Requests the quarantine worker acts on only for an operator's verified token.
+_NEEDS_OPERATOR = frozenset({"quarantine.release.requested", "quarantine.discard.requested"})
 
 
 def _uid() -> str:
@@ -115,6 +119,9 @@ def _valid(event_type: str, operator: Actor | None, scan_user: str | None = None
             )
         case "quarantine.release.requested":
             data = QuarantineReleaseRequested(record_id=f"load-{_uid()}")  # unknown: refused
+            actor = operator
+        case "quarantine.discard.requested":
+            data = QuarantineDiscardRequested(record_id=f"load-{_uid()}")  # unknown: refused
             actor = operator
         case "quarantine.entry.added":
             data = QuarantineEntryAdded(
@@ -155,7 +162,7 @@ class Mix:
         self.types = sorted(
             t
             for t in self.consumers
-            if t != "quarantine.release.requested" or self.operator is not None
+            if t not in _NEEDS_OPERATOR or self.operator is not None
         )
         if not self.types:
             raise ConfigError("nothing to publish: no consumable type selected")

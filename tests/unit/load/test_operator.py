@@ -58,3 +58,19 @@ def test_release_requests_carry_the_current_operator(settings: Settings) -> None
 def test_without_a_signing_key_there_is_no_operator() -> None:
     """No key, no tokens: release requests are left out of the mix."""
     assert operator_for(Settings()) is None
+
+
+def test_discard_requests_carry_the_operator_and_expect_a_refusal(settings: Settings) -> None:
+    """A valid discard request names an unknown record, carries the operator, and is answered."""
+    operator = operator_for(settings)
+    mix = Mix(
+        {"quarantine.discard.requested": "quarantine"},
+        poison_share=0.0,
+        duplicate_share=0.0,
+        operator=operator,
+    )
+    _, sent, message = mix.next()
+    assert sent.kind == "valid"
+    assert sent.answers == frozenset({"quarantine.release.refused"})
+    assert operator is not None
+    assert str(operator.actor().token).encode() in message.body

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools node-deps chaos
+.PHONY: demo test lint typecheck security deploy-check unit integration e2e soak bench services clean image containers-e2e asyncapi-tools node-deps chaos browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
@@ -21,7 +21,7 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/eventguard demo
 
-test: $(STAMP) lint typecheck security deploy-check services asyncapi-tools node-deps
+test: $(STAMP) lint typecheck security deploy-check services asyncapi-tools node-deps browser
 	$(BIN)/python -m pytest -q -m "not e2e or smoke" --durations=15
 
 lint: $(STAMP)
@@ -48,6 +48,10 @@ asyncapi-tools:
 # amqplib for the Node example of docs/connect.md (into .cache/node, gitignored).
 node-deps:
 	bash scripts/node-deps.sh
+
+# Debian's chromium and axe-core (npm, under .cache/) for the console's browser tests.
+browser:
+	bash scripts/browser.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -21,6 +21,7 @@ from common.errors import ConfigError
 __all__ = [
     "AiFallbackSettings",
     "AiModelSettings",
+    "ConsoleSettings",
     "HealthMonitorSettings",
     "OpportunitySettings",
     "QuarantineSettings",
@@ -386,6 +387,22 @@ class ReliabilitySettings(_Section):
     """
 
 
+class ConsoleSettings(_Section):
+    """`eventguard console`: the operators' web console (see docs/console.md)."""
+
+    host: str = "127.0.0.1"
+    """Address the console listens on."""
+    port: int = Field(default=8090, ge=0, le=65535)
+    """Port of the console (0: any free port)."""
+    secure_cookie: bool = True
+    """Mark the session cookie `Secure` (browsers keep Secure cookies on http://127.0.0.1 and
+    localhost)."""
+    scan_limit: int = Field(default=2_000, ge=100, le=100_000)
+    """Quarantine records scanned to build failure groups."""
+    base_url: str | None = None
+    """Base of printed sign-in links (default `http://<host>:<port>`)."""
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one object."""
 
@@ -465,6 +482,8 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return tuple(part.strip() for part in text.split(",") if part.strip())
         return value
+    console: ConsoleSettings = ConsoleSettings()
+    """`eventguard console`: the operators' web console (table below)."""
 
 
 _MIN_HMAC_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2

@@ -53,6 +53,7 @@ from eventguard import demo as demo_module
 from eventguard import load as load_cli
 from eventguard import setup_local as setup_cli
 from eventguard.admin_api import admin_openapi
+from eventguard.console import serve_console
 from eventguard.consumes import consumed_types
 from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
@@ -108,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     for add in (
         _add_run,
         _add_demo,
+        _add_console,
         _add_publish,
         _add_topology,
         _add_schema,
@@ -148,9 +150,14 @@ def _add_run(sub: Subparsers) -> None:
 
 def _add_demo(sub: Subparsers) -> None:
     demo = sub.add_parser("demo", help="the whole fleet in one process, on in-memory parts")
-    demo.add_argument("--forever", action="store_true", help="keep running after the stories")
+    demo.add_argument("--once", action="store_true", help="run the four stories, then exit")
     demo.add_argument("--port", type=int, default=8080, help="ops port (0 picks a free one)")
     demo.set_defaults(func=_demo, service=True)
+
+
+def _add_console(sub: Subparsers) -> None:
+    console = sub.add_parser("console", help="the operators' web console (docs/console.md)")
+    console.set_defaults(func=_console, service=True)
 
 
 def _add_publish(sub: Subparsers) -> None:
@@ -309,7 +316,13 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    return await demo_module.run_demo(settings, forever=args.forever, port=args.port)
+    return await demo_module.run_demo(
+        settings, once=args.once, port=args.port, console_port=settings.console.port
+    )
+
+
+async def _console(_args: argparse.Namespace, settings: Settings) -> int:
+    return await serve_console(settings)
 
 
 async def _publish(args: argparse.Namespace, settings: Settings) -> int:

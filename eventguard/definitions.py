@@ -13,7 +13,7 @@ from typing import Any
 from common.bus.nodes import quorum_group_size
 from common.bus.topology import worker_topology
 from common.config import Settings
-from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
+from common.security.producers import CONSOLE_USER, DEFAULT_PRODUCERS, WORKER_USERS
 from eventguard.consumes import consumed_types
 
 __all__ = ["PRODUCER_USERS", "rabbitmq_definitions"]
@@ -47,6 +47,19 @@ def _worker_permissions(worker: str) -> dict[str, str]:
         "write": f"^({own}|{shared}|amq\\.default)$",
         # Consumes its own queues; binds from the shared exchanges; quarantine reads the dead.
         "read": f"^({own}|{shared}|amq\\.rabbitmq\\.reply-to)$",
+    }
+
+
+def _console_permissions() -> dict[str, str]:
+    own = re.escape("eventguard.console.") + ".+"
+    return {
+        "user": CONSOLE_USER,
+        "vhost": VHOST,
+        # Declares only its own view queue, eventguard.console.<instance> (x-expires).
+        "configure": f"^{own}$",
+        # Publishes events; binds its queue (write on the queue, read on the exchange).
+        "write": f"^(eventguard\\.events|{own})$",
+        "read": f"^(eventguard\\.events|{own}|amq\\.rabbitmq\\.reply-to)$",
     }
 
 
@@ -108,7 +121,7 @@ def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
         for name in [*workers, *PRODUCER_USERS]
     ]
     permissions = [_worker_permissions(w) for w in workers] + [
-        {
+        _console_permissions() if name == CONSOLE_USER else {
             "user": name,
             "vhost": VHOST,
             "configure": "^$",

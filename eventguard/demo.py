@@ -1,25 +1,35 @@
 """``eventguard demo``: the whole fleet in one process, on the in-memory broker and fakeredis.
 
 Each worker contributes a story (``workers/<name>/demo.py``: ``prepare`` starts its simulator,
-``scenario`` drives it). Security keys are generated at start and thrown away at exit. Nothing
-here pretends to be production: ``eventguard run`` is the real thing.
+``scenario`` drives it). ``--once`` runs the four stories and exits (the tests use it). Without
+it the demo also serves the console, prints one line with its URL and a one-time sign-in link,
+and keeps a steady load moving (:mod:`eventguard.demo_steady`) until Ctrl-C. Security keys are
+generated at start and thrown away at exit. Nothing here pretends to be production:
+``eventguard run`` is the real thing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import errno
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from aiohttp import web
+
 from common.config import Settings
+from common.errors import ConfigError
 from common.ops import EventStream, OpsServer, build_app
 from common.runtime import install_signal_handlers
 from common.security import demo_settings
 from common.security.admission import Admission
 from common.security.http import AdminAuth
+from common.security.roles import Role
 from common.testing import Harness, fast_runtime_settings, run_workers
+from eventguard.console import console_serving
+from eventguard.demo_steady import SteadyProducer
 from schemas.envelope import Envelope
 from workers.ai_fallback import demo as ai_demo
 from workers.health_monitor import demo as health_demo
@@ -54,16 +64,17 @@ def _say(text: str) -> None:
     print(f"{stamp}  {text}", flush=True)
 
 
-def _watch(worker: str) -> Callable[[Envelope[Any]], None]:
+def _watch(worker: str, quiet: asyncio.Event) -> Callable[[Envelope[Any]], None]:
     def show(event: Envelope[Any]) -> None:
-        if event.type != "health.heartbeat":
+        if event.type != "health.heartbeat" and not quiet.is_set():
             _say(f"  [{worker}] published {event.type} ({event.id[:8]})")
 
     return show
 
 
-async def run_demo(base: Settings, *, forever: bool, port: int) -> int:
-    """Run every worker's story on one in-memory fleet; print what flows."""
+async def run_demo(base: Settings, *, once: bool, port: int, console_port: int = 8090) -> int:
+    """Run every worker's story on one in-memory fleet; unless ``once``, stay up with the
+    console and a steady load until Ctrl-C."""
     async with contextlib.AsyncExitStack() as stack:
         overrides: dict[str, Any] = {}
         for story in STORIES.values():
@@ -82,24 +93,63 @@ async def run_demo(base: Settings, *, forever: bool, port: int) -> int:
         async with run_workers(
             list(WORKERS.items()), settings=settings, authorize=admission
         ) as fleet:
-            stream = EventStream()
+            stream, quiet = EventStream(), asyncio.Event()
             for name, running in fleet.runtime.workers.items():
-                running.publisher.add_listener(_watch(name))
+                running.publisher.add_listener(_watch(name, quiet))
                 running.publisher.add_listener(stream.publish)
             auth = AdminAuth.from_settings(settings, store=fleet.store, metrics=fleet.metrics)
             app = build_app(fleet.runtime, auth=auth, stream=stream)
-            async with OpsServer(app, host="127.0.0.1", port=port).serving() as ops:
+            async with _ops_serving(app, port) as ops:
                 _say(
                     f"demo: fleet up ({', '.join(WORKERS)}); ops on http://127.0.0.1:{ops.port} "
                     "(/healthz /readyz /metrics)"
                 )
-                for name, story in STORIES.items():
-                    _say(f"--- {name} ---")
-                    await story.scenario(fleet, _say)
-                _say("demo: every story ran")
-                if forever:
-                    stop = asyncio.Event()
-                    install_signal_handlers(stop)
-                    _say("demo: running until Ctrl-C")
-                    await stop.wait()
+                if once:
+                    await _stories(fleet)
+                    return 0
+                stop = asyncio.Event()
+                install_signal_handlers(stop)
+                async with console_serving(
+                    settings, store=fleet.store, broker=fleet.broker, metrics=fleet.metrics,
+                    host="127.0.0.1", port=console_port,
+                ) as console:  # fmt: skip
+                    code = await console.console.auth.mint_link("demo-admin", Role.ADMIN)
+                    await _stories(fleet)
+                    quiet.set()  # the steady load would flood the terminal; the console shows it
+                    _say(
+                        f"demo: console on {console.url} ; sign in once with "
+                        f"{console.url}/signin/link?code={code} ; Ctrl-C stops"
+                    )
+                    steady = asyncio.create_task(SteadyProducer(fleet, _say).run())
+                    try:
+                        await stop.wait()
+                    finally:
+                        steady.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await steady
+                    _say("demo: stopping")
     return 0
+
+
+@contextlib.asynccontextmanager
+async def _ops_serving(app: web.Application, port: int) -> AsyncIterator[OpsServer]:
+    """The ops server; a busy port is a one-line ConfigError naming the flag."""
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            serving = await stack.enter_async_context(
+                OpsServer(app, host="127.0.0.1", port=port).serving()
+            )
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"demo ops port {port} is busy: pass --port with a free port (0 picks one)"
+                ) from None
+            raise
+        yield serving
+
+
+async def _stories(fleet: Harness) -> None:
+    for name, story in STORIES.items():
+        _say(f"--- {name} ---")
+        await story.scenario(fleet, _say)
+    _say("demo: every story ran")

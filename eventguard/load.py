@@ -58,6 +58,7 @@ from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
 from schemas.ops import AuditRecorded
 from schemas.quarantine import (
+    QuarantineDiscardRequested,
     QuarantineEntryAdded,
     QuarantineEntryReleased,
     QuarantineReleaseRequested,
@@ -80,6 +81,7 @@ __all__ = [
 ANSWERS: dict[str, frozenset[str]] = {
     "quarantine.requested": frozenset({"quarantine.entry.added"}),
     "quarantine.release.requested": frozenset({"quarantine.release.refused"}),
+    "quarantine.discard.requested": frozenset({"quarantine.release.refused"}),
     "health.alert.raised": frozenset({"quarantine.entry.added"}),
     "ai.completion.requested": frozenset({"ai.completion.succeeded", "ai.completion.failed"}),
     "opportunity.scan.requested": frozenset({"opportunity.scan.completed"}),
@@ -88,6 +90,8 @@ POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type", "handler_rej
 # Dead letters of these types are recorded by quarantine but not announced (an announcement
 # could loop), so the ledger could not see them: poison is never made from them.
 _UNANNOUNCED = frozenset({"quarantine.entry.added", "quarantine.entry.released"})
+# Requests the quarantine worker acts on only for an operator's verified token.
+_NEEDS_OPERATOR = frozenset({"quarantine.release.requested", "quarantine.discard.requested"})
 
 
 def _uid() -> str:
@@ -121,8 +125,13 @@ def _valid(event_type: str, operator: Actor | None, scan_user: str | None = None
                 requested_by="load",
                 ttl_s=600,
             )
-        case "quarantine.release.requested":
-            data = QuarantineReleaseRequested(record_id=f"load-{_uid()}")  # unknown: refused
+        case "quarantine.release.requested" | "quarantine.discard.requested":
+            model = (
+                QuarantineReleaseRequested
+                if event_type == "quarantine.release.requested"
+                else QuarantineDiscardRequested
+            )
+            data = model(record_id=f"load-{_uid()}")  # an unknown record: refused
             actor = operator
         case "quarantine.entry.added":
             data = QuarantineEntryAdded(
@@ -176,7 +185,7 @@ class Mix:
         self.types = sorted(
             t
             for t in self.consumers
-            if t != "quarantine.release.requested" or self.operator is not None
+            if t not in _NEEDS_OPERATOR or self.operator is not None
         )
         if not self.types:
             raise ConfigError("nothing to publish: no consumable type selected")

@@ -17,6 +17,7 @@ from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
 from schemas.ops import AuditRecorded
 from schemas.quarantine import (
+    QuarantineDiscardRequested,
     QuarantineEntryAdded,
     QuarantineEntryDiscarded,
     QuarantineEntryReleased,
@@ -91,6 +92,9 @@ PAYLOADS: dict[str, Payload] = {
         method="POST", route="/admin/quarantine/records/{record_id}/release",
         target={"record_id": "9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e"}, outcome="ok", status=202,
         at=_T0, worker="quarantine",
+    ),
+    "quarantine.discard.requested": QuarantineDiscardRequested(
+        record_id="9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e", note="test junk, not worth replaying",
     ),
     "quarantine.release.refused": QuarantineReleaseRefused(
         record_id="9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e", reason="already_released",

@@ -12,6 +12,7 @@ __all__ = [
     "ENTITY_KINDS",
     "EVENTS",
     "EntityKind",
+    "QuarantineDiscardRequested",
     "QuarantineEntryAdded",
     "QuarantineEntryDiscarded",
     "QuarantineEntryReleased",
@@ -50,6 +51,13 @@ class QuarantineRequested(Payload):
 
 class QuarantineReleaseRequested(Payload):
     """An operator asks to release a record (re-publish a dead message, unblock an entity)."""
+
+    record_id: RecordId
+    note: ShortText = ""
+
+
+class QuarantineDiscardRequested(Payload):
+    """An operator asks to discard a dead message's record: it will never be re-published."""
 
     record_id: RecordId
     note: ShortText = ""
@@ -106,6 +114,7 @@ class QuarantineEntryDiscarded(_EntryEvent):
 EVENTS: dict[str, type[Payload]] = {
     "quarantine.requested": QuarantineRequested,
     "quarantine.release.requested": QuarantineReleaseRequested,
+    "quarantine.discard.requested": QuarantineDiscardRequested,
     "quarantine.entry.added": QuarantineEntryAdded,
     "quarantine.entry.released": QuarantineEntryReleased,
     "quarantine.entry.discarded": QuarantineEntryDiscarded,

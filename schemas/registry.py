@@ -25,6 +25,7 @@ REPLIES: dict[str, tuple[str, ...]] = {
     "ai.completion.requested": ("ai.completion.succeeded", "ai.completion.failed"),
     "opportunity.scan.requested": ("opportunity.scan.completed",),
     "quarantine.release.requested": ("quarantine.entry.released", "quarantine.release.refused"),
+    "quarantine.discard.requested": ("quarantine.entry.discarded", "quarantine.release.refused"),
 }
 
 

@@ -10,7 +10,9 @@ hold for a worker to act on its behalf.
 The built-in table (:data:`DEFAULT_ACTOR_ASSERTERS`):
 
 * the operators' tool user ``operator`` may assert any role up to ``admin`` on the types
-  operators publish (the console and the CLI authenticate the person first);
+  operators publish (the CLI authenticates the person first);
+* the console's user ``console`` may assert any role up to ``admin`` on the quarantine requests
+  it publishes (it signs the person in first: docs/console.md);
 * each worker may relay, on the result and notification types it produces, the actor of the
   event that caused them (``new_event(causation=...)`` copies it), up to ``admin``;
 * nobody else: an outside producer asserts actors only once the settings name it
@@ -23,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from common.config import Settings
-from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
+from common.security.producers import CONSOLE_USER, DEFAULT_PRODUCERS, WORKER_USERS
 from common.security.roles import Role, parse_role, satisfies
 from common.security.rules import EVENT_RULES, AccessRules, Decision
 from schemas.envelope import Actor
@@ -33,14 +35,23 @@ __all__ = ["DEFAULT_ACTOR_ASSERTERS", "ActorPolicy", "authorize_actor"]
 _OPERATOR_TYPES = (
     "quarantine.requested",
     "quarantine.release.requested",
+    "quarantine.discard.requested",
     "ai.completion.requested",
     "opportunity.scan.requested",
     "marketplace.strategy.revoked",
 )
 
+_CONSOLE_TYPES = (
+    "quarantine.requested",
+    "quarantine.release.requested",
+    "quarantine.discard.requested",
+)
+
 
 def _defaults() -> dict[str, dict[str, Role]]:
     table: dict[str, dict[str, Role]] = {t: {"operator": Role.ADMIN} for t in _OPERATOR_TYPES}
+    for event_type in _CONSOLE_TYPES:
+        table[event_type][CONSOLE_USER] = Role.ADMIN
     for event_type, users in DEFAULT_PRODUCERS.items():
         if (event_type, "act") in EVENT_RULES:
             continue  # a request type: workers never assert a person on one

@@ -17,20 +17,22 @@ from collections.abc import Iterable, Mapping
 
 from common.config import Settings
 
-__all__ = ["ANONYMOUS", "DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
+__all__ = ["ANONYMOUS", "CONSOLE_USER", "DEFAULT_PRODUCERS", "WORKER_USERS", "ProducerPolicy"]
 
 ANONYMOUS = "anonymous"  # the producer of a message without an AMQP user_id
 
 WORKER_USERS = frozenset({"health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"})
 _OPERATORS = frozenset({"operator"})
+CONSOLE_USER = "console"  # `eventguard console` publishes release requests for its operators
 
 DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "health.heartbeat": WORKER_USERS,
     # ai_fallback raises an alert itself when a provider refuses its credentials.
     "health.alert.raised": frozenset({"health_monitor", "ai_fallback"}),
     "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
-    "quarantine.requested": WORKER_USERS | _OPERATORS,
-    "quarantine.release.requested": _OPERATORS,
+    "quarantine.requested": WORKER_USERS | _OPERATORS | {CONSOLE_USER},
+    "quarantine.release.requested": _OPERATORS | {CONSOLE_USER},
+    "quarantine.discard.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.entry.added": frozenset({"quarantine"}),
     "quarantine.entry.released": frozenset({"quarantine"}),
     "quarantine.entry.discarded": frozenset({"quarantine"}),

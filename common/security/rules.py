@@ -37,6 +37,7 @@ EVENT_RULES: Mapping[tuple[str, str], Role] = {
     ("marketplace.strategy.revoked", "act"): Role.OPERATOR,
     ("quarantine.requested", "act"): Role.OPERATOR,
     ("quarantine.release.requested", "act"): Role.OPERATOR,
+    ("quarantine.discard.requested", "act"): Role.OPERATOR,
 }
 
 

@@ -7,7 +7,7 @@ api=http://rabbitmq:15672/api
 auth="admin:${RABBITMQ_ADMIN_PASSWORD}"
 curl -fsS -u "$auth" -H 'content-type: application/json' -X POST \
   --data-binary @/definitions.json "$api/definitions"
-for user in health_monitor quarantine ai_fallback opportunity_discovery marketplace chat operator; do
+for user in health_monitor quarantine ai_fallback opportunity_discovery marketplace chat operator console; do
   password=$(printenv "PASSWORD_${user}")
   body=$(printf '{"password":"%s","tags":""}' "$password")
   curl -fsS -u "$auth" -H 'content-type: application/json' -X PUT \

@@ -102,3 +102,14 @@ def test_prometheus_scrapes_every_worker_and_rabbitmq() -> None:
     assert jobs["rabbitmq"]["static_configs"][0]["targets"] == ["rabbitmq:15692"]
     volumes = COMPOSE["services"]["prometheus"]["volumes"]
     assert "./prometheus/rules:/etc/prometheus/rules:ro" in volumes
+
+
+def test_the_console_runs_beside_the_workers_as_its_own_user() -> None:
+    """The `console` service runs `eventguard console` as RabbitMQ user `console` on 8090."""
+    service = COMPOSE["services"]["console"]
+    assert service["command"] == ["console"]
+    environment = service["environment"]
+    assert environment["EVENTGUARD_BROKER_USER"] == "console"
+    assert urlsplit(environment["EVENTGUARD_BROKER_URL"]).username == "console"
+    assert service["ports"] == [f"127.0.0.1:{environment['EVENTGUARD_CONSOLE__PORT']}:8090"]
+    assert "profiles" not in service

@@ -52,7 +52,7 @@ def _name(worker: str) -> str:
 def test_every_worker_has_a_deployment_that_runs_it_as_its_own_user(overlay: str) -> None:
     """One Deployment per worker runs `eventguard run WORKER` as the worker's RabbitMQ user."""
     deployments = _objects(overlay, "Deployment")
-    assert set(deployments) == {_name(w) for w in WORKERS}
+    assert set(deployments) == {_name(w) for w in WORKERS} | {"console"}
     for worker in WORKERS:
         container = deployments[_name(worker)]["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["run", worker]
@@ -111,6 +111,28 @@ def test_each_worker_scales_on_its_own_queue_and_has_a_budget(overlay: str) -> N
         assert selector == {"app.kubernetes.io/name": _name(worker)}
         labels = services[_name(worker)]["metadata"]["labels"]
         assert labels["eventguard.io/worker"] == worker  # the `worker` label on its series
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_runs_as_its_own_user_outside_the_workers_policies(overlay: str) -> None:
+    """`eventguard console` as RabbitMQ user `console`, its own Service, PDB and policy, and no
+    ScaledObject (it has no work queue) or ServiceMonitor label (it has no metrics)."""
+    pod = _objects(overlay, "Deployment")["console"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["console"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["EVENTGUARD_BROKER_USER"]["value"] == "console"
+    assert env["EVENTGUARD_BROKER_URL"]["valueFrom"]["secretKeyRef"]["key"] == "broker-url-console"
+    assert env["EVENTGUARD_INSTANCE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    assert str(port) == env["EVENTGUARD_CONSOLE__PORT"]["value"]
+    assert "console" not in _objects(overlay, "ScaledObject")
+    assert "console" in _objects(overlay, "PodDisruptionBudget")
+    policy = _objects(overlay, "NetworkPolicy")["console"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "console"}
+    assert policy["ingress"][0]["ports"] == [{"port": port, "protocol": "TCP"}]
+    service = _objects(overlay, "Service")["console"]["metadata"]["labels"]
+    assert service["app.kubernetes.io/part-of"] != "eventguard"
 
 
 def test_production_overlay_runs_two_replicas_of_the_published_image() -> None:

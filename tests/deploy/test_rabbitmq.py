@@ -137,13 +137,28 @@ def test_outside_producers_may_only_publish_events() -> None:
     """marketplace, chat and operator publish to eventguard.events and declare nothing."""
     permissions = _permissions()
     workers = set(consumed_types(Settings()))
-    for user in set(permissions) - workers:
+    for user in set(permissions) - workers - {"console"}:
         allowed = permissions[user]
         assert allowed["configure"] == "^$"
         assert re.match(allowed["write"], EVENTS_EXCHANGE)
         for name in ("eventguard.dlx", "eventguard.dead", "eventguard.quarantine"):
             assert not re.match(allowed["write"], name)
             assert not re.match(allowed["read"], name)
+
+
+def test_the_console_declares_and_reads_only_its_own_view_queues() -> None:
+    """`console` publishes events and owns eventguard.console.*; nothing of the workers'."""
+    allowed = _permissions()["console"]
+    own = "eventguard.console.console-7d9f-abcde"
+    for kind in ("configure", "write", "read"):
+        assert re.match(allowed[kind], own), kind
+    assert re.match(allowed["write"], EVENTS_EXCHANGE)
+    assert re.match(allowed["read"], EVENTS_EXCHANGE)  # to bind its queue
+    assert not re.match(allowed["configure"], EVENTS_EXCHANGE)
+    others = ("eventguard.dlx", "eventguard.dead", "eventguard.quarantine", "eventguard.console")
+    for name in others:
+        for kind in ("configure", "write", "read"):
+            assert not re.match(allowed[kind], name), (kind, name)
 
 
 def test_compose_init_sets_a_password_for_every_user() -> None:

@@ -25,7 +25,9 @@ def test_catalogue_states_the_bindings_found_wrong() -> None:
     """Alert resolutions and discards are shown as unbound, not as consumed by workers."""
     rows = {line.split(" | ")[0]: line for line in catalogue_table().splitlines()}
     assert "eventguard.unrouted" in rows["| `health.alert.resolved`"]
-    assert "eventguard.unrouted" in rows["| `quarantine.entry.discarded`"]
+    discarded = rows["| `quarantine.entry.discarded`"].split(" | ")[2]  # the consumers column
+    assert "reply_to" in discarded  # only the requester of a discard hears of it
+    assert not any(f"`{w}`" in discarded for w in ("quarantine", "ai_fallback", "health_monitor"))
     assert "`quarantine`" in rows["| `health.alert.raised`"]
 
 

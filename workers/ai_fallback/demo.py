@@ -17,7 +17,7 @@ from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
-__all__ = ["prepare", "scenario"]
+__all__ = ["prepare", "scenario", "simulator"]
 
 PRIMARY, FALLBACK = "demo-primary", "demo-fallback"
 _simulators: list[ProviderSimulator] = []
@@ -56,6 +56,11 @@ async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
             "provider_keys": {"sim": "demo-" + secrets.token_hex(8)},
         }
     }
+
+
+def simulator() -> ProviderSimulator | None:
+    """The running provider simulator (``make demo``'s steady load makes it fail and recover)."""
+    return _simulators[0] if _simulators else None
 
 
 async def _ask(env: Harness, text: str) -> Envelope[Any]:

@@ -9,6 +9,7 @@ Inputs:
   (see :mod:`workers.quarantine.housekeeping`), so the dead queue drains at Redis speed;
 * ``quarantine.requested``: block an entity (TTL, or permanent for an admin actor);
 * ``quarantine.release.requested``: release a record (operator or admin actor only);
+* ``quarantine.discard.requested``: discard a dead message's record (idem);
 * ``health.alert.raised`` with ``quarantine: true`` and severity critical: block the entity
   the alert names for ``alert_ttl_s`` (how health_monitor cooperates with this worker);
 * ``ops.audit.recorded``: the admin audit trail of the whole fleet, kept for
@@ -40,6 +41,7 @@ from schemas.envelope import Envelope
 from schemas.health import AlertRaised
 from schemas.quarantine import (
     EntityKind,
+    QuarantineDiscardRequested,
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
@@ -99,6 +101,7 @@ class QuarantineService(BaseService):
         )
         self.router.add("quarantine.requested", self.on_requested)
         self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
+        self.router.add("quarantine.discard.requested", self.on_discard_requested, reply=True)
         self.router.add("health.alert.raised", self.on_alert)
         self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, clock=clock)
         self.router.add("ops.audit.recorded", self.on_audit)
@@ -327,5 +330,14 @@ class QuarantineService(BaseService):
             note=event.data.note,
             owner=event.id,
             causation=event,
+        )
+        return [outcome.event]
+
+    async def on_discard_requested(self, event: Envelope[QuarantineDiscardRequested]) -> Emit:
+        """Discard a dead message's record for an operator or admin, as a release is decided:
+        ``quarantine.entry.discarded``, or ``quarantine.release.refused`` saying why not."""
+        by = await self._require(event, RELEASE_ROLES, "discarding a quarantine record")
+        outcome = await self.releaser.discard(
+            event.data.record_id, by=by, note=event.data.note, causation=event
         )
         return [outcome.event]

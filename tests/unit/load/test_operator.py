@@ -29,3 +29,19 @@ def test_only_a_user_allowed_to_assert_operators_gets_an_operator() -> None:
         broker_user="dev", security=SecuritySettings(any_type_producers=frozenset({"dev"}))
     )
     assert operator_for(dev) is not None
+
+
+def test_discard_requests_carry_the_operator_and_expect_a_refusal() -> None:
+    """A valid discard request names an unknown record, carries the operator, and is answered."""
+    operator = operator_for(Settings(broker_user="operator"))
+    mix = Mix(
+        {"quarantine.discard.requested": "quarantine"},
+        poison_share=0.0,
+        duplicate_share=0.0,
+        operator=operator,
+    )
+    _, sent, message = mix.next()
+    assert sent.kind == "valid"
+    assert sent.answers == frozenset({"quarantine.release.refused"})
+    assert operator is not None
+    assert b'"subject":"load-operator"' in message.body

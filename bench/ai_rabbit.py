@@ -38,7 +38,7 @@ from common.bus.pipeline import allow_all
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import retry_queue_name, work_queue_name
-from common.config import Settings
+from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.runtime import Runtime
 from common.store import Store, connect_redis
@@ -60,9 +60,9 @@ def _broker(metrics: Metrics, name: str) -> AmqpBroker:
     return AmqpBroker(AMQP_URL, metrics=metrics, name=name, publish_timeout_s=10)
 
 
-async def _delete_queues(worker: str, settings: Settings) -> None:
+async def _delete_queues(worker: str, delays: tuple[float, ...]) -> None:
     names = [work_queue_name(worker)]
-    names += [retry_queue_name(worker, d) for d in settings.runtime.retry_delays_s]
+    names += [retry_queue_name(worker, d) for d in delays]
     async with aiormq.connect(AMQP_URL) as conn:
         channel = await conn.channel()
         for name in names:
@@ -106,7 +106,7 @@ async def rabbit_samples(
             return await timed(n, one)
     finally:
         await requester.close()
-        await _delete_queues(worker, settings)
+        await _delete_queues(worker, settings.runtime.retry_delays_s)
         await forget_prefix(redis, prefix)
         await redis.aclose()
 
@@ -251,6 +251,6 @@ async def process_samples(
         process.send_signal(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=30)
-        await _delete_queues("ai_fallback", settings)
+        await _delete_queues("ai_fallback", RuntimeSettings().retry_delays_s)  # its defaults
         await forget_prefix(redis, prefix)
         await redis.aclose()

@@ -46,7 +46,7 @@ class RuntimeSettings(_Section):
     # Delay tiers (seconds) of the retry queues; attempt n waits tier[min(n-1, len-1)].
     retry_delays_s: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
     delivery_limit: int = Field(default=20, ge=1)
-    idempotency_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)  # the dedup window
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     drain_timeout_s: float = Field(default=20.0, gt=0)
     reconnect_max_delay_s: float = Field(default=30.0, gt=0)
@@ -54,6 +54,12 @@ class RuntimeSettings(_Section):
     # x-eventguard-producer header): the workers' own users, e.g. quarantine re-publishing a
     # released message. A worker always trusts its own user for its retry copies.
     relay_users: frozenset[str] = frozenset()
+    # Scale out: an idempotency claim lives this long unless its holder renews it (every third
+    # of it, while the handler runs); a crashed holder's event runs again after at most this.
+    claim_lease_s: float = Field(default=30.0, ge=1.0)
+    # How often every replica re-reads shared state (quarantine list, model disables) from Redis:
+    # the bound on how long a replica that missed a broadcast event keeps an old view.
+    replica_resync_s: float = Field(default=10.0, gt=0)
 
 
 class AiModelSettings(_Section):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from common.bus.idempotency import Idempotency
 from common.bus.pipeline import Authorizer, Pipeline
 from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
-from common.bus.topology import worker_topology
+from common.bus.topology import Topology, base_exchanges, replica_queue_spec, worker_topology
 from common.config import Settings
 from common.errors import EventGuardError
 from common.logging import get_logger
@@ -51,6 +52,10 @@ class RunningWorker:
     raw: list[RawPipeline] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # work-queue consumers (paused with the worker)
     raw_tags: list[str] = field(default_factory=list)
+    # The replica's own queue (types every replica must see) and its pipeline: no idempotency
+    # claim, since each replica handles its copy; retries go through the shared delay tiers.
+    replica_queue: str = ""
+    replica_pipeline: Pipeline | None = None
     paused: bool = False
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -79,6 +84,8 @@ class Runtime:
         self.workers: dict[str, RunningWorker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._token = uuid.uuid4().hex[:8]  # tells two replicas with one instance name apart
         self.stopping = False
 
     # -- lifespan -----------------------------------------------------------------------------
@@ -93,6 +100,7 @@ class Runtime:
             for name, factory in self.factories:
                 await self._start_worker(name, factory)
             self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
+            self._resync_task = asyncio.create_task(self._resyncs(), name="resyncs")
             yield self
         finally:
             await self._shutdown()
@@ -114,7 +122,7 @@ class Runtime:
         service = factory(ctx)
         topology = worker_topology(
             name,
-            service.router.event_types,
+            service.router.shared_types,
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
         )
@@ -122,7 +130,7 @@ class Runtime:
         idempotency = Idempotency(
             self.store,
             worker=name,
-            lease_s=runtime.handler_timeout_s * 2 + 10,
+            lease_s=runtime.claim_lease_s,
             done_ttl_s=runtime.idempotency_ttl_s,
         )
         pipeline = Pipeline(
@@ -136,8 +144,26 @@ class Runtime:
             authorize=self.authorize,
             retry_queues=topology.retry_queues,
         )
-        queues = [topology.work_queue] if service.router.routes else []
+        queues = [topology.work_queue] if service.router.shared_types else []
         running = RunningWorker(service, publisher, pipeline, queues)
+        if service.router.broadcast_types:
+            replica = replica_queue_spec(
+                name, self.settings.instance, self._token, service.router.broadcast_types
+            )
+            await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(replica,)))
+            running.queues.append(replica.name)
+            running.replica_queue = replica.name
+            running.replica_pipeline = Pipeline(
+                worker=name,
+                router=service.router,
+                broker=self.broker,
+                publisher=publisher,
+                idempotency=None,
+                settings=runtime,
+                metrics=self.metrics,
+                authorize=self.authorize,
+                retry_queues=topology.retry_queues,
+            )
         self.workers[name] = running
         await service.start()
         # Every message needs Redis (its idempotency claim): while the Redis breaker is open
@@ -166,9 +192,11 @@ class Runtime:
 
     async def _consume(self, running: RunningWorker) -> None:
         for queue in running.queues:
-            tag = await self.broker.consume(
-                queue, running.pipeline, prefetch=self.settings.runtime.prefetch
-            )
+            pipeline = running.pipeline
+            if queue == running.replica_queue and running.replica_pipeline is not None:
+                pipeline = running.replica_pipeline
+            prefetch = self.settings.runtime.prefetch
+            tag = await self.broker.consume(queue, pipeline, prefetch=prefetch)
             running.tags.append(tag)
             self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
 
@@ -238,16 +266,19 @@ class Runtime:
             async with asyncio.timeout(deadline):
                 for running in self.workers.values():
                     await running.pipeline.drained()
+                    if running.replica_pipeline is not None:
+                        await running.replica_pipeline.drained()
                     for raw in running.raw:
                         await raw.drained()
         except TimeoutError:
             _log.warning("worker.drain_timeout", deadline_s=deadline)
         for task in list(self._tasks):
             task.cancel()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+        for loop_task in (self._heartbeat_task, self._resync_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         for running in reversed(list(self.workers.values())):
             try:
                 await running.service.stop()
@@ -287,6 +318,19 @@ class Runtime:
                 except (EventGuardError, OSError, TimeoutError) as error:
                     _log.warning("heartbeat.failed", worker=name, error=repr(error))
             await asyncio.sleep(interval)
+
+    async def _resyncs(self) -> None:
+        """Every ``replica_resync_s``, each service re-reads the state every replica must share
+        (the quarantine list, model disables): what a replica missed while its own queue was
+        gone (a reconnect) is caught up within one period."""
+        interval = self.settings.runtime.replica_resync_s
+        while True:
+            await asyncio.sleep(interval)
+            for name, running in self.workers.items():
+                try:
+                    await running.service.resync()
+                except (EventGuardError, OSError, TimeoutError) as error:
+                    _log.warning("replica.resync_failed", worker=name, error=repr(error)[:300])
 
     def _breaker_states(self) -> dict[str, str]:
         return {name[:200]: b.state.value for name, b in self.guards.breakers().items()}

@@ -77,6 +77,10 @@ class Service(Protocol):
         """Start background tasks (timers, collectors)."""
         ...
 
+    async def resync(self) -> None:
+        """Re-read from Redis the state every replica must share (called periodically)."""
+        ...
+
     async def stop(self) -> None:
         """Stop background tasks."""
         ...
@@ -112,6 +116,9 @@ class BaseService:
 
     async def start(self) -> None:
         """Nothing to start by default."""
+
+    async def resync(self) -> None:
+        """Nothing to re-read by default."""
 
     async def stop(self) -> None:
         """Nothing to stop by default."""

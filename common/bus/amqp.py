@@ -177,7 +177,8 @@ class AmqpBroker:
                     exchange.name, exchange_type=exchange.type, durable=True, arguments=arguments
                 )
             for queue in topology.queues:
-                await self._declare_queue(channel, queue)
+                if not queue.exclusive:  # a replica queue is declared by its own consumer
+                    await self._declare_queue(channel, queue)
         except ChannelPreconditionFailed as error:
             raise ConfigError(f"topology differs from what the broker has: {error}") from error
         finally:
@@ -186,7 +187,13 @@ class AmqpBroker:
 
     @staticmethod
     async def _declare_queue(channel: AbstractChannel, queue: QueueSpec) -> None:
-        await channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
+        await channel.queue_declare(
+            queue.name,
+            durable=not queue.exclusive,
+            exclusive=queue.exclusive,
+            auto_delete=queue.exclusive,
+            arguments=dict(queue.arguments),
+        )
         for exchange, key in queue.bindings:
             await channel.queue_bind(queue.name, exchange, routing_key=key)
 

@@ -2,27 +2,47 @@
 
 States of ``<prefix>idem:<worker>:<event id>``:
 
-* ``processing`` (short lease, the handler's timeout plus a margin): someone is handling it; a
-  crash leaves the lease to expire so the redelivery can run;
+* ``processing:<token>`` (a short lease, ``RuntimeSettings.claim_lease_s``): someone is handling
+  it. The holder renews the lease while its handler runs (:meth:`Idempotency.hold`), so a
+  handler of any length keeps its claim; a crash leaves the lease to expire (within one lease)
+  so the redelivery can run. A holder that cannot renew (its claim expired or was taken) has its
+  handler cancelled: no handler outlives its claim;
 * ``outbox:<json list>``: the handler finished and its output events are being published;
   a redelivery re-publishes the same events (same ids) instead of running the handler again;
 * ``done`` (long TTL): handled; a redelivered duplicate is acked at once.
 
-A failed or dead-lettered attempt deletes the claim, so a retry or a quarantine release runs.
+A failed or dead-lettered attempt deletes the claim (only if it still holds it, by its token),
+so a retry or a quarantine release runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from common.bus.redis_batch import RedisBatch
+from common.errors import RetryLater
+from common.logging import get_logger
 from common.store import Store
 
-__all__ = ["Claim", "ClaimState", "Idempotency"]
+__all__ = ["Claim", "ClaimLost", "ClaimState", "Idempotency"]
 
+_log = get_logger("eventguard.idempotency")
 _PROCESSING = b"processing"
+# Extend the lease only while it still holds our token; delete it only while it does.
+_RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 _DONE = b"done"
 _OUTBOX = b"outbox:"
 
@@ -46,15 +66,34 @@ class Claim:
         self.outbox = outbox or []
 
 
+class ClaimLost(RetryLater):
+    """The handler's claim expired or was taken while it ran; the handler was cancelled."""
+
+
 class Idempotency:
     """Claims event ids for one worker in Redis."""
 
-    def __init__(self, store: Store, *, worker: str, lease_s: float, done_ttl_s: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker: str,
+        lease_s: float,
+        done_ttl_s: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._redis = RedisBatch(store)  # concurrent claims share one round trip
         self._prefix = store.key("idem", worker, "")
         self._lease_ms = max(1000, round(lease_s * 1000))
         self._done_ttl_s = done_ttl_s
+        self._clock = clock
+        self._tokens: dict[str, bytes] = {}  # event id -> our lease value, while we hold it
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim lives without renewal."""
+        return self._lease_ms / 1000
 
     def _key(self, event_id: str) -> str:
         return self._prefix + event_id
@@ -62,10 +101,12 @@ class Idempotency:
     async def claim(self, event_id: str) -> Claim:
         """Claim ``event_id`` for processing (one round trip)."""
         key = self._key(event_id)
+        token = _PROCESSING + b":" + uuid.uuid4().hex[:16].encode()
         previous: Any = await self._redis.execute(
-            lambda r: r.set(key, _PROCESSING, nx=True, px=self._lease_ms, get=True)
+            lambda r: r.set(key, token, nx=True, px=self._lease_ms, get=True)
         )
         if previous is None:
+            self._tokens[event_id] = token
             return Claim(ClaimState.NEW)
         if previous == _DONE:
             return Claim(ClaimState.DONE)
@@ -78,13 +119,77 @@ class Idempotency:
         value = _OUTBOX + json.dumps(bodies).encode()
         key = self._key(event_id)
         await self._redis.execute(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        self._tokens.pop(event_id, None)
 
     async def done(self, event_id: str) -> None:
         """Mark ``event_id`` handled."""
         key = self._key(event_id)
         await self._redis.execute(lambda r: r.set(key, _DONE, ex=self._done_ttl_s))
+        self._tokens.pop(event_id, None)
 
     async def release(self, event_id: str) -> None:
-        """Forget the claim so the next delivery runs the handler."""
+        """Forget the claim so the next delivery runs the handler (only while it is ours)."""
         key = self._key(event_id)
-        await self._redis.execute(lambda r: r.delete(key))
+        token = self._tokens.pop(event_id, None)
+        if token is None:
+            await self._redis.execute(lambda r: r.delete(key))
+        else:
+            await self._redis.execute(lambda r: r.eval(_RELEASE, 1, key, token))
+
+    async def renew(self, event_id: str) -> bool:
+        """Extend our lease on ``event_id`` by a full lease; False when it is no longer ours."""
+        token = self._tokens.get(event_id)
+        if token is None:
+            return False
+        key = self._key(event_id)
+        renewed: Any = await self._redis.execute(
+            lambda r: r.eval(_RENEW, 1, key, token, self._lease_ms)
+        )
+        return bool(renewed)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, event_id: str) -> AsyncIterator[None]:
+        """Renew the claim every third of a lease while the body runs.
+
+        If the claim is lost (taken by another holder, or not renewed for a whole lease because
+        Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the handler
+        never runs on past its claim, so a redelivered copy cannot run beside it."""
+        if event_id not in self._tokens:
+            yield
+            return
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Idempotency.hold needs to run inside a task")
+        lost: list[str] = []
+        keeper = asyncio.create_task(self._keep(event_id, task, lost), name="claim-keeper")
+        try:
+            yield
+        except asyncio.CancelledError:
+            if lost and task.uncancel() == 0:
+                raise ClaimLost(lost[0]) from None
+            raise
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def _keep(self, event_id: str, holder: asyncio.Task[Any], lost: list[str]) -> None:
+        lease_s = self.lease_s
+        renewed_at = self._clock()
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                ours = await self.renew(event_id)
+            except Exception as error:  # noqa: BLE001 - Redis away: keep trying until the lease ends
+                _log.warning("idempotency.renew_failed", error=repr(error)[:200])
+                if self._clock() - renewed_at < lease_s * 2 / 3:
+                    continue
+                lost.append(f"claim not renewed for {lease_s:.1f} s (Redis unreachable)")
+            else:
+                if ours:
+                    renewed_at = self._clock()
+                    continue
+                lost.append("claim expired or taken by another holder")
+            _log.warning("idempotency.claim_lost", reason=lost[0])
+            holder.cancel()
+            return

@@ -131,6 +131,15 @@ class AiFallback(BaseService):
         for model in self.models.values():
             self.walker.publish_state(model)
 
+    async def resync(self) -> None:
+        """Every replica re-reads the quarantine list and the model disables and cool-downs
+        (``eventguard ai enable`` lifts them in Redis only)."""
+        await self.quarantine.resync()
+        for name in await self.health.load():
+            await self._auth_resolved(self.models[name])
+        for model in self.models.values():
+            self.walker.publish_state(model)
+
     async def stop(self) -> None:
         """Close the HTTP session."""
         if self._session is not None:

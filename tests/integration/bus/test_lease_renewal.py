@@ -1,0 +1,109 @@
+"""The idempotency claim is renewed while a handler runs: no handler outlives its claim."""
+
+from __future__ import annotations
+
+import asyncio
+
+from common.bus.amqp import AmqpBroker
+from common.bus.idempotency import Idempotency
+from common.bus.pipeline import Pipeline, allow_all
+from common.bus.router import Emit, Router
+from common.bus.topology import DEAD_LETTER_EXCHANGE, DEAD_QUEUE
+from common.store import Store
+from schemas.envelope import Envelope, new_event
+from schemas.quarantine import QuarantineEntryAdded, QuarantineRequested
+from tests.integration.bus.conftest import Rig, close_connections_of, until
+
+_LEASE_S = 1.0
+
+
+def _request() -> QuarantineRequested:
+    return QuarantineRequested(kind="ai_model", entity_id="m1", reason="slow", requested_by="t")
+
+
+async def _pipeline(rig: Rig, broker: AmqpBroker, router: Router) -> tuple[Pipeline, Idempotency]:
+    topology = await rig.declare(broker, router.event_types)
+    idempotency = Idempotency(
+        Store(rig.redis, prefix=rig.prefix), worker=rig.worker, lease_s=_LEASE_S, done_ttl_s=600
+    )
+    pipeline = Pipeline(
+        worker=rig.worker,
+        router=router,
+        broker=broker,
+        publisher=rig.publisher(broker),
+        idempotency=idempotency,
+        settings=rig.settings,
+        metrics=rig.metrics,
+        authorize=allow_all,
+        retry_queues=topology.retry_queues,
+        dead_letter_exchange=rig.names()[DEAD_LETTER_EXCHANGE],
+    )
+    await broker.consume(topology.work_queue, pipeline, prefetch=rig.settings.prefetch)
+    await broker.consume(rig.names()[DEAD_QUEUE], rig._collect_dead, prefetch=100)
+    return pipeline, idempotency
+
+
+async def test_handler_longer_than_the_lease_while_the_channel_drops_runs_once(rig: Rig) -> None:
+    """A handler runs 3.5 leases; its consume connection is closed under it, the broker
+    redelivers the event, and the copies wait on the renewed claim: the handler runs once, its
+    output is published once, and nothing is dead-lettered."""
+    broker = await rig.broker()
+    calls: list[str] = []
+    outputs: list[str] = []
+
+    async def handler(event: Envelope[QuarantineRequested]) -> Emit:
+        calls.append(event.id)
+        await asyncio.sleep(_LEASE_S * 3.5)
+        added = QuarantineEntryAdded(
+            record_id="r1",
+            kind="ai_model",
+            entity_id="m1",
+            reason="slow",
+            severity="warning",
+            expires_at=None,
+        )
+        return [new_event("quarantine.entry.added", added, source="it", causation=event)]
+
+    async def collect(event: Envelope[QuarantineEntryAdded]) -> Emit:
+        outputs.append(event.id)
+        return []
+
+    router = Router()
+    router.add("quarantine.requested", handler)
+    router.add("quarantine.entry.added", collect)
+    await _pipeline(rig, broker, router)
+    event = new_event("quarantine.requested", _request(), source="it")
+    await rig.publisher(broker).publish(event)
+    await until(lambda: calls == [event.id])
+    assert await close_connections_of(f"{broker.name}.consume") == 1
+    await until(lambda: rig.count("duplicate") >= 1, within=15)
+    await until(lambda: len(outputs) == 1, within=5)
+    assert calls == [event.id]
+    assert rig.count("retry") >= 1  # the redelivered copy waited on the live lease
+    assert rig.dead == []
+
+
+async def test_a_lost_claim_cancels_the_handler(rig: Rig) -> None:
+    """When another holder takes the claim (here: the key is overwritten), the renewal finds it
+    gone and cancels the handler instead of letting it run beside the new holder."""
+    broker = await rig.broker()
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    async def handler(event: Envelope[QuarantineRequested]) -> Emit:
+        started.set()
+        await asyncio.sleep(_LEASE_S * 5)
+        finished.append(event.id)
+        return []
+
+    router = Router()
+    router.add("quarantine.requested", handler)
+    _, idempotency = await _pipeline(rig, broker, router)
+    event = new_event("quarantine.requested", _request(), source="it")
+    await rig.publisher(broker).publish(event)
+    await asyncio.wait_for(started.wait(), 5)
+    key = f"{rig.prefix}idem:{rig.worker}:{event.id}"
+    await rig.redis.set(key, b"processing:someone-else", px=round(_LEASE_S * 1000))
+    await until(lambda: rig.count("retry") >= 1, within=5)
+    assert finished == []
+    assert idempotency.lease_s == _LEASE_S

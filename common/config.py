@@ -174,6 +174,10 @@ class HealthMonitorSettings(_Section):
     collect_redis: bool = True
     ready_targets: dict[str, str] = {}  # name -> URL of a /readyz (or any health URL)
     webhook_url: str | None = None  # an Alertmanager-compatible receiver
+    # Replicas: one leader evaluates and notifies under a Redis lease of this length, renewed
+    # every ``leader_renew_s``; a standby takes over within about lease + renew of its death.
+    leader_lease_s: float = Field(default=5.0, gt=0)
+    leader_renew_s: float = Field(default=1.0, gt=0)
 
 
 class OpportunitySettings(_Section):

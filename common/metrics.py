@@ -325,6 +325,16 @@ class HealthMonitorMetrics:
             ["sink", "outcome"],
             registry=registry,
         )
+        self.leader = Gauge(
+            "eventguard_health_monitor_leader",
+            "1 on the replica that evaluates and notifies (holds the lease), 0 on standbys.",
+            registry=registry,
+        )
+        self.outbox = Gauge(
+            "eventguard_alert_outbox",
+            "Notifications decided but not yet accepted by every sink.",
+            registry=registry,
+        )
 
 
 class OpportunityMetrics:

@@ -46,7 +46,7 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
         if alert is None:
             return web.json_response({"error": "no such alert"}, status=404)
         alert.acknowledged_by = _who(request)
-        await monitor.book.save(monitor.evaluator.alerts)
+        await monitor.book.acknowledge(alert.fingerprint, alert.acknowledged_by)
         return web.json_response({"acknowledged_by": alert.acknowledged_by})
 
     async def list_silences(_request: web.Request) -> web.Response:

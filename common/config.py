@@ -9,6 +9,7 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -241,7 +242,9 @@ class Settings(BaseSettings):
     broker_user: str = "guest"
     redis_key_prefix: str = "eg:"
     exchange: str = "eventguard.events"
-    instance: str = "local"
+    # This replica's name in heartbeats, logs and queue names: the pod name (deploy/k8s sets
+    # EVENTGUARD_INSTANCE from the downward API), else the host name.
+    instance: str = Field(default_factory=lambda: socket.gethostname()[:100] or "local")
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=8080, ge=0, le=65535)
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")

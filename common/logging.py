@@ -23,14 +23,16 @@ from common.security.redaction import redact_secrets
 __all__ = ["bind_message", "configure_logging", "get_logger"]
 
 
-def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and the standard library's root logger (call once, from the CLI)."""
+def configure_logging(*, level: str = "INFO", fmt: str = "auto", instance: str = "") -> None:
+    """Configure structlog and the standard library's root logger (call once, from the CLI);
+    every line carries ``instance`` (the replica's name) when given."""
     as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        *([_add_instance(instance)] if instance else []),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -49,6 +51,14 @@ def configure_logging(*, level: str = "INFO", fmt: str = "auto") -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(message)s")
     for noisy in ("aiormq", "aio_pika", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _add_instance(instance: str) -> Processor:
+    def add(_logger: Any, _method: str, event: Any) -> Any:
+        event.setdefault("instance", instance)
+        return event
+
+    return add
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:

@@ -1,7 +1,9 @@
 """The per-worker HTTP server: probes, metrics, and the authenticated admin API.
 
-* ``/healthz``: the event loop answers and every running worker has its consumers attached
-  (a paused worker counts as healthy: it is waiting for a dependency, not broken);
+* ``/healthz`` (liveness): the process can make progress: the event loop answers and the
+  runtime's own loops (heartbeats, resync) are running. A broker or Redis outage is not a
+  reason to restart: consumers re-register by themselves, so it stays 200 (and says what is
+  down) while ``/readyz`` says not ready;
 * ``/readyz``: broker connected, consumers active (not paused), Redis answers;
 * ``/metrics``: Prometheus text format;
 * ``/admin/*``: the workers' admin routes plus ``/admin/stream``, a WebSocket of the events the
@@ -63,8 +65,14 @@ def build_app(runtime: Runtime, *, auth: AdminAuth, stream: EventStream) -> web.
     app = web.Application(middlewares=[auth.middleware], client_max_size=1024**2)
 
     async def healthz(_request: web.Request) -> web.Response:
-        ok = runtime.consumers_attached()
-        return web.json_response({"status": "ok" if ok else "down"}, status=200 if ok else 503)
+        ok = runtime.alive()
+        body = {
+            "status": "ok" if ok else "down",
+            "instance": runtime.settings.instance,
+            "broker": runtime.broker.connected,
+            "consumers": runtime.consumers_attached(),
+        }
+        return web.json_response(body, status=200 if ok else 503)
 
     async def readyz(_request: web.Request) -> web.Response:
         checks = await runtime.ready()

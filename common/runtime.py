@@ -291,6 +291,13 @@ class Runtime:
 
     # -- probes and heartbeats ---------------------------------------------------------------
 
+    def alive(self) -> bool:
+        """Liveness: the runtime's loops have not died (a dependency outage is not death)."""
+        return not any(
+            task is not None and task.done()
+            for task in (self._heartbeat_task, self._resync_task)
+        )
+
     def consumers_attached(self) -> bool:
         """Every worker that is not paused has its consumers registered."""
         return all(

@@ -294,8 +294,7 @@ class Runtime:
     def alive(self) -> bool:
         """Liveness: the runtime's loops have not died (a dependency outage is not death)."""
         return not any(
-            task is not None and task.done()
-            for task in (self._heartbeat_task, self._resync_task)
+            task is not None and task.done() for task in (self._heartbeat_task, self._resync_task)
         )
 
     def consumers_attached(self) -> bool:

@@ -103,9 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"eventguard: invalid settings: {error}", file=sys.stderr)
         return 2
-    configure_logging(
-        level=settings.log_level, fmt=settings.log_format, instance=settings.instance
-    )
+    configure_logging(level=settings.log_level, fmt=settings.log_format, instance=settings.instance)
     func: Command = args.func
     try:
         return asyncio.run(func(args, settings))

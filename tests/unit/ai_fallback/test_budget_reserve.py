@@ -20,9 +20,7 @@ async def test_concurrent_reservations_never_overspend() -> None:
     """Twenty concurrent requests of 100 tokens against a 1,000-token budget: exactly ten are
     reserved, the rest are refused with the reason."""
     budgets = _budgets(global_max_tokens=1_000)
-    results = await asyncio.gather(
-        *(budgets.reserve(None, Usage(100, 0.0)) for _ in range(20))
-    )
+    results = await asyncio.gather(*(budgets.reserve(None, Usage(100, 0.0)) for _ in range(20)))
     reserved = [r for r in results if isinstance(r, Reservation)]
     refused = [r for r in results if isinstance(r, str)]
     assert len(reserved) == 10

@@ -128,6 +128,13 @@ class QuarantineSettings(_Section):
     release_lease_s: float = Field(default=30.0, gt=0)
     announce_interval_s: float = Field(default=300.0, gt=0)
     max_page: int = Field(default=500, ge=1, le=10_000)
+    # Retention: records and bodies older than this are deleted (active blocks and releases in
+    # progress excepted), checked every ``purge_interval_s``; ``max_records`` is the capacity
+    # the EventGuardQuarantineNearCap alert measures against (it fires at 80%).
+    retention_days: float = Field(default=30.0, gt=0)
+    purge_interval_s: float = Field(default=300.0, gt=0)
+    purge_batch: int = Field(default=500, ge=1, le=10_000)
+    max_records: int = Field(default=1_000_000, ge=1)
 
 
 class VerificationKey(_Section):

@@ -295,6 +295,21 @@ class QuarantineMetrics:
             "Age of the oldest record still in status quarantined (0 when none).",
             registry=registry,
         )
+        self.records = Gauge(
+            "eventguard_quarantine_records",
+            "Records held in Redis, any status (refreshed at each retention pass).",
+            registry=registry,
+        )
+        self.records_cap = Gauge(
+            "eventguard_quarantine_records_cap",
+            "The record capacity configured (EVENTGUARD_QUARANTINE__MAX_RECORDS).",
+            registry=registry,
+        )
+        self.purged = Counter(
+            "eventguard_quarantine_purged_total",
+            "Records deleted by the retention.",
+            registry=registry,
+        )
 
 
 class HealthMonitorMetrics:

@@ -24,6 +24,7 @@ from common.bus.idempotency import Idempotency
 from common.bus.pipeline import Authorizer, Pipeline
 from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
+from common.bus.replica import ReplicaPipeline
 from common.bus.topology import Topology, base_exchanges, replica_queue_spec, worker_topology
 from common.config import Settings
 from common.errors import EventGuardError
@@ -53,7 +54,7 @@ class RunningWorker:
     tags: list[str] = field(default_factory=list)  # work-queue consumers (paused with the worker)
     raw_tags: list[str] = field(default_factory=list)
     # The replica's own queue (types every replica must see) and its pipeline: no idempotency
-    # claim, since each replica handles its copy; retries go through the shared delay tiers.
+    # claim, since each replica handles its copy; a failed copy is dropped (common/bus/replica).
     replica_queue: str = ""
     replica_pipeline: Pipeline | None = None
     paused: bool = False
@@ -120,9 +121,12 @@ class Runtime:
             guards=self.guards,
         )
         service = factory(ctx)
+        # The work queue takes every type, broadcast ones included: that copy is durable (it
+        # waits while no replica runs) and is handled once under the idempotency claim; each
+        # replica also gets its own copy of the broadcast types on its own queue.
         topology = worker_topology(
             name,
-            service.router.shared_types,
+            service.router.event_types,
             retry_delays_s=runtime.retry_delays_s,
             delivery_limit=runtime.delivery_limit,
         )
@@ -144,7 +148,7 @@ class Runtime:
             authorize=self.authorize,
             retry_queues=topology.retry_queues,
         )
-        queues = [topology.work_queue] if service.router.shared_types else []
+        queues = [topology.work_queue] if service.router.routes else []
         running = RunningWorker(service, publisher, pipeline, queues)
         if service.router.broadcast_types:
             replica = replica_queue_spec(
@@ -153,7 +157,7 @@ class Runtime:
             await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(replica,)))
             running.queues.append(replica.name)
             running.replica_queue = replica.name
-            running.replica_pipeline = Pipeline(
+            running.replica_pipeline = ReplicaPipeline(
                 worker=name,
                 router=service.router,
                 broker=self.broker,

@@ -88,11 +88,6 @@ class Router:
         return sorted(self.routes)
 
     @property
-    def shared_types(self) -> list[str]:
-        """The types one replica handles (bound to the worker's work queue), sorted."""
-        return sorted(t for t, route in self.routes.items() if not route.broadcast)
-
-    @property
     def broadcast_types(self) -> list[str]:
         """The types every replica handles (bound to each replica's own queue), sorted."""
         return sorted(t for t, route in self.routes.items() if route.broadcast)

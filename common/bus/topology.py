@@ -11,8 +11,8 @@
   events no queue is bound for yet, so a mandatory publish never fails for lack of a subscriber.
 * ``eventguard.<worker>.replica.<instance>.<token>``: one per replica, exclusive and
   auto-delete (it lives as long as the replica's consumer), bound to the types every replica
-  must see (quarantine entries, heartbeats for health_monitor); bounded, oldest dropped first,
-  since a replica that misses events resyncs from Redis anyway.
+  must see (quarantine entries, heartbeats for health_monitor) besides the work queue; bounded,
+  oldest dropped first, since a replica that misses events resyncs from Redis anyway.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ import socket
 
 from aiohttp.test_utils import TestClient, TestServer
 
+from common.bus import headers as h
+from common.bus.message import OutgoingMessage
 from common.bus.router import Emit
+from common.bus.topology import EVENTS_EXCHANGE
 from common.config import Settings
 from common.ops import EventStream, build_app
 from common.security import AdminAuth, demo_settings
@@ -39,8 +42,8 @@ class Both(BaseService):
 
 
 async def test_broadcast_types_get_a_queue_of_the_replicas_own() -> None:
-    """Shared types bind the work queue; broadcast types bind a queue named after the instance,
-    exclusive to this replica, consumed with no idempotency claim."""
+    """Every type binds the work queue (one durable copy, handled once); broadcast types also
+    bind a queue named after the instance, this replica's own, consumed with no claim."""
     settings = Settings(runtime=fast_runtime_settings(), instance="pod-7")
     async with run_workers([("both", Both)], settings=settings) as fleet:
         running = fleet.runtime.workers["both"]
@@ -52,7 +55,8 @@ async def test_broadcast_types_get_a_queue_of_the_replicas_own() -> None:
         assert running.replica_pipeline.idempotency is None
         bound = fleet.broker._bindings["eventguard.events"]
         assert (work, "quarantine.requested") in bound
-        assert (work, "quarantine.entry.added") not in bound
+        assert (work, "quarantine.entry.added") in bound
+        assert (replica, "quarantine.requested") not in bound
         assert (replica, "quarantine.entry.added") in bound
 
 
@@ -89,3 +93,25 @@ def test_instance_defaults_to_the_host_name() -> None:
     """Without EVENTGUARD_INSTANCE a replica is named by its host (the pod name in k8s)."""
     assert Settings().instance == (socket.gethostname()[:100] or "local")
     assert Settings(instance="pod-1").instance == "pod-1"
+
+
+async def test_a_poison_broadcast_event_is_dead_lettered_once() -> None:
+    """The work queue's copy of a bad broadcast event is dead-lettered (and recorded once);
+    the replica's own copy is dropped, not dead-lettered a second time."""
+    async with run_workers([("both", Both)]) as fleet:
+        await fleet.broker.publish(
+            OutgoingMessage(
+                body=b'{"not": "an envelope"}',
+                routing_key="quarantine.entry.added",
+                exchange=EVENTS_EXCHANGE,
+                type="quarantine.entry.added",
+                user_id="test",
+            )
+        )
+        await fleet.settle()
+        assert [m.headers[h.REASON] for m in fleet.dead()] == ["schema_violation"]
+        dropped = fleet.metrics.registry.get_sample_value(
+            "eventguard_messages_consumed_total",
+            {"worker": "both", "type": "quarantine.entry.added", "outcome": "rejected"},
+        )
+        assert dropped == 2  # both copies refused; one of them dead-lettered

@@ -136,7 +136,6 @@ def test_register_binds_both_types() -> None:
     QuarantineView().register(router)
     assert router.event_types == ["quarantine.entry.added", "quarantine.entry.released"]
     assert router.broadcast_types == router.event_types
-    assert router.shared_types == []
 
 
 def test_bad_configuration_is_refused() -> None:

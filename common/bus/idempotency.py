@@ -89,6 +89,8 @@ class Idempotency:
         self._done_ttl_s = done_ttl_s
         self._clock = clock
         self._tokens: dict[str, bytes] = {}  # event id -> our lease value, while we hold it
+        self._held: dict[str, _Held] = {}  # event id -> its running handler
+        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def lease_s(self) -> float:
@@ -149,47 +151,66 @@ class Idempotency:
 
     @contextlib.asynccontextmanager
     async def hold(self, event_id: str) -> AsyncIterator[None]:
-        """Renew the claim every third of a lease while the body runs.
+        """Renew the claim every third of a lease while the body runs (one keeper task renews
+        every held claim of this worker together, so a message costs no task of its own).
 
-        If the claim is lost (taken by another holder, or not renewed for a whole lease because
-        Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the handler
-        never runs on past its claim, so a redelivered copy cannot run beside it."""
+        If the claim is lost (taken by another holder, or not renewed for two thirds of a lease
+        because Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the
+        handler never runs on past its claim, so a redelivered copy cannot run beside it."""
         if event_id not in self._tokens:
             yield
             return
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Idempotency.hold needs to run inside a task")
-        lost: list[str] = []
-        keeper = asyncio.create_task(self._keep(event_id, task, lost), name="claim-keeper")
+        held = _Held(task, self._clock())
+        self._held[event_id] = held
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep(), name="claim-keeper")
         try:
             yield
         except asyncio.CancelledError:
-            if lost and task.uncancel() == 0:
-                raise ClaimLost(lost[0]) from None
+            if held.lost and task.uncancel() == 0:
+                raise ClaimLost(held.lost) from None
             raise
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            self._held.pop(event_id, None)
+            if not self._held and self._keeper is not None:
+                self._keeper.cancel()  # idle: no sleeping task left behind
+                self._keeper = None
 
-    async def _keep(self, event_id: str, holder: asyncio.Task[Any], lost: list[str]) -> None:
+    async def _keep(self) -> None:
         lease_s = self.lease_s
-        renewed_at = self._clock()
         while True:
             await asyncio.sleep(lease_s / 3)
-            try:
-                ours = await self.renew(event_id)
-            except Exception as error:  # noqa: BLE001 - Redis away: keep trying until the lease ends
-                _log.warning("idempotency.renew_failed", error=repr(error)[:200])
-                if self._clock() - renewed_at < lease_s * 2 / 3:
+            held = list(self._held.items())
+            results = await asyncio.gather(
+                *(self.renew(event_id) for event_id, _ in held), return_exceptions=True
+            )
+            now = self._clock()
+            for (event_id, entry), result in zip(held, results, strict=True):
+                if self._held.get(event_id) is not entry or entry.lost:
+                    continue  # finished meanwhile, or already being cancelled
+                if isinstance(result, BaseException):
+                    _log.warning("idempotency.renew_failed", error=repr(result)[:200])
+                    if now - entry.renewed_at < lease_s * 2 / 3:
+                        continue
+                    entry.lost = f"claim not renewed for {lease_s:.1f} s (Redis unreachable)"
+                elif result:
+                    entry.renewed_at = now
                     continue
-                lost.append(f"claim not renewed for {lease_s:.1f} s (Redis unreachable)")
-            else:
-                if ours:
-                    renewed_at = self._clock()
-                    continue
-                lost.append("claim expired or taken by another holder")
-            _log.warning("idempotency.claim_lost", reason=lost[0])
-            holder.cancel()
-            return
+                else:
+                    entry.lost = "claim expired or taken by another holder"
+                _log.warning("idempotency.claim_lost", reason=entry.lost)
+                entry.task.cancel()
+
+
+class _Held:
+    """A claim being held: its handler's task, when it was last renewed, why it was lost."""
+
+    __slots__ = ("lost", "renewed_at", "task")
+
+    def __init__(self, task: asyncio.Task[Any], renewed_at: float) -> None:
+        self.task = task
+        self.renewed_at = renewed_at
+        self.lost = ""

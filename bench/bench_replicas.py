@@ -6,10 +6,14 @@ in-memory broker with a handler that returns at once, so what stays in Redis is 
 runtime itself keeps per message: the dedup marker, for ``idempotency_ttl_s`` (24 h default).
 ``used_memory`` is read before and after ``--count`` messages (100,000 by default).
 
-Merges ``redis_bytes_per_message`` into bench/results/replicas.json (the e2e scenario
-``test_three_replicas_of_every_worker`` adds the fleet figures there).
+Merges ``redis_bytes_per_message`` into bench/results/replicas.json. With ``--merge-e2e
+PATH`` it instead copies the e2e figures of a ``make e2e`` run (``EVENTGUARD_E2E_RESULTS``)
+into the same file: ``replicas`` (ai_fallback with 1, 2, 3 replicas against a 100 ms provider)
+and ``replicas_fleet`` (three replicas of every worker, SIGKILLs: health_monitor takeover
+seconds, QuarantineView convergence seconds).
 
     .venv/bin/python -m bench.bench_replicas [--count N] [--port P]
+    .venv/bin/python -m bench.bench_replicas --merge-e2e bench/results/e2e.json
 """
 
 from __future__ import annotations
@@ -132,10 +136,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--port", type=int, default=18379)
+    parser.add_argument("--merge-e2e", type=Path, default=None)
     args = parser.parse_args()
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if args.merge_e2e is not None:
+        e2e = json.loads(args.merge_e2e.read_text())
+        for scenario in ("replicas", "replicas_fleet"):
+            if scenario in e2e:
+                old[scenario] = e2e[scenario]
+        RESULTS.write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+        return
     figures = asyncio.run(measure(args.count, args.port))
     print(json.dumps(figures, indent=2))
-    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     old["redis_bytes_per_message"] = {
         **figures,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

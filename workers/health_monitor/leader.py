@@ -74,6 +74,9 @@ class Leadership:
         self.epoch = 0  # ours while leading; 0 as a standby
         self.degraded = False  # leading without Redis (nobody else can take the lease)
         self.acquired_at: float | None = None
+        # The last acquisition followed our own lease (it lapsed while Redis was away): this
+        # replica's memory is newer than what Redis holds.
+        self.continued = False
 
     @property
     def leading(self) -> bool:
@@ -102,6 +105,7 @@ class Leadership:
             _log.warning("health.leader_lost", epoch=previous, holder=holder)
             return False
         self.acquired_at = self._clock()
+        self.continued = previous > 0
         _log.info("health.leader_acquired", epoch=epoch, holder=holder, previous=previous)
         return True
 

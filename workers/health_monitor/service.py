@@ -156,9 +156,10 @@ class HealthMonitor(BaseService):
             acquired = await self.leadership.step()
         if acquired:
             async with self._lock:
-                alerts, _ = await self.book.load()
-                self.evaluator.alerts.clear()
-                self.evaluator.restore(alerts)
+                alerts, _ = await self.book.load()  # also what the next commit diffs against
+                if not self.leadership.continued:  # a takeover: adopt the saved state
+                    self.evaluator.alerts.clear()
+                    self.evaluator.restore(alerts)
                 self.outbox.replace(await self.book.load_outbox())
         self.ctx.metrics.health_monitor.leader.set(1 if self.leadership.leading else 0)
 

@@ -190,7 +190,7 @@ async def test_a_deposed_leader_writes_nothing() -> None:
 
 async def test_redis_down_alert_reaches_the_sink_without_redis() -> None:
     """With Redis unreachable the leader stays leader (nobody can take the lease) and sends the
-    RedisDown alert from memory."""
+    RedisDown alert from memory; when Redis is back it keeps its newer memory and resolves it."""
     world, clock = World(), Clock()
     server = fakeredis.FakeServer()
     redis = fakeredis.FakeAsyncRedis(server=server)
@@ -204,3 +204,11 @@ async def test_redis_down_alert_reaches_the_sink_without_redis() -> None:
         assert [(r, k) for r, k, _ in world.received] == [("RedisDown", "raised")]
         assert monitor.leadership.leading
         server.connected = True
+        await asyncio.sleep(0.4)  # the lease lapsed meanwhile: the leader takes a new epoch
+        world.up["redis"] = 1.0
+        clock.now += 15
+        await monitor.tick()
+        assert [(r, k) for r, k, _ in world.received] == [
+            ("RedisDown", "raised"),
+            ("RedisDown", "resolved"),
+        ]

@@ -63,5 +63,6 @@ async def test_hold_keeps_a_long_handler_claimed() -> None:
     await idem.claim("e1")
     async with idem.hold("e1"):
         await asyncio.sleep(1.5)  # past the lease: only the renewal keeps it
-    assert (await redis.get("t:idem:w:e1") or b"").startswith(b"processing:")
+    value: bytes = await redis.get("t:idem:w:e1") or b""
+    assert value.startswith(b"processing:")
     assert await idem.renew("e1")

@@ -63,6 +63,7 @@ async def test_hold_keeps_a_long_handler_claimed() -> None:
     await idem.claim("e1")
     async with idem.hold("e1"):
         await asyncio.sleep(1.5)  # past the lease: only the renewal keeps it
-    value: bytes = await redis.get("t:idem:w:e1") or b""
+    value = await redis.get("t:idem:w:e1")
+    assert isinstance(value, bytes)
     assert value.startswith(b"processing:")
     assert await idem.renew("e1")

@@ -137,17 +137,21 @@ class Runtime:
             lease_s=runtime.claim_lease_s,
             done_ttl_s=runtime.idempotency_ttl_s,
         )
-        pipeline = Pipeline(
-            worker=name,
-            router=service.router,
-            broker=self.broker,
-            publisher=publisher,
-            idempotency=idempotency,
-            settings=runtime,
-            metrics=self.metrics,
-            authorize=self.authorize,
-            retry_queues=topology.retry_queues,
-        )
+
+        def build(kind: type[Pipeline], claims: Idempotency | None) -> Pipeline:
+            return kind(
+                worker=name,
+                router=service.router,
+                broker=self.broker,
+                publisher=publisher,
+                idempotency=claims,
+                settings=runtime,
+                metrics=self.metrics,
+                authorize=self.authorize,
+                retry_queues=topology.retry_queues,
+            )
+
+        pipeline = build(Pipeline, idempotency)
         queues = [topology.work_queue] if service.router.routes else []
         running = RunningWorker(service, publisher, pipeline, queues)
         if service.router.broadcast_types:
@@ -157,17 +161,7 @@ class Runtime:
             await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(replica,)))
             running.queues.append(replica.name)
             running.replica_queue = replica.name
-            running.replica_pipeline = ReplicaPipeline(
-                worker=name,
-                router=service.router,
-                broker=self.broker,
-                publisher=publisher,
-                idempotency=None,
-                settings=runtime,
-                metrics=self.metrics,
-                authorize=self.authorize,
-                retry_queues=topology.retry_queues,
-            )
+            running.replica_pipeline = build(ReplicaPipeline, None)
         self.workers[name] = running
         await service.start()
         # Every message needs Redis (its idempotency claim): while the Redis breaker is open

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from common.bus.amqp import AmqpBroker
-from common.bus.idempotency import Idempotency
-from common.bus.pipeline import Pipeline, allow_all
 from common.bus.router import Emit, Router
-from common.bus.topology import DEAD_LETTER_EXCHANGE, DEAD_QUEUE
-from common.store import Store
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineEntryAdded, QuarantineRequested
 from tests.integration.bus.conftest import Rig, close_connections_of, fast_settings, until
@@ -19,28 +14,6 @@ _LEASE_S = 1.0
 
 def _request() -> QuarantineRequested:
     return QuarantineRequested(kind="ai_model", entity_id="m1", reason="slow", requested_by="t")
-
-
-async def _pipeline(rig: Rig, broker: AmqpBroker, router: Router) -> tuple[Pipeline, Idempotency]:
-    topology = await rig.declare(broker, router.event_types)
-    idempotency = Idempotency(
-        Store(rig.redis, prefix=rig.prefix), worker=rig.worker, lease_s=_LEASE_S, done_ttl_s=600
-    )
-    pipeline = Pipeline(
-        worker=rig.worker,
-        router=router,
-        broker=broker,
-        publisher=rig.publisher(broker),
-        idempotency=idempotency,
-        settings=rig.settings,
-        metrics=rig.metrics,
-        authorize=allow_all,
-        retry_queues=topology.retry_queues,
-        dead_letter_exchange=rig.names()[DEAD_LETTER_EXCHANGE],
-    )
-    await broker.consume(topology.work_queue, pipeline, prefetch=rig.settings.prefetch)
-    await broker.consume(rig.names()[DEAD_QUEUE], rig._collect_dead, prefetch=100)
-    return pipeline, idempotency
 
 
 async def test_handler_longer_than_the_lease_while_the_channel_drops_runs_once(rig: Rig) -> None:
@@ -74,7 +47,7 @@ async def test_handler_longer_than_the_lease_while_the_channel_drops_runs_once(r
     router = Router()
     router.add("quarantine.requested", handler)
     router.add("quarantine.entry.added", collect)
-    await _pipeline(rig, broker, router)
+    await rig.pipeline(broker, router, lease_s=_LEASE_S)
     event = new_event("quarantine.requested", _request(), source="it")
     await rig.publisher(broker).publish(event)
     await until(lambda: calls == [event.id])
@@ -105,7 +78,7 @@ async def test_a_lost_claim_cancels_the_handler(rig: Rig) -> None:
 
     router = Router()
     router.add("quarantine.requested", handler)
-    _, idempotency = await _pipeline(rig, broker, router)
+    pipeline = await rig.pipeline(broker, router, lease_s=_LEASE_S)
     event = new_event("quarantine.requested", _request(), source="it")
     await rig.publisher(broker).publish(event)
     await asyncio.wait_for(started.wait(), 5)
@@ -113,4 +86,5 @@ async def test_a_lost_claim_cancels_the_handler(rig: Rig) -> None:
     await rig.redis.set(key, b"processing:someone-else", px=round(_LEASE_S * 1000))
     await until(lambda: rig.count("retry") >= 1, within=5)
     assert finished == []
-    assert idempotency.lease_s == _LEASE_S
+    assert pipeline.idempotency is not None
+    assert pipeline.idempotency.lease_s == _LEASE_S

@@ -10,6 +10,7 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 from __future__ import annotations
 
 import json
+import socket
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -57,7 +58,7 @@ class RuntimeSettings(_Section):
     """The quorum queues' `x-delivery-limit`: redeliveries before RabbitMQ dead-letters a message
     itself.
     """
-    idempotency_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
     """How long a handled event id is remembered (the dedup window)."""
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     """Seconds between `health.heartbeat` events."""
@@ -70,9 +71,14 @@ class RuntimeSettings(_Section):
     `x-eventguard-producer`), e.g. quarantine re-publishing a release; a worker always trusts
     its own user for its retry copies.
     """
-    view_resync_s: float = Field(default=30.0, gt=0)
-    """How often each worker re-reads its persisted quarantine view, so replicas that did not
-    consume a block's broadcast converge on it (producer blocks; docs/actors.md).
+    claim_lease_s: float = Field(default=30.0, ge=1.0)
+    """An idempotency claim lives this long unless its holder renews it (every third of it, while
+    the handler runs); a crashed holder's event runs again after at most this.
+    """
+    replica_resync_s: float = Field(default=10.0, gt=0)
+    """How often every replica re-reads shared state (quarantine list and producer blocks, model
+    disables) from Redis: the bound on how long a replica that missed a broadcast keeps an old
+    view.
     """
 
 
@@ -223,6 +229,16 @@ class QuarantineSettings(_Section):
     """
     audit_retention_s: int = Field(default=30 * 24 * 3600, ge=3600)
     """How long the admin audit trail (`ops.audit.recorded`) is kept."""
+    retention_days: float = Field(default=30.0, gt=0)
+    """Records and bodies older than this are deleted (active blocks and releases in progress
+    excepted), checked every `purge_interval_s`.
+    """
+    purge_interval_s: float = Field(default=300.0, gt=0)
+    """How often the retention purge runs."""
+    purge_batch: int = Field(default=500, ge=1, le=10_000)
+    """Records the purge deletes per round trip."""
+    max_records: int = Field(default=1_000_000, ge=1)
+    """The capacity the `EventGuardQuarantineNearCap` alert measures against (it fires at 80%)."""
 
 
 class VerificationKey(_Section):
@@ -316,6 +332,12 @@ class HealthMonitorSettings(_Section):
     """Name -> URL of a `/readyz` (or any health URL) to probe."""
     webhook_url: str | None = None
     """An Alertmanager-compatible receiver for alerts (none: events only)."""
+    leader_lease_s: float = Field(default=5.0, gt=0)
+    """One replica (the leader) evaluates and notifies under a Redis lease this long."""
+    leader_renew_s: float = Field(default=1.0, gt=0)
+    """How often the leader renews its lease; a standby takes over within about lease + renew of
+    its death.
+    """
 
 
 class OpportunitySettings(_Section):
@@ -425,8 +447,10 @@ class Settings(BaseSettings):
     """Namespace of every Redis key."""
     exchange: str = "eventguard.events"
     """The topic exchange of events."""
-    instance: str = "local"
-    """This replica's name in heartbeats, metrics and logs (the pod name in Kubernetes)."""
+    instance: str = Field(default_factory=lambda: socket.gethostname()[:100] or "local")
+    """This replica's name in heartbeats, logs and queue names: the pod name (deploy/k8s sets it
+    from the downward API), else the host name.
+    """
     ops_host: str = "127.0.0.1"
     """Address of the ops server (`/healthz`, `/readyz`, `/metrics`, `/admin/*`)."""
     ops_port: int = Field(default=8080, ge=0, le=65535)

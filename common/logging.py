@@ -25,9 +25,10 @@ __all__ = ["bind_message", "configure_logging", "get_logger"]
 
 
 def configure_logging(
-    *, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None
+    *, level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None, instance: str = ""
 ) -> None:
-    """Configure structlog and the standard library's root logger (call once, from the CLI).
+    """Configure structlog and the standard library's root logger (call once, from the CLI);
+    every line carries ``instance`` (the replica's name) when given.
 
     Records of standard-library loggers (aiohttp, asyncio, aiormq, warnings) go through the same
     processors as structlog's own: the same context, the same renderer (a JSON line in
@@ -41,6 +42,7 @@ def configure_logging(
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        *([_add_instance(instance)] if instance else []),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -80,6 +82,14 @@ def configure_logging(
     logging.captureWarnings(True)
     for noisy in ("aiormq", "aio_pika", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _add_instance(instance: str) -> Processor:
+    def add(_logger: Any, _method: str, event: Any) -> Any:
+        event.setdefault("instance", instance)
+        return event
+
+    return add
 
 
 def get_logger(name: str | None = None, **initial: Any) -> Any:

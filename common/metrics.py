@@ -309,6 +309,21 @@ class QuarantineMetrics:
             "Age of the oldest record still in status quarantined (0 when none).",
             registry=registry,
         )
+        self.records = Gauge(
+            "eventguard_quarantine_records",
+            "Records held in Redis, any status (refreshed at each retention pass).",
+            registry=registry,
+        )
+        self.records_cap = Gauge(
+            "eventguard_quarantine_records_cap",
+            "The record capacity configured (EVENTGUARD_QUARANTINE__MAX_RECORDS).",
+            registry=registry,
+        )
+        self.purged = Counter(
+            "eventguard_quarantine_purged_total",
+            "Records deleted by the retention.",
+            registry=registry,
+        )
 
 
 class HealthMonitorMetrics:
@@ -337,6 +352,16 @@ class HealthMonitorMetrics:
             "eventguard_alert_notifications_total",
             "Alert notifications by sink and outcome (sent, failed, silenced, inhibited).",
             ["sink", "outcome"],
+            registry=registry,
+        )
+        self.leader = Gauge(
+            "eventguard_health_monitor_leader",
+            "1 on the replica that evaluates and notifies (holds the lease), 0 on standbys.",
+            registry=registry,
+        )
+        self.outbox = Gauge(
+            "eventguard_alert_outbox",
+            "Notifications decided but not yet accepted by every sink.",
             registry=registry,
         )
 

@@ -1,7 +1,9 @@
 """The per-worker HTTP server: probes, metrics, and the authenticated admin API.
 
-* ``/healthz``: the event loop answers and every running worker has its consumers attached
-  (a paused worker counts as healthy: it is waiting for a dependency, not broken);
+* ``/healthz`` (liveness): the process can make progress: the event loop answers and the
+  runtime's own loops (heartbeats, resync) are running. A broker or Redis outage is not a
+  reason to restart: consumers re-register by themselves, so it stays 200 (and says what is
+  down) while ``/readyz`` says not ready;
 * ``/readyz``: broker connected, consumers active (not paused), Redis answers (the probes run
   at most once a second; callers in between get the cached answer, so the public endpoint
   cannot be used to load Redis and the broker);
@@ -130,8 +132,14 @@ def build_app(
     ready_cache = _Cached(probe, ttl_s=ready_cache_s, clock=clock)
 
     async def healthz(_request: web.Request) -> web.Response:
-        ok = runtime.consumers_attached()
-        return web.json_response({"status": "ok" if ok else "down"}, status=200 if ok else 503)
+        ok = runtime.alive()
+        body = {
+            "status": "ok" if ok else "down",
+            "instance": runtime.settings.instance,
+            "broker": runtime.broker.connected,
+            "consumers": runtime.consumers_attached(),
+        }
+        return web.json_response(body, status=200 if ok else 503)
 
     async def readyz(_request: web.Request) -> web.Response:
         body = await ready_cache.get()

@@ -25,10 +25,14 @@ What it guarantees:
 * Only entity kinds are tracked (``ai_model``, ``exchange_source``, ``producer``,
   ``strategy``, ``event_type``); records of single dead messages (kind ``message``) are
   ignored, so a flood of dead letters never grows the view. Pass ``kinds=`` to track fewer.
-* Durable across restarts: with a ``store`` the view writes each change to a hash in the
-  OWNER's namespace (``<prefix><owner>:quarantine_view``) inside the event handler (so the
-  pipeline acks only after it is written) and :meth:`load` reads it back at start. Without a
-  store it is memory-only (tests).
+* Every replica sees every change: ``register`` binds the two types as *broadcast* routes, so
+  each replica of the worker gets its own copy on its own queue (competing consumers on the
+  work queue would give each event to one replica only).
+* Converges within a bound: :meth:`resync` (called at start and every
+  ``EVENTGUARD_RUNTIME__REPLICA_RESYNC_S``, default 10 s, by the runtime) re-reads the
+  quarantine worker's blacklist in Redis (``<prefix>quarantine:{q}:bl`` and the records it
+  names), the one source of truth. A replica that missed events while its queue was gone (a
+  reconnect) holds a stale view for at most one resync period.
 * Order-safe: events carry the quarantine record id. A release removes the entry only if it
   names the record the view holds; a release that overtakes its own ``added`` leaves a
   tombstone so the late ``added`` is ignored. Re-announcements (the quarantine worker
@@ -41,7 +45,6 @@ handlers for the two types nor a second view (use :meth:`add_listener` to be tol
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection
@@ -54,10 +57,14 @@ from common.store import Store
 from schemas.envelope import Envelope
 from schemas.quarantine import ENTITY_KINDS, QuarantineEntryAdded, QuarantineEntryReleased
 
-__all__ = ["ENTITY_KINDS", "QuarantineView", "ViewEntry"]
+__all__ = ["ENTITY_KINDS", "QUARANTINE_BASE", "QuarantineView", "ViewEntry"]
 
 _SEP = "\x1f"
 _MAX_TOMBSTONES = 10_000
+# The quarantine worker's key layout (workers/quarantine/keys.py; a unit test keeps them equal):
+# ``<base>bl`` maps kind<US>entity_id to the active record id, ``<base>rec:<id>`` is the record.
+QUARANTINE_BASE = ("quarantine", "{q}")
+_RECORD_FIELDS = ("kind", "entity_id", "reason", "severity", "expires_at")
 _log = get_logger("eventguard.quarantine_view")
 
 Listener = Callable[[str, str, bool], None]
@@ -96,7 +103,8 @@ class QuarantineView:
         if unknown:
             raise ValueError(f"not entity kinds: {sorted(unknown)}")
         self._store = store
-        self._key = store.key(owner, "quarantine_view") if store is not None else ""
+        self._owner = owner
+        self._base = store.key(*QUARANTINE_BASE) + ":" if store is not None else ""
         self._kinds = frozenset(kinds)
         self._clock = clock
         self._entries: dict[tuple[str, str], ViewEntry] = {}
@@ -108,49 +116,53 @@ class QuarantineView:
     # -- wiring --------------------------------------------------------------------------------
 
     def register(self, router: Router) -> None:
-        """Handle ``quarantine.entry.added`` and ``quarantine.entry.released`` on ``router``."""
-        router.add("quarantine.entry.added", self.on_added)
-        router.add("quarantine.entry.released", self.on_released)
+        """Handle ``quarantine.entry.added`` and ``quarantine.entry.released`` on ``router``, on
+        every replica (broadcast routes)."""
+        router.add("quarantine.entry.added", self.on_added, broadcast=True)
+        router.add("quarantine.entry.released", self.on_released, broadcast=True)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(kind, entity_id, quarantined)`` whenever an entry changes."""
         self._listeners.append(listener)
 
     async def load(self) -> int:
-        """Read the persisted view (call in ``start``); returns the entries loaded."""
-        if self._store is None:
-            return 0
-        self._entries.update(await self._read(self._store))
-        return len(self._entries)
+        """Read the blacklist at start (same as :meth:`resync`); returns the entries held."""
+        return await self.resync()
 
-    async def resync(self) -> bool:
-        """Replace the view with the persisted one: replicas of a worker share the hash, but
-        only the replica that consumed a broadcast has it in memory. Skipped (False) when a
-        broadcast changed this view during the read; the next round catches up."""
+    async def resync(self) -> int:
+        """Replace the view with the quarantine worker's blacklist in Redis; listeners hear of
+        every entity whose state changed. Returns the entries held."""
         if self._store is None:
-            return False
-        version = self._version
-        persisted = await self._read(self._store)
-        if version != self._version or self._writing:
-            return False
-        previous, self._entries = self._entries, persisted
-        for kind, entity_id in previous.keys() | persisted.keys():
-            if previous.get((kind, entity_id)) != persisted.get((kind, entity_id)):
-                self._notify(kind, entity_id)
-        return True
+            return len(self._entries)
+        base = self._base
 
-    async def _read(self, store: Store) -> dict[tuple[str, str], ViewEntry]:
-        key = self._key
-        raw: dict[Any, Any] = await store.execute(lambda r: r.hgetall(key))
-        entries: dict[tuple[str, str], ViewEntry] = {}
-        for value in raw.values():
-            try:
-                entry = ViewEntry(**json.loads(value))
-            except (ValueError, TypeError):
-                _log.warning("quarantine_view.bad_entry", key=key)
+        async def read(r: Any) -> list[tuple[Any, list[Any]]]:
+            ids = list((await r.hgetall(base + "bl")).values())
+            pipe = r.pipeline(transaction=False)
+            for record_id in ids:
+                pipe.hmget(base + "rec:" + _text(record_id), *_RECORD_FIELDS)
+            return list(zip(ids, await pipe.execute(), strict=True))
+
+        rows = await self._store.execute(read)
+        fresh: dict[tuple[str, str], ViewEntry] = {}
+        for record_id, values in rows:
+            entry = _entry(_text(record_id), values)
+            if entry is None or entry.kind not in self._kinds:
                 continue
-            entries[(entry.kind, entry.entity_id)] = entry
-        return entries
+            if entry.record_id in self._tombstones:
+                continue  # released after this snapshot was read
+            fresh[(entry.kind, entry.entity_id)] = entry
+        changed = {
+            key
+            for key in set(fresh) | set(self._entries)
+            if fresh.get(key) != self._entries.get(key)
+        }
+        self._entries = fresh
+        for kind, entity_id in sorted(changed):
+            self._notify(kind, entity_id)
+        if changed:
+            _log.info("quarantine_view.resynced", owner=self._owner, changed=len(changed))
+        return len(fresh)
 
     # -- queries (no I/O) ----------------------------------------------------------------------
 
@@ -188,7 +200,6 @@ class QuarantineView:
             expires_at=data.expires_at,
         )
         self._entries[(entry.kind, entry.entity_id)] = entry
-        await self._persist(entry.kind, entry.entity_id)
         self._notify(entry.kind, entry.entity_id)
 
     async def on_released(self, event: Envelope[QuarantineEntryReleased]) -> None:
@@ -203,29 +214,9 @@ class QuarantineView:
         if held is None or held.record_id != data.record_id:
             return
         del self._entries[(data.kind, data.entity_id)]
-        await self._persist(data.kind, data.entity_id)
         self._notify(data.kind, data.entity_id)
 
     # -- internals -----------------------------------------------------------------------------
-
-    async def _persist(self, kind: str, entity_id: str) -> None:
-        # The version moves before and after the write, and a write in flight is counted:
-        # resync never swaps in a hash read that may predate a change already in memory.
-        self._version += 1
-        if self._store is None:
-            return
-        key, field = self._key, kind + _SEP + entity_id
-        entry = self._entries.get((kind, entity_id))
-        self._writing += 1
-        try:
-            if entry is None:
-                await self._store.execute(lambda r: r.hdel(key, field))
-            else:
-                value = json.dumps(asdict(entry))
-                await self._store.execute(lambda r: r.hset(key, field, value))
-        finally:
-            self._writing -= 1
-            self._version += 1
 
     def _notify(self, kind: str, entity_id: str) -> None:
         blocked = self.is_quarantined(kind, entity_id)
@@ -235,3 +226,29 @@ class QuarantineView:
     def snapshot(self) -> list[dict[str, Any]]:
         """Every held entry (active or not) as plain dicts, for admin pages and tests."""
         return [asdict(e) for e in self._entries.values()]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _entry(record_id: str, values: list[Any]) -> ViewEntry | None:
+    """A view entry from a record's fields (None when the record is gone or malformed)."""
+    kind, entity_id, reason, severity, expires_at = (
+        None if v is None else _text(v) for v in values
+    )
+    if kind is None or entity_id is None:
+        return None
+    try:
+        expiry = float(expires_at) if expires_at else None
+    except ValueError:
+        _log.warning("quarantine_view.bad_record", record_id=record_id)
+        return None
+    return ViewEntry(
+        record_id=record_id,
+        kind=kind,
+        entity_id=entity_id,
+        reason=(reason or "")[:200],
+        severity=severity or "warning",
+        expires_at=expiry,
+    )

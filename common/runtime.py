@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from common.bus.nodes import quorum_group_size
 from common.bus.pipeline import Authorizer, Pipeline
 from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
-from common.bus.topology import worker_topology
+from common.bus.replica import ReplicaPipeline
+from common.bus.topology import Topology, base_exchanges, replica_queue_spec, worker_topology
 from common.config import Settings
 from common.errors import EventGuardError
 from common.logging import get_logger
@@ -55,6 +57,10 @@ class RunningWorker:
     raw: list[RawPipeline] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)  # work-queue consumers (paused with the worker)
     raw_tags: list[str] = field(default_factory=list)
+    # The replica's own queue (types every replica must see) and its pipeline: no idempotency
+    # claim, since each replica handles its copy; a failed copy is dropped (common/bus/replica).
+    replica_queue: str = ""
+    replica_pipeline: Pipeline | None = None
     paused: bool = False
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -83,6 +89,8 @@ class Runtime:
         self.workers: dict[str, RunningWorker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._resync_task: asyncio.Task[None] | None = None
+        self._token = uuid.uuid4().hex[:8]  # tells two replicas with one instance name apart
         self.stopping = False
 
     # -- lifespan -----------------------------------------------------------------------------
@@ -97,7 +105,7 @@ class Runtime:
             for name, factory in self.factories:
                 await self._start_worker(name, factory)
             self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="heartbeats")
-            self._spawn(self._resync_views())
+            self._resync_task = asyncio.create_task(self._resyncs(), name="resyncs")
             yield self
         finally:
             await self._shutdown()
@@ -118,6 +126,9 @@ class Runtime:
         )
         service = factory(ctx)
         await self._load_view(name, service)
+        # The work queue takes every type, broadcast ones included: that copy is durable (it
+        # waits while no replica runs) and is handled once under the idempotency claim; each
+        # replica also gets its own copy of the broadcast types on its own queue.
         topology = worker_topology(
             name,
             service.router.event_types,
@@ -129,22 +140,34 @@ class Runtime:
         idempotency = Idempotency(
             self.store,
             worker=name,
-            lease_s=runtime.handler_timeout_s * 2 + 10,
+            lease_s=runtime.claim_lease_s,
             done_ttl_s=runtime.idempotency_ttl_s,
         )
-        pipeline = Pipeline(
-            worker=name,
-            router=service.router,
-            broker=self.broker,
-            publisher=publisher,
-            idempotency=idempotency,
-            settings=runtime,
-            metrics=self.metrics,
-            authorize=admit_unblocked(self.authorize, _blocked_in(service)),
-            retry_queues=topology.retry_queues,
-        )
+
+        def build(kind: type[Pipeline], claims: Idempotency | None) -> Pipeline:
+            return kind(
+                worker=name,
+                router=service.router,
+                broker=self.broker,
+                publisher=publisher,
+                idempotency=claims,
+                settings=runtime,
+                metrics=self.metrics,
+                authorize=admit_unblocked(self.authorize, _blocked_in(service)),
+                retry_queues=topology.retry_queues,
+            )
+
+        pipeline = build(Pipeline, idempotency)
         queues = [topology.work_queue] if service.router.routes else []
         running = RunningWorker(service, publisher, pipeline, queues)
+        if service.router.broadcast_types:
+            replica = replica_queue_spec(
+                name, self.settings.instance, self._token, service.router.broadcast_types
+            )
+            await self.broker.declare(Topology(exchanges=base_exchanges(), queues=(replica,)))
+            running.queues.append(replica.name)
+            running.replica_queue = replica.name
+            running.replica_pipeline = build(ReplicaPipeline, None)
         self.workers[name] = running
         await service.start()
         # Every message needs Redis (its idempotency claim): while the Redis breaker is open
@@ -180,22 +203,13 @@ class Runtime:
         except (EventGuardError, OSError, TimeoutError, RedisError) as error:
             _log.warning("quarantine_view.load_failed", worker=name, error=repr(error))
 
-    async def _resync_views(self) -> None:
-        """Re-read every worker's persisted quarantine view now and then: a replica that did
-        not consume a block's broadcast learns it within ``view_resync_s``."""
-        while True:
-            await asyncio.sleep(self.settings.runtime.view_resync_s)
-            for name, running in self.workers.items():
-                try:
-                    await running.service.quarantine.resync()
-                except (EventGuardError, OSError, TimeoutError, RedisError) as error:
-                    _log.warning("quarantine_view.resync_failed", worker=name, error=repr(error))
-
     async def _consume(self, running: RunningWorker) -> None:
         for queue in running.queues:
-            tag = await self.broker.consume(
-                queue, running.pipeline, prefetch=self.settings.runtime.prefetch
-            )
+            pipeline = running.pipeline
+            if queue == running.replica_queue and running.replica_pipeline is not None:
+                pipeline = running.replica_pipeline
+            prefetch = self.settings.runtime.prefetch
+            tag = await self.broker.consume(queue, pipeline, prefetch=prefetch)
             running.tags.append(tag)
             self.metrics.runtime.consumers.labels(queue).set(self.broker.active_consumers(queue))
 
@@ -265,16 +279,19 @@ class Runtime:
             async with asyncio.timeout(deadline):
                 for running in self.workers.values():
                     await running.pipeline.drained()
+                    if running.replica_pipeline is not None:
+                        await running.replica_pipeline.drained()
                     for raw in running.raw:
                         await raw.drained()
         except TimeoutError:
             _log.warning("worker.drain_timeout", deadline_s=deadline)
         for task in list(self._tasks):
             task.cancel()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+        for loop_task in (self._heartbeat_task, self._resync_task):
+            if loop_task is not None:
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
         for running in reversed(list(self.workers.values())):
             try:
                 await running.service.stop()
@@ -286,6 +303,12 @@ class Runtime:
         _log.info("worker.stopped", workers=list(self.workers))
 
     # -- probes and heartbeats ---------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Liveness: the runtime's loops have not died (a dependency outage is not death)."""
+        return not any(
+            task is not None and task.done() for task in (self._heartbeat_task, self._resync_task)
+        )
 
     def consumers_attached(self) -> bool:
         """Every worker that is not paused has its consumers registered."""
@@ -314,6 +337,19 @@ class Runtime:
                 except (EventGuardError, OSError, TimeoutError) as error:
                     _log.warning("heartbeat.failed", worker=name, error=repr(error))
             await asyncio.sleep(interval)
+
+    async def _resyncs(self) -> None:
+        """Every ``replica_resync_s``, each service re-reads the state every replica must share
+        (the quarantine list, model disables): what a replica missed while its own queue was
+        gone (a reconnect) is caught up within one period."""
+        interval = self.settings.runtime.replica_resync_s
+        while True:
+            await asyncio.sleep(interval)
+            for name, running in self.workers.items():
+                try:
+                    await running.service.resync()
+                except (EventGuardError, OSError, TimeoutError) as error:
+                    _log.warning("replica.resync_failed", worker=name, error=repr(error)[:300])
 
     def _breaker_states(self) -> dict[str, str]:
         return {name[:200]: b.state.value for name, b in self.guards.breakers().items()}

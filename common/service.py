@@ -88,6 +88,10 @@ class Service(Protocol):
         """Start background tasks (timers, collectors)."""
         ...
 
+    async def resync(self) -> None:
+        """Re-read from Redis the state every replica must share (called periodically)."""
+        ...
+
     async def stop(self) -> None:
         """Stop background tasks."""
         ...
@@ -131,6 +135,11 @@ class BaseService:
 
     async def start(self) -> None:
         """Nothing to start by default."""
+
+    async def resync(self) -> None:
+        """Re-read the quarantine view (producer blocks) from Redis; the runtime calls this every
+        ``replica_resync_s``. A service that keeps more shared state extends it."""
+        await self.quarantine.resync()
 
     async def stop(self) -> None:
         """Nothing to stop by default."""

@@ -235,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as error:
         print(f"eventguard: invalid settings: {error}", file=sys.stderr)
         return 2
-    configure_logging(level=_log_level(args, settings), fmt=settings.log_format)
+    configure_logging(
+        level=_log_level(args, settings), fmt=settings.log_format, instance=settings.instance
+    )
     func: Command = args.func
     try:
         return asyncio.run(func(args, settings))

@@ -179,7 +179,8 @@ class AmqpBroker:
                     exchange.name, exchange_type=exchange.type, durable=True, arguments=arguments
                 )
             for queue in topology.queues:
-                await declare_queue(channel, queue)
+                if not queue.exclusive:  # a replica queue is declared by its own consumer
+                    await declare_queue(channel, queue)
         except ChannelPreconditionFailed as error:
             raise ConfigError(f"topology differs from what the broker has: {error}") from error
         finally:

@@ -37,8 +37,15 @@ _log = get_logger("eventguard.amqp")
 
 
 async def declare_queue(channel: AbstractChannel, queue: QueueSpec) -> None:
-    """Declare ``queue`` (durable, with its arguments) and its bindings."""
-    await channel.queue_declare(queue.name, durable=True, arguments=dict(queue.arguments))
+    """Declare ``queue`` (durable, or exclusive and auto-delete for a replica's own queue, with
+    its arguments) and its bindings."""
+    await channel.queue_declare(
+        queue.name,
+        durable=not queue.exclusive,
+        exclusive=queue.exclusive,
+        auto_delete=queue.exclusive,
+        arguments=dict(queue.arguments),
+    )
     for exchange, key in queue.bindings:
         await channel.queue_bind(queue.name, exchange, routing_key=key)
 

@@ -2,11 +2,13 @@
 
 States of ``<prefix>idem:<worker>:<event id>``:
 
-* ``processing`` (short lease, the handler's timeout plus a margin): someone is handling it; a
-  crash leaves the lease to expire so the redelivery can run;
-* ``outbox:<digest>:<json list>``: the handler finished and its output events are being
-  published; a redelivery re-publishes the same events (same ids) instead of running the
-  handler again;
+* ``processing:<token>`` (a short lease, ``RuntimeSettings.claim_lease_s``): someone is handling
+  it. The holder renews the lease while its handler runs (:meth:`Idempotency.hold`), so a
+  handler of any length keeps its claim; a crash leaves the lease to expire (within one lease)
+  so the redelivery can run. A holder that cannot renew (its claim expired or was taken) has its
+  handler cancelled: no handler outlives its claim;
+* ``outbox:<digest>:<json list>``: the handler finished and its output events are being published;
+  a redelivery re-publishes the same events (same ids) instead of running the handler again;
 * ``done:<digest>`` (long TTL): handled; a redelivered duplicate is acked at once.
 
 ``<digest>`` is 16 hex characters of BLAKE2b over the delivered body (:func:`body_digest`):
@@ -15,22 +17,39 @@ claim says :attr:`ClaimState.REUSED` (the pipeline dead-letters it as ``id_reuse
 on the one ``SET ... GET`` the claim makes anyway: no extra round trip, 17 bytes per marker.
 Markers written before digests existed (``done``, ``outbox:[...]``) match any body.
 
-A failed or dead-lettered attempt deletes the claim, so a retry or a quarantine release runs.
+A failed or dead-lettered attempt deletes the claim (only if it still holds it, by its token),
+so a retry or a quarantine release runs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
 import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from common.bus.redis_batch import Command, RedisBatch
+from common.errors import RetryLater
+from common.logging import get_logger
 from common.store import Store
 
-__all__ = ["Claim", "ClaimState", "Idempotency", "body_digest", "is_done"]
+__all__ = ["Claim", "ClaimLost", "ClaimState", "Idempotency", "body_digest", "is_done"]
 
+_log = get_logger("eventguard.idempotency")
 _PROCESSING = b"processing"
+# Extend the lease only while it still holds our token; delete it only while it does.
+_RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
 _DONE = b"done"
 _OUTBOX = b"outbox:"
 _DIGEST_CHARS = 16
@@ -68,15 +87,36 @@ class Claim:
         self.outbox = outbox or []
 
 
+class ClaimLost(RetryLater):
+    """The handler's claim expired or was taken while it ran; the handler was cancelled."""
+
+
 class Idempotency:
     """Claims event ids for one worker in Redis."""
 
-    def __init__(self, store: Store, *, worker: str, lease_s: float, done_ttl_s: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker: str,
+        lease_s: float,
+        done_ttl_s: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._redis = RedisBatch(store)  # concurrent claims share one round trip
         self._prefix = store.key("idem", worker, "")
         self._lease_ms = max(1000, round(lease_s * 1000))
         self._done_ttl_s = done_ttl_s
+        self._clock = clock
+        self._tokens: dict[str, bytes] = {}  # event id -> our lease value, while we hold it
+        self._held: dict[str, _Held] = {}  # event id -> its running handler
+        self._keeper: asyncio.Task[None] | None = None
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claim lives without renewal."""
+        return self._lease_ms / 1000
 
     def _key(self, event_id: str) -> str:
         return self._prefix + event_id
@@ -85,10 +125,12 @@ class Idempotency:
         """Claim ``event_id`` for processing (one round trip); ``digest`` is the body's
         :func:`body_digest`, compared with the one a finished claim kept."""
         key = self._key(event_id)
+        token = _PROCESSING + b":" + uuid.uuid4().hex[:16].encode()
         previous: Any = await self._redis.execute(
-            lambda r: r.set(key, _PROCESSING, nx=True, px=self._lease_ms, get=True)
+            lambda r: r.set(key, token, nx=True, px=self._lease_ms, get=True)
         )
         if previous is None:
+            self._tokens[event_id] = token
             return Claim(ClaimState.NEW)
         if not isinstance(previous, bytes) or previous == _PROCESSING:
             return Claim(ClaimState.BUSY)
@@ -110,12 +152,14 @@ class Idempotency:
         value = _OUTBOX + (digest + b":" if digest else b"") + json.dumps(bodies).encode()
         key = self._key(event_id)
         await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        self._tokens.pop(event_id, None)
 
     async def done(self, event_id: str, digest: bytes = b"") -> None:
         """Mark ``event_id`` handled, keeping the body's digest (durable: see :meth:`_write`)."""
         key = self._key(event_id)
         value = _DONE + b":" + digest if digest else _DONE
         await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        self._tokens.pop(event_id, None)
 
     async def _write(self, command: Command) -> None:
         """The marks an ack depends on: with ``WAIT`` configured, a replica must hold them
@@ -127,9 +171,90 @@ class Idempotency:
             await self._redis.execute(command)
 
     async def release(self, event_id: str) -> None:
-        """Forget the claim so the next delivery runs the handler."""
+        """Forget the claim so the next delivery runs the handler (only while it is ours)."""
         key = self._key(event_id)
-        await self._redis.execute(lambda r: r.delete(key))
+        token = self._tokens.pop(event_id, None)
+        if token is None:
+            await self._redis.execute(lambda r: r.delete(key))
+        else:
+            await self._redis.execute(lambda r: r.eval(_RELEASE, 1, key, token))
+
+    async def renew(self, event_id: str) -> bool:
+        """Extend our lease on ``event_id`` by a full lease; False when it is no longer ours."""
+        token = self._tokens.get(event_id)
+        if token is None:
+            return False
+        key = self._key(event_id)
+        renewed: Any = await self._redis.execute(
+            lambda r: r.eval(_RENEW, 1, key, token, self._lease_ms)
+        )
+        return bool(renewed)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, event_id: str) -> AsyncIterator[None]:
+        """Renew the claim every third of a lease while the body runs (one keeper task renews
+        every held claim of this worker together, so a message costs no task of its own).
+
+        If the claim is lost (taken by another holder, or not renewed for two thirds of a lease
+        because Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the
+        handler never runs on past its claim, so a redelivered copy cannot run beside it."""
+        if event_id not in self._tokens:
+            yield
+            return
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Idempotency.hold needs to run inside a task")
+        held = _Held(task, self._clock())
+        self._held[event_id] = held
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep(), name="claim-keeper")
+        try:
+            yield
+        except asyncio.CancelledError:
+            if held.lost and task.uncancel() == 0:
+                raise ClaimLost(held.lost) from None
+            raise
+        finally:
+            self._held.pop(event_id, None)
+            if not self._held and self._keeper is not None:
+                self._keeper.cancel()  # idle: no sleeping task left behind
+                self._keeper = None
+
+    async def _keep(self) -> None:
+        lease_s = self.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            held = list(self._held.items())
+            results = await asyncio.gather(
+                *(self.renew(event_id) for event_id, _ in held), return_exceptions=True
+            )
+            now = self._clock()
+            for (event_id, entry), result in zip(held, results, strict=True):
+                if self._held.get(event_id) is not entry or entry.lost:
+                    continue  # finished meanwhile, or already being cancelled
+                if isinstance(result, BaseException):
+                    _log.warning("idempotency.renew_failed", error=repr(result)[:200])
+                    if now - entry.renewed_at < lease_s * 2 / 3:
+                        continue
+                    entry.lost = f"claim not renewed for {lease_s:.1f} s (Redis unreachable)"
+                elif result:
+                    entry.renewed_at = now
+                    continue
+                else:
+                    entry.lost = "claim expired or taken by another holder"
+                _log.warning("idempotency.claim_lost", reason=entry.lost)
+                entry.task.cancel()
+
+
+class _Held:
+    """A claim being held: its handler's task, when it was last renewed, why it was lost."""
+
+    __slots__ = ("lost", "renewed_at", "task")
+
+    def __init__(self, task: asyncio.Task[Any], renewed_at: float) -> None:
+        self.task = task
+        self.renewed_at = renewed_at
+        self.lost = ""
 
 
 def _same(kept: bytes, digest: bytes) -> bool:

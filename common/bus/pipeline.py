@@ -15,6 +15,7 @@ escapes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -216,13 +217,18 @@ class Pipeline:
                 detail = f"id {event.id!r} was handled before for a different body"
                 await self._dead_letter(message, "id_reused", detail, "", attempt)
                 return "dead_letter"
-            if claim.state is ClaimState.BUSY:
-                return await self._retry(message, attempt, "event is being handled elsewhere")
+            if claim.state is ClaimState.BUSY:  # a live lease: wait without spending an attempt
+                return await self._retry(
+                    message, attempt - 1, "event is being handled elsewhere", idem.lease_s / 3
+                )
             if claim.state is ClaimState.OUTBOX:
                 return await self._republish(message, event, route, claim.outbox, attempt)
         try:
             timeout = route.timeout_s or self.settings.handler_timeout_s
-            async with asyncio.timeout(timeout):
+            hold: contextlib.AbstractAsyncContextManager[None] = (
+                idem.hold(event.id) if idem is not None else contextlib.nullcontext()
+            )
+            async with hold, asyncio.timeout(timeout):  # the claim is renewed while it runs
                 output = list(await route.handler(event) or ())
         except Reject as rejected:
             await self._release(event.id)

@@ -34,6 +34,8 @@ class Route:
     # Send the output events to the request's reply_to as well (request/reply): all of them
     # (True) or only these types (e.g. the one summary of a stream of results).
     reply: bool | frozenset[str] = False
+    # Every replica must see it (its own queue), not one of them (the shared work queue).
+    broadcast: bool = False
 
     def replies_with(self, event_type: str) -> bool:
         """Whether an output of ``event_type`` also goes to the requester's reply_to."""
@@ -55,15 +57,22 @@ class Router:
         *,
         timeout_s: float | None = None,
         reply: bool | frozenset[str] = False,
+        broadcast: bool = False,
     ) -> None:
-        """Register ``handler`` for ``event_type`` (a catalogue type, once)."""
+        """Register ``handler`` for ``event_type`` (a catalogue type, once). A ``broadcast``
+        type reaches every replica of the worker (its per-replica queue), not just one."""
         if not is_known(event_type):
             raise ValueError(f"{event_type!r} is not in the event catalogue")
         if event_type in self.routes:
             raise ValueError(f"{event_type!r} already has a handler")
-        self.routes[event_type] = Route(event_type, handler, timeout_s, reply)
+        self.routes[event_type] = Route(event_type, handler, timeout_s, reply, broadcast)
 
     @property
     def event_types(self) -> list[str]:
         """The event types this router handles, sorted."""
         return sorted(self.routes)
+
+    @property
+    def broadcast_types(self) -> list[str]:
+        """The types every replica handles (bound to each replica's own queue), sorted."""
+        return sorted(t for t, route in self.routes.items() if route.broadcast)

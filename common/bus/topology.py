@@ -12,6 +12,10 @@
   ``eventguard.dead.unrecorded``, which nothing consumes, instead of requeueing it forever.
 * ``eventguard.unrouted`` (fanout, the events exchange's alternate) -> ``eventguard.unrouted``:
   events no queue is bound for yet, so a mandatory publish never fails for lack of a subscriber.
+* ``eventguard.<worker>.replica.<instance>.<token>``: one per replica, exclusive and
+  auto-delete (it lives as long as the replica's consumer), bound to the types every replica
+  must see (quarantine entries, heartbeats for health_monitor) besides the work queue; bounded,
+  oldest dropped first, since a replica that misses events resyncs from Redis anyway.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ __all__ = [
     "Topology",
     "base_exchanges",
     "dead_queue_spec",
+    "replica_queue_spec",
     "retry_queue_name",
     "topic_matches",
     "unrecorded_queue_spec",
@@ -79,6 +84,8 @@ class QueueSpec:
     name: str
     arguments: dict[str, str | int]
     bindings: tuple[tuple[str, str], ...] = ()
+    # A per-replica queue: declared by its consumer on its own channel, gone with it.
+    exclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,25 @@ def worker_topology(
         ),
         work_queue=queue,
         retry_queues=retries,
+    )
+
+
+def replica_queue_spec(
+    worker: str,
+    instance: str,
+    token: str,
+    event_types: Sequence[str],
+    *,
+    exchange: str = EVENTS_EXCHANGE,
+    max_length: int = 10_000,
+) -> QueueSpec:
+    """The queue of one replica of ``worker``: every replica gets its own copy of
+    ``event_types`` (competing consumers on the work queue would split them)."""
+    return QueueSpec(
+        name=f"eventguard.{worker}.replica.{instance[:100]}.{token}",
+        arguments={"x-max-length": max_length, "x-overflow": "drop-head"},
+        bindings=tuple((exchange, t) for t in sorted(set(event_types))),
+        exclusive=True,
     )
 
 

@@ -99,14 +99,22 @@ def test_secrets_are_only_referenced(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_worker_scales_on_its_own_queue_and_has_a_budget(overlay: str) -> None:
-    """A KEDA ScaledObject per worker watches that worker's work queue; a PDB guards each."""
+    """A KEDA ScaledObject per worker that is safe to scale watches that worker's work queue
+    (health_monitor has none: one leader evaluates, standbys add no throughput); a PDB guards
+    each; every pod is named by the downward API."""
     scaled = _objects(overlay, "ScaledObject")
     budgets = _objects(overlay, "PodDisruptionBudget")
     services = _objects(overlay, "Service")
+    deployments = _objects(overlay, "Deployment")
+    assert _name("health_monitor") not in scaled
     for worker in WORKERS:
-        spec = scaled[_name(worker)]["spec"]
-        assert spec["scaleTargetRef"]["name"] == _name(worker)
-        assert spec["triggers"][0]["metadata"]["queueName"] == work_queue_name(worker)
+        env = deployments[_name(worker)]["spec"]["template"]["spec"]["containers"][0]["env"]
+        instance = next(e for e in env if e["name"] == "EVENTGUARD_INSTANCE")
+        assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+        if worker != "health_monitor":
+            spec = scaled[_name(worker)]["spec"]
+            assert spec["scaleTargetRef"]["name"] == _name(worker)
+            assert spec["triggers"][0]["metadata"]["queueName"] == work_queue_name(worker)
         selector = budgets[_name(worker)]["spec"]["selector"]["matchLabels"]
         assert selector == {"app.kubernetes.io/name": _name(worker)}
         labels = services[_name(worker)]["metadata"]["labels"]

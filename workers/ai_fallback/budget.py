@@ -1,9 +1,12 @@
 """Token and money budgets per request, per actor and overall, kept in Redis per time window.
 
-Checked before any provider call with the request's worst case (prompt plus its output
-allowance) and recorded after with what was actually used. Money is counted in micro-dollars
-so Redis can add it atomically with HINCRBY. The check and the record are separate steps, so
-concurrent requests may together overshoot a limit by at most their own worst cases.
+Before any provider call a request *reserves* its worst case (prompt plus its output allowance)
+in every scope it counts against: one Lua step checks every scope and adds to all of them, or
+to none, so concurrent requests on any number of replicas can never together overspend a
+limit. After the call it *settles*: one Lua step replaces the reservation with what was
+actually used (nothing, when no model answered). A replica that dies between the two leaves
+its reservation counted until the window ends: budgets err on the side of spending less.
+Money is counted in micro-dollars so Redis adds it exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +20,37 @@ from common.config import AiFallbackSettings
 from common.store import Store
 from workers.ai_fallback import keys
 
-__all__ = ["Budgets", "Usage"]
+__all__ = ["Budgets", "Reservation", "Usage"]
+
+# KEYS: the scopes' usage hashes. ARGV: tokens, micro-dollars, ttl, then per key its token and
+# micro-dollar limits ('' = none). Returns {0} when reserved, else {key index, 'tokens' or
+# 'micro_usd', used so far}: nothing is added unless every scope can take the whole request.
+_RESERVE = """
+local t, m, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i, k in ipairs(KEYS) do
+  local used_t = tonumber(redis.call('HGET', k, 'tokens') or '0')
+  local used_m = tonumber(redis.call('HGET', k, 'micro_usd') or '0')
+  local max_t, max_m = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if max_t ~= '' and used_t + t > tonumber(max_t) then return {i, 'tokens', used_t} end
+  if max_m ~= '' and used_m + m > tonumber(max_m) then return {i, 'micro_usd', used_m} end
+end
+for _, k in ipairs(KEYS) do
+  redis.call('HINCRBY', k, 'tokens', t)
+  redis.call('HINCRBY', k, 'micro_usd', m)
+  redis.call('EXPIRE', k, ttl)
+end
+return {0}
+"""
+# KEYS: the reserved hashes. ARGV: the token and micro-dollar corrections (may be negative).
+_SETTLE = """
+for _, k in ipairs(KEYS) do
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('HINCRBY', k, 'tokens', ARGV[1])
+    redis.call('HINCRBY', k, 'micro_usd', ARGV[2])
+  end
+end
+return 1
+"""
 
 
 @dataclass(frozen=True)
@@ -26,6 +59,15 @@ class Usage:
 
     tokens: int
     cost_usd: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """What a request reserved, and where (the window's keys it was reserved in)."""
+
+    keys: tuple[str, ...]
+    tokens: int
+    micro_usd: int
 
 
 class Budgets:
@@ -64,55 +106,48 @@ class Budgets:
             )
         return None
 
-    async def check(self, actor: str | None, worst: Usage) -> str | None:
-        """Why the actor's or the global budget cannot take ``worst`` now, or None."""
+    async def reserve(self, actor: str | None, worst: Usage) -> Reservation | str:
+        """Reserve ``worst`` in the actor's and the global budget at once (one Lua step), or
+        say why one of them cannot take it."""
         scopes = self._scopes(actor)
         if not scopes:
-            return None
+            return Reservation((), 0, 0)
         window = self._window()
         names = [keys.budget(self._store, window, scope) for scope, _, _ in scopes]
+        micro = round(worst.cost_usd * 1_000_000)
+        args: list[Any] = [worst.tokens, micro, 2 * self._s.budget_window_s]
+        for _, max_tokens, max_cost in scopes:
+            args += [
+                "" if max_tokens is None else max_tokens,
+                "" if max_cost is None else round(max_cost * 1_000_000),
+            ]
+        result: Any = await self._store.execute(
+            lambda r: r.eval(_RESERVE, len(names), *names, *args)
+        )
+        index = int(result[0])
+        if index == 0:
+            return Reservation(tuple(names), worst.tokens, micro)
+        scope, max_tokens, max_cost = scopes[index - 1]
+        label = "global" if scope == "global" else "actor"
+        used = int(result[2])
+        what = result[1].decode() if isinstance(result[1], bytes) else str(result[1])
+        if what == "tokens":
+            return (
+                f"{label} token budget: {used} of {max_tokens} used in this window, "
+                f"request needs up to {worst.tokens}"
+            )
+        return (
+            f"{label} cost budget: ${used / 1_000_000:.6f} of ${max_cost:.6f} used in this "
+            f"window, request may cost up to ${worst.cost_usd:.6f}"
+        )
 
-        async def read(r: Any) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            for name in names:
-                pipe.hmget(name, "tokens", "micro_usd")
-            return list(await pipe.execute())
-
-        replies = await self._store.execute(read)
-        for (scope, max_tokens, max_cost), (tokens_raw, micro_raw) in zip(
-            scopes, replies, strict=True
-        ):
-            used_tokens = int(tokens_raw or 0)
-            used_cost = int(micro_raw or 0) / 1_000_000
-            label = "global" if scope == "global" else "actor"
-            if max_tokens is not None and used_tokens + worst.tokens > max_tokens:
-                return (
-                    f"{label} token budget: {used_tokens} of {max_tokens} used in this window, "
-                    f"request needs up to {worst.tokens}"
-                )
-            if max_cost is not None and used_cost + worst.cost_usd > max_cost:
-                return (
-                    f"{label} cost budget: ${used_cost:.6f} of ${max_cost:.6f} used in this "
-                    f"window, request may cost up to ${worst.cost_usd:.6f}"
-                )
-        return None
-
-    async def record(self, actor: str | None, used: Usage) -> None:
-        """Add what a request actually used to every scope it counts against."""
-        scopes = self._scopes(actor)
-        if not scopes or (used.tokens <= 0 and used.cost_usd <= 0):
+    async def settle(self, reservation: Reservation, used: Usage) -> None:
+        """Replace ``reservation`` by what was actually ``used`` (one Lua step)."""
+        if not reservation.keys:
             return
-        window = self._window()
-        ttl = 2 * self._s.budget_window_s
-        names = [keys.budget(self._store, window, scope) for scope, _, _ in scopes]
-        micro = round(used.cost_usd * 1_000_000)
-
-        async def write(r: Any) -> list[Any]:
-            pipe = r.pipeline(transaction=True)
-            for name in names:
-                pipe.hincrby(name, "tokens", used.tokens)
-                pipe.hincrby(name, "micro_usd", micro)
-                pipe.expire(name, ttl)
-            return list(await pipe.execute())
-
-        await self._store.execute(write)
+        d_tokens = used.tokens - reservation.tokens
+        d_micro = round(used.cost_usd * 1_000_000) - reservation.micro_usd
+        if d_tokens == 0 and d_micro == 0:
+            return
+        names = list(reservation.keys)
+        await self._store.execute(lambda r: r.eval(_SETTLE, len(names), *names, d_tokens, d_micro))

@@ -62,8 +62,9 @@ class HealthBook:
         self.health = {name: ModelHealth() for name in models}
 
     async def load(self) -> list[str]:
-        """Read persisted cool-downs and disables (call at start); returns the models whose
-        disable lifted because their configuration changed (their markers are deleted)."""
+        """Read persisted cool-downs and disables (at start, then every resync: Redis is the
+        truth every replica shares); returns the models whose disable lifted because their
+        configuration changed (their markers are deleted)."""
         names = list(self._models)
         if not names:
             return []
@@ -81,14 +82,19 @@ class HealthBook:
         lifted: list[str] = []
         for i, name in enumerate(names):
             ttl_ms, fingerprint = replies[2 * i], replies[2 * i + 1]
+            h = self.health[name]
             if isinstance(ttl_ms, int) and ttl_ms > 0:
-                self.health[name].cooldown_until = now + ttl_ms / 1000
-                self.health[name].cooldown_reason = "persisted"
+                h.cooldown_until = now + ttl_ms / 1000
+                h.cooldown_reason = "persisted"
+            elif h.cooldown_until > now:  # lifted in Redis (``eventguard ai enable``)
+                h.cooldown_until = now
             if isinstance(fingerprint, bytes):
                 same = fingerprint.decode() == self._models[name].fingerprint
-                self.health[name].disabled = same
+                h.disabled = same
                 if not same:
                     lifted.append(name)
+            else:
+                h.disabled = False
         if lifted:
             stale = [keys.disabled(store, name) for name in lifted]
             await store.execute(lambda r: r.delete(*stale))

@@ -29,7 +29,7 @@ from common.validation import Answer, EmptyBody
 from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
 from workers.ai_fallback.alerts import auth_alert, auth_resolved
-from workers.ai_fallback.budget import Budgets, Usage
+from workers.ai_fallback.budget import Budgets, Reservation, Usage
 from workers.ai_fallback.cache import CachedAnswer, CompletionCache, cache_key, cacheable
 from workers.ai_fallback.calls import ModelCalls
 from workers.ai_fallback.chain import Model, load_models
@@ -136,6 +136,15 @@ class AiFallback(BaseService):
         await self.quarantine.load()
         if any(model.encoding == "o200k" for model in self.models.values()):
             await asyncio.to_thread(load_o200k)  # ~1 s to build: not on the first request
+        for name in await self.health.load():
+            await self._auth_resolved(self.models[name])
+        for model in self.models.values():
+            self.walker.publish_state(model)
+
+    async def resync(self) -> None:
+        """Every replica re-reads the quarantine list and the model disables and cool-downs
+        (``eventguard ai enable`` lifts them in Redis only)."""
+        await self.quarantine.resync()
         for name in await self.health.load():
             await self._auth_resolved(self.models[name])
         for model in self.models.values():
@@ -303,19 +312,32 @@ class AiFallback(BaseService):
             self.metrics.cache.labels("miss").inc()
         else:
             self.metrics.cache.labels("bypass").inc()
-        reason = await self.budgets.check(actor, worst)
-        if reason is not None:
-            raise _Refused("over_budget", reason)
+        reservation = await self.budgets.reserve(actor, worst)
+        if isinstance(reservation, str):
+            raise _Refused("over_budget", reservation)
         deadline = self._clock() + min(request.deadline_s, self.settings.max_deadline_s)
         job = _Job(request, chain, sizes, deadline, max_cost, actor, digest)
-        walk = await self._single_flight(job)
+        used = Usage(0, 0.0)  # settled to nothing unless this request's own walk got an answer
+        try:
+            walk, led = await self._single_flight(job)
+            if led and walk.reply is not None and walk.model is not None:
+                used = Usage(walk.input_tokens + walk.output_tokens, walk.cost_usd)
+        finally:
+            await self._settle(reservation, used)
         return from_walk(request_id, walk)
 
-    async def _single_flight(self, job: _Job) -> Walk:
-        """One walk per distinct cacheable request at a time; followers share its result."""
+    async def _settle(self, reservation: Reservation, used: Usage) -> None:
+        try:
+            await self.budgets.settle(reservation, used)
+        except Exception as error:  # noqa: BLE001 - the reservation stays counted: spend less, never more
+            _log.warning("ai.budget_settle_failed", error=repr(error)[:200])
+
+    async def _single_flight(self, job: _Job) -> tuple[Walk, bool]:
+        """One walk per distinct cacheable request at a time; followers share its result.
+        Returns the walk and whether this request led it (its usage is this request's)."""
         digest = job.digest
         if digest is None:
-            return await self._walk(job)
+            return await self._walk(job), True
         led = False
 
         async def lead() -> Walk:
@@ -326,14 +348,12 @@ class AiFallback(BaseService):
         walk = await self._flights.run(digest, lead)
         if not led:
             self.metrics.cache.labels("shared").inc()
-        return walk
+        return walk, led
 
     async def _walk(self, job: _Job) -> Walk:
         walk = await self.walker.run(job.request, job.chain, job.sizes, job.deadline, job.max_cost)
         if walk.reply is None or walk.model is None:
             return walk
-        used = Usage(walk.input_tokens + walk.output_tokens, walk.cost_usd)
-        await self.budgets.record(job.actor, used)
         if job.digest is not None:
             answer = CachedAnswer(
                 model=walk.model.name,

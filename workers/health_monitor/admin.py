@@ -77,7 +77,7 @@ def routes(monitor: HealthMonitor) -> list[AdminRoute]:
         if alert is None:
             raise Problem(404, "no such alert", code="unknown_alert")
         alert.acknowledged_by = _who(request)
-        await monitor.book.save(monitor.evaluator.alerts)
+        await monitor.book.acknowledge(alert.fingerprint, alert.acknowledged_by)
         return web.json_response(AckAnswer(acknowledged_by=alert.acknowledged_by).model_dump())
 
     async def list_silences(_request: web.Request) -> web.Response:

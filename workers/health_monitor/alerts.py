@@ -6,40 +6,55 @@
   ``redis``) mutes every alert whose labels say ``depends_on`` that dependency.
 * Repeat interval: a firing alert is sent again every ``repeat_interval_s``.
 * Grouping: notifications of one evaluation are grouped by rule for the webhook.
-* Sinks run concurrently, each under its own timeout: a slow or failing sink never delays the
-  others, and its failure is counted and logged, never raised.
+* Delivery goes through the outbox (:mod:`workers.health_monitor.outbox`): sinks run
+  concurrently, each under its own timeout; a failing sink is retried every round until it
+  accepts, and never delays the others.
+* State in Redis is written only by the leader, fenced by its epoch, one changed alert at a time
+  (``HSET``/``HDEL`` of what changed since the last write, never a delete-and-rewrite).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from common.errors import EventGuardError
 from common.logging import get_logger
-from common.metrics import Metrics
 from common.store import Store
 from workers.health_monitor.evaluator import AlertState, Change
+from workers.health_monitor.outbox import Notification, Pending, Sink
 from workers.health_monitor.rules import Rule
 
-__all__ = ["AlertBook", "Notification", "Silence", "Sink", "deliver"]
+__all__ = ["AlertBook", "Fenced", "Notification", "Silence", "Sink", "due", "inhibited"]
 
 _log = get_logger("eventguard.health_monitor")
 
+# KEYS: lease, alerts, outbox, acks (a deleted alert's acknowledgement goes with it).
+# ARGV: the lease value we hold, then four counted lists: alert field/value pairs to set, alert
+# fields to delete, outbox pairs to set, outbox ids to delete. Nothing is written unless the
+# lease still names us (the fencing token is in its value).
+_FENCED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+for k = 1, 2 do
+  local n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do redis.call('HSET', KEYS[k + 1], ARGV[i], ARGV[i + 1]); i = i + 2 end
+  n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call('HDEL', KEYS[k + 1], ARGV[i])
+    if k == 1 then redis.call('HDEL', KEYS[4], ARGV[i]) end
+    i = i + 1
+  end
+end
+return 1
+"""
 
-@dataclass(frozen=True)
-class Notification:
-    """One alert to tell the sinks about."""
 
-    kind: str  # "raised" or "resolved"
-    alert: AlertState
-    rule: Rule
-
-
-Sink = Callable[[Sequence[Notification]], Awaitable[None]]
+class Fenced(EventGuardError):
+    """The lease no longer names this replica: another leader took over; nothing was written."""
 
 
 @dataclass
@@ -65,6 +80,8 @@ class AlertBook:
 
     store: Store
     silences: dict[str, Silence] = field(default_factory=dict)
+    acks: dict[str, str] = field(default_factory=dict)
+    _saved: dict[str, str] = field(default_factory=dict)  # alert JSON as last committed
 
     def _key(self, name: str) -> str:
         return self.store.key("health", name)
@@ -75,22 +92,57 @@ class AlertBook:
         raw_alerts: Any = await self.store.execute(lambda r: r.hgetall(alerts_key))
         raw_silences: Any = await self.store.execute(lambda r: r.hgetall(silences_key))
         alerts = {k.decode(): AlertState.from_json(v) for k, v in raw_alerts.items()}
+        self._saved = {fp: alert.to_json() for fp, alert in alerts.items()}
         self.silences = {k.decode(): Silence(**json.loads(v)) for k, v in raw_silences.items()}
         return alerts, self.silences
 
-    async def save(self, alerts: Mapping[str, AlertState]) -> None:
-        """Replace the saved alert states with ``alerts`` (one transaction)."""
-        key = self._key("alerts")
-        values = {fp: alert.to_json() for fp, alert in alerts.items()}
+    async def load_outbox(self) -> dict[str, Pending]:
+        """The notifications still owed to some sink (a new leader carries on with them)."""
+        key = self._key("outbox")
+        raw: Any = await self.store.execute(lambda r: r.hgetall(key))
+        return {k.decode(): Pending.from_json(v) for k, v in raw.items()}
 
-        async def write(r: Any) -> Any:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.delete(key)
-                if values:
-                    pipe.hset(key, mapping=values)
-                return await pipe.execute()
+    async def commit(
+        self,
+        alerts: Mapping[str, AlertState] | None,
+        *,
+        lease: tuple[str, str],
+        outbox: Sequence[Pending] = (),
+        outbox_done: Sequence[str] = (),
+    ) -> None:
+        """Write the alerts that changed since the last commit (``None``: none) and outbox
+        changes, in one step fenced by ``lease`` (its key and the value we hold). Raises
+        :class:`Fenced` when another replica leads now."""
+        lease_key, holder = lease
+        changed: dict[str, str] = {}
+        gone: list[str] = []
+        if alerts is not None:
+            current = {fp: alert.to_json() for fp, alert in alerts.items()}
+            changed = {fp: v for fp, v in current.items() if self._saved.get(fp) != v}
+            gone = [fp for fp in self._saved if fp not in current]
+        else:
+            current = self._saved
+        if not (changed or gone or outbox or outbox_done):
+            return
+        args: list[Any] = [holder, len(changed)]
+        for fp, value in changed.items():
+            args += [fp, value]
+        args += [len(gone), *gone, len(outbox)]
+        for entry in outbox:
+            args += [entry.id, entry.to_json()]
+        args += [len(outbox_done), *outbox_done]
+        keys = [lease_key, self._key("alerts"), self._key("outbox"), self._key("acks")]
+        written: Any = await self.store.execute(
+            lambda r: r.eval(_FENCED_WRITE, len(keys), *keys, *args)
+        )
+        if not written:
+            raise Fenced("the health_monitor lease is held by another replica")
+        self._saved = dict(current)
 
-        await self.store.execute(write)
+    async def acknowledge(self, fingerprint: str, by: str) -> None:
+        """Record who acknowledged an alert (read back by the leader every round)."""
+        key = self._key("acks")
+        await self.store.execute(lambda r: r.hset(key, fingerprint, by[:200]))
 
     async def add_silence(
         self, matchers: dict[str, str], *, until: float, by: str, comment: str, now: float
@@ -111,10 +163,13 @@ class AlertBook:
         return bool(removed)
 
     async def refresh(self, now: float) -> None:
-        """Re-read silences (the CLI and other replicas add them) and drop expired ones."""
-        key = self._key("silences")
+        """Re-read silences and acknowledgements (the CLI and other replicas add them) and drop
+        expired silences."""
+        key, acks_key = self._key("silences"), self._key("acks")
         raw: Any = await self.store.execute(lambda r: r.hgetall(key))
+        raw_acks: Any = await self.store.execute(lambda r: r.hgetall(acks_key))
         self.silences = {k.decode(): Silence(**json.loads(v)) for k, v in raw.items()}
+        self.acks = {k.decode(): v.decode() for k, v in raw_acks.items()}
         for silence_id in [s.id for s in self.silences.values() if s.expires_at <= now]:
             await self.remove_silence(silence_id)
 
@@ -151,42 +206,3 @@ def due(
         if now - alert.last_sent >= repeat_interval_s:
             out.append(Notification("raised", alert, rules[alert.rule]))
     return out
-
-
-async def deliver(
-    notifications: Sequence[Notification],
-    sinks: Mapping[str, Sink],
-    *,
-    book: AlertBook,
-    firing: Sequence[tuple[AlertState, Rule]],
-    now: float,
-    timeout_s: float,
-    metrics: Metrics,
-) -> list[Notification]:
-    """Send what is neither silenced nor inhibited to every sink at once; returns what went."""
-    counter = metrics.health_monitor.notifications
-    send: list[Notification] = []
-    for note in notifications:
-        if note.kind == "raised" and book.silenced(note.alert, now):
-            counter.labels("all", "silenced").inc()
-        elif note.kind == "raised" and inhibited(note.alert, firing):
-            counter.labels("all", "inhibited").inc()
-        else:
-            send.append(note)
-    if not send:
-        return []
-
-    async def one(name: str, sink: Sink) -> None:
-        try:
-            async with asyncio.timeout(timeout_s):
-                await sink(send)
-        except Exception as error:  # noqa: BLE001 - a sink's failure must not reach the others
-            counter.labels(name, "failed").inc()
-            _log.warning("alert.sink_failed", sink=name, error=repr(error)[:300])
-        else:
-            counter.labels(name, "sent").inc(len(send))
-
-    await asyncio.gather(*(one(name, sink) for name, sink in sinks.items()))
-    for note in send:
-        note.alert.last_sent = now
-    return send

@@ -183,7 +183,14 @@ def redis_collector(store: Store) -> Collector:
         if not isinstance(info, dict):
             raise TypeError("INFO did not return a mapping")
         labels = {"depends_on": "redis"}
+        maxmemory = _number(info.get("maxmemory", 0))
+        ratio = (
+            [Sample.of("redis_memory_used_ratio", _number(info["used_memory"]) / maxmemory)]
+            if maxmemory > 0
+            else []
+        )
         return [
+            *ratio,
             Sample.of("target_up", 1.0, target="redis"),
             Sample.of("redis_used_memory_bytes", _number(info["used_memory"]), **labels),
             Sample.of("redis_connected_clients", _number(info["connected_clients"]), **labels),

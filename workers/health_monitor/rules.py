@@ -41,6 +41,7 @@ METRICS: Mapping[str, str] = {
     "queue_consumers": "rabbitmq",
     "queue_unacked": "rabbitmq",
     "redis_used_memory_bytes": "redis",
+    "redis_memory_used_ratio": "redis",  # of maxmemory; only when maxmemory is set
     "redis_connected_clients": "redis",
     "redis_rdb_last_save_failed": "redis",
     "target_up": "collectors",

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from common.bus.router import Emit
+from common.errors import EventGuardError
 from common.logging import get_logger
 from common.preflight import url_vhost
 from common.service import AdminRoute, BaseService, WorkerContext
@@ -19,7 +22,7 @@ from schemas.envelope import Envelope, new_event
 from schemas.health import AlertRaised, AlertResolved, Heartbeat
 from schemas.quarantine import ENTITY_KINDS
 from workers.health_monitor import admin
-from workers.health_monitor.alerts import AlertBook, Notification, Sink, deliver, due
+from workers.health_monitor.alerts import AlertBook, Fenced, Notification, Sink, due, inhibited
 from workers.health_monitor.collectors import (
     Collector,
     HeartbeatBook,
@@ -28,12 +31,16 @@ from workers.health_monitor.collectors import (
     rabbitmq_collector,
     redis_collector,
 )
-from workers.health_monitor.evaluator import Evaluator
+from workers.health_monitor.evaluator import AlertState, Evaluator
+from workers.health_monitor.leader import Leadership
+from workers.health_monitor.outbox import Outbox, Pending
 from workers.health_monitor.rules import Rule, load_rules
 
 __all__ = ["HealthMonitor"]
 
 _log = get_logger("eventguard.health_monitor")
+# What a Redis call raises when Redis is away (the guard's errors, redis-py's, the socket's).
+_REDIS_DOWN = (EventGuardError, RedisError, OSError, TimeoutError)
 
 
 def _when(epoch: float) -> datetime:
@@ -41,7 +48,10 @@ def _when(epoch: float) -> datetime:
 
 
 class HealthMonitor(BaseService):
-    """Turns heartbeats and collected stats into alerts."""
+    """Turns heartbeats and collected stats into alerts.
+
+    With N replicas every one consumes every heartbeat and evaluates (a hot standby); only the
+    lease holder (:mod:`workers.health_monitor.leader`) saves state and notifies."""
 
     name = "health_monitor"
 
@@ -65,14 +75,23 @@ class HealthMonitor(BaseService):
             absent_after_s=self.settings.stale_heartbeat_s,
         )
         self.book = AlertBook(ctx.store)
+        self.leadership = Leadership(
+            ctx.store,
+            holder=f"{ctx.settings.instance}:{uuid.uuid4().hex[:8]}",
+            lease_s=self.settings.leader_lease_s,
+        )
+        self.outbox = Outbox()
         self.heartbeats = HeartbeatBook()
         self._extra_collectors = collectors
         self.collectors: dict[str, Collector] = {}
         self.sinks: dict[str, Sink] = {"events": self._publish, **(sinks or {})}
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lead_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._lead_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
-        self.router.add("health.heartbeat", self.on_heartbeat)
+        self.router.add("health.heartbeat", self.on_heartbeat, broadcast=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -82,13 +101,18 @@ class HealthMonitor(BaseService):
         self.evaluator.restore(alerts)
         self.collectors = self._build_collectors()
         self._task = asyncio.create_task(self._loop(), name="health_monitor.tick")
+        self._lead_task = asyncio.create_task(self._lead_loop(), name="health_monitor.lease")
 
     async def stop(self) -> None:
-        """Stop evaluating and close HTTP sessions."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop evaluating, hand the lease over, close HTTP sessions."""
+        self._stopping = True
+        for task in (self._task, self._lead_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self.leadership.resign()
+        self.ctx.metrics.health_monitor.leader.set(0)
         if self._session is not None:
             await self._session.close()
 
@@ -127,6 +151,27 @@ class HealthMonitor(BaseService):
             except Exception:  # noqa: BLE001 - one bad round must not stop monitoring
                 _log.exception("health.tick_failed")
 
+    async def _lead_loop(self) -> None:
+        while not self._stopping:  # a cancel may land inside a guarded Redis call and be lost
+            try:
+                await self._lead()
+            except Exception:  # noqa: BLE001 - one failed renewal must not stop the loop
+                _log.exception("health.lease_failed")
+            await asyncio.sleep(self.settings.leader_renew_s)
+
+    async def _lead(self) -> None:
+        """Take or renew the lease; a replica that just took it adopts the saved state."""
+        async with self._lead_lock:
+            acquired = await self.leadership.step()
+        if acquired:
+            async with self._lock:
+                alerts, _ = await self.book.load()  # also what the next commit diffs against
+                if not self.leadership.continued:  # a takeover: adopt the saved state
+                    self.evaluator.alerts.clear()
+                    self.evaluator.restore(alerts)
+                self.outbox.replace(await self.book.load_outbox())
+        self.ctx.metrics.health_monitor.leader.set(1 if self.leadership.leading else 0)
+
     # -- inputs -------------------------------------------------------------------------------
 
     async def on_heartbeat(self, event: Envelope[Heartbeat]) -> Emit:
@@ -137,7 +182,11 @@ class HealthMonitor(BaseService):
     # -- one round ----------------------------------------------------------------------------
 
     async def tick(self) -> list[Notification]:
-        """Collect, evaluate every rule, deliver, save. Returns what was sent."""
+        """Collect and evaluate every rule; the leader then decides the notifications, saves
+        state and outbox in one fenced step, and sends what the sinks owe. Returns the
+        notifications decided this round (a standby decides none)."""
+        if not self.leadership.leading:
+            await self._lead()
         async with self._lock:
             now = self.clock()
             samples = self.heartbeats.samples(now)
@@ -149,32 +198,90 @@ class HealthMonitor(BaseService):
             started = time.perf_counter()
             changes = self.evaluator.evaluate(samples, now)
             self.ctx.metrics.health_monitor.rule_evaluation.observe(time.perf_counter() - started)
-            await self.book.refresh(now)
             alerts = self.evaluator.alerts
-            notes = due(
-                changes,
+            if not self.leadership.leading:
+                self._gauges(())
+                return []
+            with contextlib.suppress(*_REDIS_DOWN):  # without Redis: the last known silences
+                await self.book.refresh(now)
+            for fp, who in self.book.acks.items():
+                if fp in alerts:
+                    alerts[fp].acknowledged_by = who
+            notes = self._decide(
+                due(
+                    changes,
+                    alerts,
+                    self.rules_by_name,
+                    now=now,
+                    repeat_interval_s=self.settings.repeat_interval_s,
+                ),
                 alerts,
-                self.rules_by_name,
-                now=now,
-                repeat_interval_s=self.settings.repeat_interval_s,
+                now,
             )
-            firing = [
-                (a, self.rules_by_name[a.rule])
-                for a in alerts.values()
-                if a.phase == "firing" and a.rule in self.rules_by_name
-            ]
-            sent = await deliver(
-                notes,
-                self.sinks,
-                book=self.book,
-                firing=firing,
-                now=now,
-                timeout_s=self.settings.sink_timeout_s,
-                metrics=self.ctx.metrics,
-            )
-            await self.book.save(alerts)
+            entries = [Pending.of(note, list(self.sinks), now) for note in notes]
+            notes = [_with_id(note, entry.id) for note, entry in zip(notes, entries, strict=True)]
+            await self._commit(alerts, entries)
+            if self.leadership.leading:
+                await self._flush()
             self._gauges(alerts.values())
-            return sent
+            return notes
+
+    def _decide(
+        self, notes: list[Notification], alerts: Mapping[str, AlertState], now: float
+    ) -> list[Notification]:
+        """Drop what is silenced or inhibited (counted); stamp the rest as sent now."""
+        counter = self.ctx.metrics.health_monitor.notifications
+        firing = [
+            (a, self.rules_by_name[a.rule])
+            for a in alerts.values()
+            if a.phase == "firing" and a.rule in self.rules_by_name
+        ]
+        chosen: list[Notification] = []
+        for note in notes:
+            if note.kind == "raised" and self.book.silenced(note.alert, now):
+                counter.labels("all", "silenced").inc()
+            elif note.kind == "raised" and inhibited(note.alert, firing):
+                counter.labels("all", "inhibited").inc()
+            else:
+                note.alert.last_sent = now  # the outbox delivers it from here on
+                chosen.append(note)
+        return chosen
+
+    async def _commit(self, alerts: Mapping[str, AlertState], entries: list[Pending]) -> None:
+        """Save the changed alerts and the new outbox entries, fenced; without Redis, keep the
+        entries in memory (nobody else can lead meanwhile)."""
+        lease = (self.leadership.lease_key, f"{self.leadership.holder}|{self.leadership.epoch}")
+        try:
+            await self.book.commit(alerts, lease=lease, outbox=entries)
+        except Fenced:
+            _log.warning("health.leader_fenced", epoch=self.leadership.epoch)
+            self.leadership.epoch = 0
+            self.ctx.metrics.health_monitor.leader.set(0)
+            return
+        except _REDIS_DOWN as error:
+            _log.warning("health.state_unsaved", error=repr(error)[:200], owed=len(entries))
+            self.outbox.add(entries, local=True)
+            return
+        self.outbox.add(entries, local=False)
+
+    async def _flush(self) -> None:
+        """Send what each sink owes; cross off what was accepted, in Redis too."""
+        changed, done = await self.outbox.flush(
+            self.sinks,
+            self.rules_by_name,
+            timeout_s=self.settings.sink_timeout_s,
+            metrics=self.ctx.metrics,
+        )
+        self.ctx.metrics.health_monitor.outbox.set(len(self.outbox.entries))
+        if not (changed or done):
+            return
+        lease = (self.leadership.lease_key, f"{self.leadership.holder}|{self.leadership.epoch}")
+        try:
+            await self.book.commit(None, lease=lease, outbox=changed, outbox_done=done)
+        except Fenced:
+            self.leadership.epoch = 0
+        except _REDIS_DOWN as error:  # a later leader may re-send these: same ids, dropped
+            _log.warning("health.outbox_unsaved", error=repr(error)[:200])
 
     def _gauges(self, alerts: Any) -> None:
         counts = {"warning": 0, "critical": 0}
@@ -212,11 +319,14 @@ class HealthMonitor(BaseService):
                 started_at=_when(alert.since),
                 runbook_url=rule.runbook_url,
             )
-            return new_event("health.alert.raised", data, source=self.name)
+            return new_event(
+                "health.alert.raised", data, source=self.name, event_id=note.id or None
+            )
         return new_event(
             "health.alert.resolved",
             AlertResolved(**common, resolved_at=_when(self.clock())),
             source=self.name,
+            event_id=note.id or None,
         )
 
     def _webhook(self, url: str, session: aiohttp.ClientSession) -> Sink:
@@ -242,6 +352,11 @@ class HealthMonitor(BaseService):
     def admin_routes(self) -> list[AdminRoute]:
         """Alerts, silences and rules under /admin/health/."""
         return admin.routes(self)
+
+
+def _with_id(note: Notification, note_id: str) -> Notification:
+    """``note`` with its outbox id."""
+    return Notification(note.kind, note.alert, note.rule, note_id)
 
 
 def _alertmanager_payload(rule: str, notes: Sequence[Notification], now: float) -> dict[str, Any]:

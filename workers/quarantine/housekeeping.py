@@ -4,7 +4,10 @@
 * the tick (every ``tick_s``): release entities whose TTL passed (``quarantine.entry.released``),
   finish releases interrupted for longer than ``release_lease_s`` (same release id, see
   :mod:`workers.quarantine.release`), refresh the gauges, and every ``announce_interval_s``
-  re-announce every active block so workers deployed later learn the list;
+  re-announce every active block so workers deployed later learn the list, and every
+  ``purge_interval_s`` apply the retention (records and bodies older than ``retention_days``
+  are deleted, active blocks and releases in progress excepted) and report the record count
+  against ``max_records`` (an alert fires at 80%, before Redis memory runs out);
 * the outbox announcer: a dead message is acked once its record is written; the record id
   goes into an outbox list in the same Lua step, and this loop publishes its
   ``quarantine.entry.added`` with confirms, woken at once by each new record.
@@ -59,6 +62,7 @@ class Housekeeping:
         self._task: asyncio.Task[None] | None = None
         self._announcer: asyncio.Task[None] | None = None
         self._last_announce = 0.0
+        self._last_purge = 0.0
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -166,6 +170,30 @@ class Housekeeping:
         if self.clock() - self._last_announce >= self.settings.announce_interval_s:
             await self.announce()
             self._last_announce = self.clock()
+        if self.clock() - self._last_purge >= self.settings.purge_interval_s:
+            await self.purge()
+            self._last_purge = self.clock()
+
+    async def purge(self, *, max_batches: int = 20) -> int:
+        """Apply the retention, a batch at a time (bounded per call); update the capacity
+        gauges. Returns the records deleted."""
+        cutoff = self.clock() - self.settings.retention_days * 86_400
+        batch, total, freed, kept = self.settings.purge_batch, 0, 0, 0
+        for _ in range(max_batches):
+            # The records kept (active blocks) stay in range: look past them.
+            limit = batch + kept
+            purged, kept, nbytes = await self.repo.purge(older_than=cutoff, limit=limit)
+            total += purged
+            freed += nbytes
+            if purged + kept < limit:  # nothing older is left
+                break
+        count = await self.repo.count()
+        self._m.records.set(count)
+        self._m.records_cap.set(self.settings.max_records)
+        if total:
+            self._m.purged.inc(total)
+            _log.info("quarantine.purged", records=total, body_bytes=freed, held=count)
+        return total
 
     async def expire_due(self) -> int:
         """Release every entity whose TTL passed, each with ``quarantine.entry.released``."""

@@ -22,6 +22,7 @@ from workers.quarantine.scripts import (
     ADD_ENTITY,
     CLAIM_OUTBOX,
     EXTEND,
+    PURGE,
     TRANSITION,
     Script,
 )
@@ -88,6 +89,7 @@ class Repository:
         self._add_dead = Script(ADD_DEAD)
         self._add_entity = Script(ADD_ENTITY)
         self._transition = Script(TRANSITION)
+        self._purge = Script(PURGE)
         self._extend = Script(EXTEND)
         self._claim_outbox = Script(CLAIM_OUTBOX)
         self._batch = RedisBatch(store)  # concurrent dead-letter writes share a round trip
@@ -343,6 +345,21 @@ class Repository:
             lambda r: r.zrangebyscore(key, "-inf", repr(started_before), start=0, num=limit)
         )
         return [_text(i) for i in ids]
+
+    async def purge(self, *, older_than: float, limit: int) -> tuple[int, int, int]:
+        """Delete up to ``limit`` records created at or before ``older_than`` (retention);
+        returns (purged, kept because active or releasing, body bytes freed)."""
+        everything = self.keys.index()
+        result = await self._purge(
+            self.store, everything, [self.keys.base, repr(older_than), limit]
+        )
+        purged, kept, freed = (int(x) for x in result)
+        return purged, kept, freed
+
+    async def count(self) -> int:
+        """Every record held (any status)."""
+        everything = self.keys.index()
+        return int(await self.store.execute(lambda r: r.zcard(everything)))
 
     async def gauges(self) -> tuple[dict[tuple[str, str, str], int], int, float | None]:
         """(entries by kind, reason and status; blacklist size; oldest unreviewed time)."""

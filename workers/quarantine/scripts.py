@@ -202,6 +202,40 @@ return claimed
 """
 
 
+# Retention. ARGV: base, cutoff (epoch s), limit. Deletes up to ``limit`` records created at
+# or before the cutoff (record, body, history, index entries), except an entity's active block
+# and a release in progress. Returns {purged, kept, body bytes freed}.
+PURGE = (
+    _COMMON
+    + """
+local ids = redis.call('ZRANGEBYSCORE', base .. 'idx:all:all:all', '-inf', ARGV[2],
+  'LIMIT', 0, tonumber(ARGV[3]))
+local purged, kept, bytes = 0, 0, 0
+for _, id in ipairs(ids) do
+  local rk = base .. 'rec:' .. id
+  local f = redis.call('HMGET', rk, 'status', 'kind', 'reason', 'bl_field', 'body_size')
+  local status, kind, reason, blf = f[1], f[2], f[3], f[4]
+  local active = blf and redis.call('HGET', base .. 'bl', blf) == id
+  if status == 'releasing' or active then
+    kept = kept + 1
+  else
+    if status then
+      index('rem', status, kind, reason, 0, id)
+      index('rem', 'all', kind, reason, 0, id)
+    end
+    redis.call('ZREM', base .. 'idx:all:all:all', id)
+    redis.call('DEL', rk, base .. 'hist:' .. id)
+    redis.call('ZREM', base .. 'announcing', id)
+    redis.call('ZREM', base .. 'bl:expiry', id)
+    purged = purged + 1
+    bytes = bytes + (tonumber(f[5]) or 0)
+  end
+end
+return {purged, kept, bytes}
+"""
+)
+
+
 class Script:
     """A Lua script run by SHA, loaded on first use (one round trip in the common case)."""
 

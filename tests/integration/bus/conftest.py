@@ -161,15 +161,21 @@ class Rig:
         )
 
     async def pipeline(
-        self, broker: AmqpBroker, router: Router, *, idempotent: bool = True
+        self,
+        broker: AmqpBroker,
+        router: Router,
+        *,
+        idempotent: bool = True,
+        lease_s: float | None = None,
     ) -> Pipeline:
-        """Declare, build the pipeline over ``router``, consume the work and the dead queue."""
+        """Declare, build the pipeline over ``router``, consume the work and the dead queue;
+        claims last ``lease_s`` (default: the handler timeout plus a second)."""
         topology = await self.declare(broker, router.event_types)
         idempotency = (
             Idempotency(
                 Store(self.redis, prefix=self.prefix),
                 worker=self.worker,
-                lease_s=self.settings.handler_timeout_s + 1,
+                lease_s=lease_s or self.settings.handler_timeout_s + 1,
                 done_ttl_s=600,
             )
             if idempotent

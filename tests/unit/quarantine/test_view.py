@@ -6,10 +6,12 @@ import fakeredis
 import pytest
 
 from common.bus.router import Router
-from common.quarantine_view import QuarantineView
+from common.quarantine_view import QUARANTINE_BASE, QuarantineView
 from common.store import Store
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineEntryAdded, QuarantineEntryReleased
+from workers.quarantine.keys import Keys
+from workers.quarantine.repository import Repository
 
 
 class Clock:
@@ -87,24 +89,53 @@ async def test_message_records_are_ignored() -> None:
     assert view.snapshot() == []
 
 
-async def test_persisted_view_survives_restart() -> None:
-    """A view with a store reloads what it held before the process restarted."""
+async def _block(repo: Repository, record: str, entity: str, expires_at: float | None) -> None:
+    await repo.add_entity(
+        record_id=record,
+        kind="ai_model",
+        entity_id=entity,
+        reason="errors",
+        detail="d",
+        severity="critical",
+        evidence={},
+        requested_by="t",
+        expires_at=expires_at,
+        now=900.0,
+    )
+
+
+async def test_resync_reads_the_quarantine_blacklist() -> None:
+    """resync() rebuilds the view from the quarantine worker's blacklist in Redis: what it
+    missed is added, what is no longer blocked is dropped, and listeners hear both."""
     store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
-    first = QuarantineView(store=store, owner="ai_fallback")
-    await first.on_added(_added("r1"))
-    await first.on_added(_added("r2", "claude"))
-    await first.on_released(_released("r2", "claude"))
-    second = QuarantineView(store=store, owner="ai_fallback")
-    assert await second.load() == 1
-    assert second.is_quarantined("ai_model", "gpt-x")
-    assert not second.is_quarantined("ai_model", "claude")
+    repo = Repository(store)
+    await _block(repo, "r1", "gpt-x", None)
+    await _block(repo, "r2", "claude", 2_000.0)
+    seen: list[tuple[str, str, bool]] = []
+    view = QuarantineView(store=store, owner="ai_fallback", clock=Clock())
+    view.add_listener(lambda k, i, b: seen.append((k, i, b)))
+    await view.on_added(_added("r9", "stale-model"))
+    assert await view.resync() == 2
+    assert view.is_quarantined("ai_model", "gpt-x")
+    assert view.is_quarantined("ai_model", "claude")
+    assert not view.is_quarantined("ai_model", "stale-model")
+    assert ("ai_model", "stale-model", False) in seen
+    assert ("ai_model", "claude", True) in seen
+
+
+def test_view_reads_the_quarantine_workers_keys() -> None:
+    """The view's copy of the quarantine key layout is the quarantine worker's own."""
+    store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
+    assert Keys(store).blacklist == store.key(*QUARANTINE_BASE) + ":bl"
+    assert Keys(store).record("x") == store.key(*QUARANTINE_BASE) + ":rec:x"
 
 
 def test_register_binds_both_types() -> None:
-    """register() adds handlers for quarantine.entry.added and quarantine.entry.released."""
+    """register() adds broadcast handlers for quarantine.entry.added and .released."""
     router = Router()
     QuarantineView().register(router)
     assert router.event_types == ["quarantine.entry.added", "quarantine.entry.released"]
+    assert router.broadcast_types == router.event_types
 
 
 def test_bad_configuration_is_refused() -> None:

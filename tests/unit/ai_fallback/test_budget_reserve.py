@@ -1,0 +1,51 @@
+"""Budgets are reserved before the call and settled after, one Lua step each."""
+
+from __future__ import annotations
+
+import asyncio
+
+import fakeredis
+
+from common.config import AiFallbackSettings
+from common.store import Store
+from workers.ai_fallback.budget import Budgets, Reservation, Usage
+
+
+def _budgets(**limits: float | int) -> Budgets:
+    store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
+    return Budgets(store, AiFallbackSettings(**limits), clock=lambda: 1_000_000.0)
+
+
+async def test_concurrent_reservations_never_overspend() -> None:
+    """Twenty concurrent requests of 100 tokens against a 1,000-token budget: exactly ten are
+    reserved, the rest are refused with the reason."""
+    budgets = _budgets(global_max_tokens=1_000)
+    results = await asyncio.gather(*(budgets.reserve(None, Usage(100, 0.0)) for _ in range(20)))
+    reserved = [r for r in results if isinstance(r, Reservation)]
+    refused = [r for r in results if isinstance(r, str)]
+    assert len(reserved) == 10
+    assert all("global token budget" in r for r in refused)
+
+
+async def test_settling_returns_what_was_not_used() -> None:
+    """A reservation settled to its real usage frees the difference for the next request; one
+    settled to nothing (no model answered) frees all of it."""
+    budgets = _budgets(actor_max_cost_usd=1.0, global_max_tokens=1_000)
+    first = await budgets.reserve("alice", Usage(600, 0.6))
+    assert isinstance(first, Reservation)
+    assert isinstance(await budgets.reserve("alice", Usage(600, 0.6)), str)
+    await budgets.settle(first, Usage(100, 0.1))
+    second = await budgets.reserve("alice", Usage(600, 0.6))
+    assert isinstance(second, Reservation)
+    await budgets.settle(second, Usage(0, 0.0))
+    refused = await budgets.reserve("alice", Usage(100, 0.95))
+    assert isinstance(refused, str)
+    assert "actor cost budget" in refused
+
+
+async def test_no_limits_reserves_nothing() -> None:
+    """Without limits a reservation touches no key and settling is a no-op."""
+    budgets = _budgets()
+    reservation = await budgets.reserve("bob", Usage(10**9, 10**6))
+    assert reservation == Reservation((), 0, 0)
+    await budgets.settle(reservation, Usage(5, 0.5))

@@ -19,7 +19,6 @@ from eventguard.console.reads import Quarantine
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyRevoked
 from tests.browser.conftest import AXE, BULK_USER, OUTPUT, POISON_TYPE, BrowserFleet
-from workers.health_monitor.alerts import AlertBook
 from workers.health_monitor.evaluator import AlertState
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -234,7 +233,8 @@ async def test_a_silence_hides_a_firing_alert(fleet: BrowserFleet, shots: list[P
         fingerprint="fp-browser", rule=rule, labels={"worker": "checkout"}, phase="firing",
         since=now, severity="critical", wanted="critical", wanted_since=now, value=0.4,
     )  # fmt: skip
-    await AlertBook(fleet.store).save({alert.fingerprint: alert})
+    key = fleet.store.key("health", "alerts")  # where the health_monitor leader commits alerts
+    await fleet.store.execute(lambda r: r.hset(key, alert.fingerprint, alert.to_json()))
     page = await fleet.signed_in(fleet.operator_key)
     shots.append(page)
     await page.goto("/alerts")

@@ -17,11 +17,12 @@ from common.security import AdminAuth, demo_settings
 from common.service import BaseService, WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from schemas.envelope import Envelope
-from schemas.quarantine import QuarantineEntryAdded, QuarantineRequested
+from schemas.quarantine import QuarantineRequested
 
 
 class Both(BaseService):
-    """One shared route and one broadcast route; counts resyncs."""
+    """One shared route, and the broadcast routes every BaseService has (its quarantine view's
+    ``quarantine.entry.added``/``.released``); counts resyncs."""
 
     name = "both"
 
@@ -29,12 +30,8 @@ class Both(BaseService):
         super().__init__(ctx)
         self.resyncs = 0
         self.router.add("quarantine.requested", self.shared)
-        self.router.add("quarantine.entry.added", self.everyone, broadcast=True)
 
     async def shared(self, event: Envelope[QuarantineRequested]) -> Emit:
-        return []
-
-    async def everyone(self, event: Envelope[QuarantineEntryAdded]) -> Emit:
         return []
 
     async def resync(self) -> None:

@@ -43,12 +43,13 @@ def _request() -> QuarantineRequested:
 
 
 async def test_heartbeat_is_published_per_worker() -> None:
-    """Every worker publishes health.heartbeat with its name and consumer count."""
+    """Every worker publishes health.heartbeat with its name and consumer count (its work
+    queue and its replica's own queue of the quarantine broadcasts)."""
     settings = Settings(runtime=fast_runtime_settings(heartbeat_interval_s=0.01))
     async with run_workers([("slow", Slow)], settings=settings) as fleet:
         beat = await fleet.wait_for("health.heartbeat")
         assert beat.data.worker == "slow"
-        assert beat.data.consumers == 1
+        assert beat.data.consumers == 2
         assert beat.data.paused is False
 
 

@@ -17,7 +17,9 @@ from schemas.quarantine import (
     QuarantineEntryAdded,
     QuarantineEntryReleased,
     QuarantineReleaseRequested,
+    QuarantineRequested,
 )
+from workers.quarantine import create as create_quarantine
 from workers.quarantine.records import dead_message_from
 
 
@@ -114,20 +116,22 @@ async def test_blocked_producer_is_dead_lettered_while_the_block_lasts() -> None
 
 
 async def test_a_block_is_remembered_by_the_next_process() -> None:
-    """The view is persisted in Redis: a restarted worker refuses the producer at once."""
+    """Blocks live in the quarantine's blacklist in Redis: a worker started after the block
+    was made refuses the producer at once, without having seen the broadcast."""
     _Recorder.asked = []
     admission = Admission.from_settings(_settings())
-    async with run_workers([("recorder", _Recorder)], authorize=admission) as env:
-        added = QuarantineEntryAdded(
-            record_id="b2", kind="producer", entity_id="operator", reason="flood"
+    async with run_workers([("quarantine", create_quarantine)], authorize=admission) as env:
+        block = QuarantineRequested(
+            kind="producer", entity_id="operator", reason="flood", requested_by="t", ttl_s=600
         )
-        await env.publish("quarantine.entry.added", added, user_id="quarantine")
+        await env.publish("quarantine.requested", block, user_id="quarantine")
         await env.settle()
         client = env.store.client
     async with run_workers([("recorder", _Recorder)], authorize=admission, redis=client) as env:
         await _release(env, actor=None, user_id="operator")
         (dead,) = env.dead()
         assert dead.headers[h.REASON] == "producer_blocked"
+        assert _Recorder.asked == []
 
 
 async def test_a_message_without_user_id_is_anonymous_and_refused() -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol
 
 from aiohttp import web
 from pydantic import ConfigDict, Field, StringConstraints
@@ -12,10 +13,21 @@ from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
 from common.validation import Answer, EmptyBody, RequestModel, body_of
-from workers.health_monitor.evaluator import Sample
+from workers.health_monitor.alerts import AlertBook
+from workers.health_monitor.collectors import HeartbeatBook
+from workers.health_monitor.evaluator import Evaluator, Sample
+from workers.health_monitor.rules import Rule
 
-if TYPE_CHECKING:
-    from workers.health_monitor.service import HealthMonitor
+
+class MonitorAdmin(Protocol):
+    """What the routes use of the health monitor (they never see the class itself)."""
+
+    book: AlertBook
+    evaluator: Evaluator
+    heartbeats: HeartbeatBook
+    rules: list[Rule]
+    rules_by_name: dict[str, Rule]
+    clock: Callable[[], float]
 
 __all__ = ["routes"]
 
@@ -65,7 +77,7 @@ class RemovedAnswer(Answer):
     removed: bool
 
 
-def routes(monitor: HealthMonitor) -> list[AdminRoute]:
+def routes(monitor: MonitorAdmin) -> list[AdminRoute]:
     """The routes, bound to ``monitor``."""
 
     async def list_alerts(_request: web.Request) -> web.Response:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 
 from common.problems import Problem
 from common.service import AdminRoute
 
-if TYPE_CHECKING:
-    from workers.opportunity_discovery.service import OpportunityDiscovery
-
-__all__ = ["routes"]
+__all__ = ["ScanStatus", "routes"]
 
 
-def routes(worker: OpportunityDiscovery) -> list[AdminRoute]:
+class ScanStatus(Protocol):
+    """What the routes use of the worker: a scan's progress."""
+
+    async def status(self, scan_id: str) -> dict[str, str] | None:
+        """A scan's progress, if known."""
+        ...
+
+
+def routes(worker: ScanStatus) -> list[AdminRoute]:
     """The routes, bound to ``worker``."""
 
     async def scan_status(request: web.Request) -> web.Response:

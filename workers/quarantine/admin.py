@@ -18,20 +18,41 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import ConfigDict, Field, field_validator
 
+from common.bus.publisher import Publisher
+from common.config import QuarantineSettings
 from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute
 from common.validation import Answer, RequestModel, body_of, query_of
+from schemas.envelope import Envelope
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, STATUSES, classify
+from workers.quarantine.release import Releaser
+from workers.quarantine.repository import Repository
 
-if TYPE_CHECKING:
-    from workers.quarantine.service import QuarantineService
+
+class QuarantineAdmin(Protocol):
+    """What the routes use of the quarantine service (they never see the class itself)."""
+
+    settings: QuarantineSettings
+    repo: Repository
+    releaser: Releaser
+    publisher: Publisher
+    clock: Callable[[], float]
+
+    async def get(self, record_id: str) -> dict[str, Any] | None:
+        """One record with its body, redacted."""
+        ...
+
+    def added_event(self, record: dict[str, Any], causation: Envelope[Any] | None) -> Envelope[Any]:
+        """The ``quarantine.entry.added`` announcement of ``record``."""
+        ...
 
 __all__ = ["public", "routes"]
 
@@ -134,8 +155,8 @@ class BlockAnswer(Answer):
     permanent: bool
 
 
-async def _answer(service: QuarantineService, outcome: Any) -> web.Response:
-    await service.ctx.publisher.publish(outcome.event)
+async def _answer(service: QuarantineAdmin, outcome: Any) -> web.Response:
+    await service.publisher.publish(outcome.event)
     if outcome.changed:
         answer = DecisionAnswer(status=outcome.status, event=outcome.event.data.model_dump())
         return web.json_response(answer.model_dump(mode="json"))
@@ -151,7 +172,7 @@ def _conflict(status: str, *, entity_only: bool = False) -> Problem:
     return Problem(409, f"record is {status}{hint}", code="conflict")
 
 
-def routes(service: QuarantineService) -> list[AdminRoute]:
+def routes(service: QuarantineAdmin) -> list[AdminRoute]:
     """The admin routes of ``service``."""
     settings = service.settings
 
@@ -240,7 +261,7 @@ def routes(service: QuarantineService) -> list[AdminRoute]:
             raise _conflict(done.previous or "missing", entity_only=True)
         record = await service.repo.get(request.match_info["id"])
         if record is not None:
-            await service.ctx.publisher.publish(service.added_event(record, None))
+            await service.publisher.publish(service.added_event(record, None))
         answer = BlockAnswer(
             status=done.previous, expires_at=expires_at, permanent=expires_at is None
         )

@@ -81,6 +81,7 @@ class QuarantineService(BaseService):
         self.settings = ctx.settings.quarantine
         self.clock = clock
         self.repo = Repository(ctx.store)
+        self.publisher = ctx.publisher
         self.releaser = Releaser(
             self.repo,
             broker=ctx.broker,

@@ -33,7 +33,12 @@ from functools import partial
 from typing import Any
 
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
-from aiormq.exceptions import ChannelNotFoundEntity, ChannelPreconditionFailed, PublishError
+from aiormq.exceptions import (
+    ChannelClosed,
+    ChannelNotFoundEntity,
+    ChannelPreconditionFailed,
+    PublishError,
+)
 from pamqp import commands as spec
 
 from common.bus.broker import MessageHandler
@@ -298,6 +303,9 @@ class AmqpBroker:
         except TimeoutError as error:
             self._fail("timeout")
             raise DeliveryError(f"no confirm within {timeout_s:.1f}s") from error
+        except ChannelClosed as error:  # the server refused it (no exchange, access): definite
+            self._fail("connection")
+            raise DeliveryError(f"not confirmed: {error!r}") from error
         except CONNECTION_ERRORS as error:  # includes aiormq's DeliveryError (a nack)
             reason = "nack" if "Nack" in repr(error) else "connection"
             raise _Unconfirmed(reason, repr(error)[:300]) from error

@@ -162,6 +162,7 @@ async def test_discard_ends_a_record_without_republishing_it(
     assert fleet.released_copies(event_id) == []
 
 
+@pytest.mark.timeout(300)  # 1,000 dead letters and 2,000 requests on a shared 2-core machine
 async def test_two_operators_group_release_a_thousand_records_each_once(
     fleet: BrowserFleet, shots: list[Page]
 ) -> None:

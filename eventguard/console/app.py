@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -25,7 +25,7 @@ from common.security.roles import Role
 from eventguard.console.actions import Actions, done_count
 from eventguard.console.auth import ConsoleAuth, SignInRefused, Viewer
 from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Alerts, Filters, Quarantine
+from eventguard.console.reads import AiModels, Alerts, Filters, Quarantine
 from eventguard.console.tap import Tap
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, STATUSES
@@ -86,7 +86,7 @@ class Console:
     alerts: Alerts
     fleet: FleetView
     tap: Tap
-    models: list[str] = field(default_factory=list)
+    models: AiModels
     clock: Callable[[], float] = time.time
 
 
@@ -391,14 +391,16 @@ class _Pages:
             name: state for w in snapshot.workers if w.worker == "ai_fallback"
             for name, state in w.breakers.items() if name.startswith("llm:")
         }  # fmt: skip
+        states, spend = await self.c.models.load()
         per_model = {
-            model: next((s for n, s in breakers.items() if f":{model}:" in n), "not reported")
-            for model in self.c.models
+            m.name: (next((s for n, s in breakers.items() if f":{m.name}:" in n), "-"), m)
+            for m in states
         }
         heard = self.c.tap.recent("ai.completion.", 200)
         outcomes = [s for s in heard if s.type != "ai.completion.requested"][:50]
         return self.render(
-            request, "models.html", models=per_model, breakers=breakers, outcomes=outcomes
+            request, "models.html", models=per_model, breakers=breakers, outcomes=outcomes,
+            spend=spend,
         )
 
     async def get_scans(self, request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ from eventguard.console.actions import Actions
 from eventguard.console.app import Console, build_app
 from eventguard.console.auth import ConsoleAuth
 from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Alerts, Quarantine
+from eventguard.console.reads import AiModels, Alerts, Quarantine
 from eventguard.console.tap import Tap
 from workers.registry import WORKERS
 
@@ -94,7 +94,7 @@ def _console(
         alerts=Alerts(store),
         fleet=fleet,
         tap=tap,
-        models=[m.name for m in settings.ai_fallback.models],
+        models=AiModels(store, settings.ai_fallback),
     )
 
 

@@ -8,10 +8,12 @@ import fakeredis
 
 from common.bus import headers as h
 from common.bus.memory import MemoryBroker
+from common.config import AiFallbackSettings, AiModelSettings
 from common.store import Store
 from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Filters, Quarantine
+from eventguard.console.reads import AiModels, Filters, Quarantine
 from eventguard.console.tap import Tap
+from workers.ai_fallback import keys as ai_keys
 from workers.quarantine.records import DeadMessage
 
 
@@ -114,3 +116,28 @@ async def test_fleet_rows_say_why_a_worker_is_not_ready() -> None:
     assert rows[("quarantine", "a")].why == "paused by breaker redis"
     assert rows[("quarantine", "b")].why == "no heartbeat for 91s"
     assert not rows[("ai_fallback", "-")].ready
+
+
+async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -> None:
+    """Cool-down TTL, an auth disable and the global budget hash are read from Redis."""
+    settings = AiFallbackSettings(
+        models=(
+            AiModelSettings(name="m1", provider="openai", endpoint="http://x", context_window=8,
+                            max_output=8),
+            AiModelSettings(name="m2", provider="anthropic", endpoint="http://y", context_window=8,
+                            max_output=8),
+        ),
+        global_max_tokens=1_000,
+    )  # fmt: skip
+    store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
+    now = 86_400.0 * 3 + 5
+    window = int(now // settings.budget_window_s)
+    await store.execute(lambda r: r.set(ai_keys.cooldown(store, "m1"), "429", ex=30))
+    await store.execute(lambda r: r.set(ai_keys.disabled(store, "m2"), "fp"))
+    budget = ai_keys.budget(store, window, "global")
+    await store.execute(lambda r: r.hset(budget, mapping={"tokens": 120, "micro_usd": 2_500}))
+    models, spend = await AiModels(store, settings, clock=lambda: now).load()
+    assert [(m.name, m.cooldown_s > 0, m.auth_disabled) for m in models] == [
+        ("m1", True, False), ("m2", False, True),
+    ]  # fmt: skip
+    assert (spend.tokens, spend.usd, spend.max_tokens) == (120, 0.0025, 1_000)

@@ -6,9 +6,10 @@ in Redis and the events they publish; it acts only by publishing events.
 
 from __future__ import annotations
 
-from eventguard.console.app import ROUTES, Console, build_app
+from eventguard.console.app import ROUTES, build_app
 from eventguard.console.auth import COOKIE, ConsoleAuth, Viewer
 from eventguard.console.server import Serving, console_serving, serve_console
+from eventguard.console.state import Console
 
 __all__ = [
     "COOKIE",

@@ -1,44 +1,32 @@
-"""The console's web application: routes, the session middleware, and the page handlers.
+"""The console's web application: routes, the session middleware, templates, headers.
 
 Every route has a least role (:data:`ROUTES`); the middleware turns the session cookie into a
-:class:`~eventguard.console.auth.Viewer`, sends a visitor without a session to ``/signin``,
-answers 403 to a role too low, and checks the CSRF token of every POST. Handlers fetch,
-templates render, actions publish events.
+:class:`~eventguard.console.auth.Viewer`, sends a visitor without a session to ``/signin`` and
+answers 403 to a role too low; the handlers (:mod:`eventguard.console.pages`) check the CSRF
+token of every POST. Handlers fetch, templates render, actions publish events.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
 from aiohttp import web
-from redis.exceptions import RedisError
 
-from common.errors import EventGuardError
 from common.logging import get_logger
 from common.security.roles import Role
-from eventguard.console.actions import Actions, done_count
-from eventguard.console.auth import ConsoleAuth, SignInRefused, Viewer
-from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Alerts, Filters, Quarantine
-from eventguard.console.tap import Tap
-from workers.quarantine.keys import ANY
-from workers.quarantine.records import REASON_CODES, STATUSES
+from eventguard.console.pages import Pages
+from eventguard.console.state import VIEWER, Console
 
-__all__ = ["ROUTES", "Console", "build_app"]
+__all__ = ["ROUTES", "build_app"]
 
 _HERE = Path(__file__).parent
 _log = get_logger("eventguard.console")
-_PAGE = 50
-_KINDS = ("message", "ai_model", "exchange_source", "producer", "strategy", "event_type")
-_MAX_SILENCE_S = 7 * 24 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-VIEWER = web.RequestKey("viewer", Viewer)
 
 # (method, path) -> least role; a route missing here is refused (default deny).
 ROUTES: dict[tuple[str, str], Role] = {
@@ -76,20 +64,6 @@ NAV = (
 )  # fmt: skip
 
 
-@dataclass
-class Console:
-    """Everything the pages need."""
-
-    auth: ConsoleAuth
-    actions: Actions
-    quarantine: Quarantine
-    alerts: Alerts
-    fleet: FleetView
-    tap: Tap
-    models: list[str] = field(default_factory=list)
-    clock: Callable[[], float] = time.time
-
-
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -114,7 +88,7 @@ def build_app(console: Console) -> web.Application:
         html = env.get_template(name).render(viewer=viewer, path=request.path, **context)
         return web.Response(text=html, content_type="text/html", status=status)
 
-    pages = _Pages(console, render)
+    pages = Pages(console, render)
     for (method, path), _role in ROUTES.items():
         app.router.add_route(method, path, getattr(pages, _handler_name(method, path)))
     app.router.add_get("/signin", pages.signin_form)
@@ -164,276 +138,3 @@ async def _headers(response: web.StreamResponse) -> web.StreamResponse:
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Cache-Control", "no-store")
     return response
-
-
-def _filters(query: Any) -> Filters:
-    def pick(name: str, allowed: Any, default: str = ANY) -> str:
-        value = str(query.get(name, default))
-        return value if value == ANY or value in allowed else default
-
-    since = str(query.get("since_h", ""))
-    return Filters(
-        status=pick("status", STATUSES, "quarantined"),
-        kind=pick("kind", _KINDS),
-        reason=pick("reason", REASON_CODES),
-        event_type=str(query.get("event_type", ""))[:200],
-        worker=str(query.get("worker", ""))[:200],
-        producer=str(query.get("producer", ""))[:200],
-        since_h=float(since) if since.replace(".", "", 1).isdigit() else None,
-    )
-
-
-class _Pages:
-    """The handlers (named after their routes)."""
-
-    def __init__(self, console: Console, render: Callable[..., web.Response]) -> None:
-        self.c = console
-        self.render = render
-
-    # -- sign-in ---------------------------------------------------------------------------
-
-    async def signin_form(self, request: web.Request) -> web.Response:
-        return self.render(request, "signin.html", error="", next=_safe_next(request))
-
-    async def signin(self, request: web.Request) -> web.StreamResponse:
-        form = await request.post()
-        credential = str(form.get("credential", ""))
-        target = _safe_next(request, str(form.get("next", "")))
-        try:
-            subject, role = await self.c.auth.identify(credential)
-            token = await self.c.auth.open_session(subject, role)
-        except SignInRefused as refused:
-            return self.render(request, "signin.html", 401, error=str(refused), next=target)
-        response = _see_other(target)
-        self.c.auth.set_cookie(response, token)
-        return response
-
-    async def signin_link(self, request: web.Request) -> web.StreamResponse:
-        try:
-            subject, role = await self.c.auth.redeem_link(request.query.get("code", ""))
-            token = await self.c.auth.open_session(subject, role)
-        except SignInRefused as refused:
-            return self.render(request, "signin.html", 401, error=str(refused), next="/fleet")
-        response = _see_other("/fleet")
-        self.c.auth.set_cookie(response, token)
-        return response
-
-    async def post_signout(self, request: web.Request) -> web.StreamResponse:
-        viewer = request[VIEWER]
-        await self.c.auth.check_csrf(request, viewer)
-        await self.c.auth.close_session(viewer)
-        response = _see_other("/signin")
-        self.c.auth.clear_cookie(response)
-        return response
-
-    # -- probes ----------------------------------------------------------------------------
-
-    async def healthz(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(self, _request: web.Request) -> web.Response:
-        """Ready when Redis answers and the broker is connected."""
-        try:
-            redis = bool(await self.c.auth.store.execute(lambda r: r.ping()))
-        except (EventGuardError, OSError, RedisError):
-            redis = False
-        checks = {"redis": redis, "broker": self.c.tap.broker.connected}
-        ready = all(checks.values())
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
-
-    # -- pages -----------------------------------------------------------------------------
-
-    async def get_root(self, _request: web.Request) -> web.StreamResponse:
-        raise web.HTTPSeeOther("/fleet")
-
-    async def get_fleet(self, request: web.Request) -> web.Response:
-        snapshot = await self.c.fleet.snapshot()
-        dead = await self.c.quarantine.dead_per_reason()
-        return self.render(request, "fleet.html", fleet=snapshot, dead=dead)
-
-    async def get_quarantine(self, request: web.Request) -> web.Response:
-        filters = _filters(request.query)
-        raw = request.query.get("offset", "0")
-        offset = min(int(raw), 10**9) if raw.isdigit() else 0
-        total, rows = await self.c.quarantine.page(filters, offset=offset, limit=_PAGE)
-        blacklist = await self.c.quarantine.blacklist()
-        return self.render(
-            request, "quarantine.html", filters=filters, total=total, rows=rows, offset=offset,
-            page=_PAGE, statuses=STATUSES, kinds=_KINDS, reasons=sorted(REASON_CODES),
-            scan_limit=self.c.quarantine.scan_limit, blacklist=blacklist,
-            entity_kinds=[k for k in _KINDS if k != "message"],
-            error=request.query.get("error", "")[:200], flash=request.query.get("f", ""),
-            query=lambda **kw: urlencode({**request.query, **kw}),
-        )  # fmt: skip
-
-    async def get_quarantine_groups(self, request: web.Request) -> web.Response:
-        groups = await self.c.quarantine.groups()
-        return self.render(
-            request, "groups.html", groups=groups, scan_limit=self.c.quarantine.scan_limit
-        )
-
-    async def get_quarantine_records_id(self, request: web.Request) -> web.Response:
-        record = await self.c.quarantine.record(request.match_info["id"])
-        if record is None:
-            return self.render(request, "missing.html", 404, what="quarantine record")
-        return self.render(request, "record.html", record=record, flash=request.query.get("f"))
-
-    async def post_quarantine_records_id_release(self, request: web.Request) -> web.Response:
-        return await self._one(request, "release")
-
-    async def post_quarantine_records_id_discard(self, request: web.Request) -> web.Response:
-        return await self._one(request, "discard")
-
-    async def post_quarantine_groups_release(self, request: web.Request) -> web.Response:
-        return await self._group(request, "release")
-
-    async def post_quarantine_groups_discard(self, request: web.Request) -> web.Response:
-        return await self._group(request, "discard")
-
-    async def post_quarantine_blocks(self, request: web.Request) -> web.Response:
-        viewer = request[VIEWER]
-        fields = await self.c.auth.check_csrf(request, viewer)
-        hours = fields.get("hours", "")
-        ttl_s = None if fields.get("permanent") else int(hours) * 3600 if hours.isdigit() else -1
-        if ttl_s is not None and not 0 < ttl_s <= 365 * 24 * 3600:
-            error = "hours must be 1 to 8760, or tick permanent"
-            raise web.HTTPSeeOther("/quarantine?" + urlencode({"error": error}))
-        try:
-            await self.c.actions.block(
-                viewer, kind=fields.get("kind", ""), entity_id=fields.get("entity_id", "").strip(),
-                reason=fields.get("reason", ""), ttl_s=ttl_s,
-            )  # fmt: skip
-        except ValueError as error:  # pydantic's ValidationError is one
-            message = str(error).splitlines()[0][:200]
-            raise web.HTTPSeeOther("/quarantine?" + urlencode({"error": message})) from None
-        except EventGuardError as error:
-            _log.warning("console.publish_failed", error=type(error).__name__)
-            return self.render(request, "missing.html", 503, what="broker answer; try again")
-        raise web.HTTPSeeOther("/quarantine?" + urlencode({"f": "block"}))
-
-    async def _one(self, request: web.Request, action: str) -> web.Response:
-        viewer = request[VIEWER]
-        fields = await self.c.auth.check_csrf(request, viewer)
-        record_id = request.match_info["id"]
-        if await self.c.quarantine.record(record_id) is None:
-            return self.render(request, "missing.html", 404, what="quarantine record")
-        try:
-            await self.c.actions.request(action, viewer, record_id, fields.get("note", ""))
-        except EventGuardError as error:  # the broker refused or is away: say so, change nothing
-            _log.warning("console.publish_failed", error=type(error).__name__)
-            return self.render(request, "missing.html", 503, what="broker answer; try again")
-        raise web.HTTPSeeOther(f"/quarantine/records/{record_id}?f={action}")
-
-    async def _group(self, request: web.Request, action: str) -> web.Response:
-        viewer = request[VIEWER]
-        fields = await self.c.auth.check_csrf(request, viewer)
-        reason, event_type, worker = (fields.get(k, "") for k in ("reason", "event_type", "worker"))
-        members = await self.c.quarantine.members(reason, event_type, worker)
-        label = f"{reason} / {event_type or '-'} / {worker or '-'}"
-        job_id = await self.c.actions.start_group(action, viewer, label, members)
-        raise web.HTTPSeeOther(f"/quarantine/jobs/{job_id}")
-
-    async def _job_state(self, request: web.Request) -> dict[str, Any] | None:
-        job = await self.c.actions.job(request.match_info["id"])
-        if job is None:
-            return None
-        statuses = await self.c.quarantine.statuses(job.members)
-        done = done_count(statuses)
-        reached = statuses.count("released" if job.action == "release" else "discarded")
-        return {"job": job, "done": done, "reached": reached, "finished": done >= job.total}
-
-    async def get_quarantine_jobs_id(self, request: web.Request) -> web.Response:
-        state = await self._job_state(request)
-        if state is None:
-            return self.render(request, "missing.html", 404, what="group job")
-        return self.render(request, "job.html", **state)
-
-    async def get_quarantine_jobs_id_progress(self, request: web.Request) -> web.Response:
-        state = await self._job_state(request)
-        if state is None:
-            return self.render(request, "missing.html", 404, what="group job")
-        return self.render(request, "job_progress.html", **state)
-
-    async def get_alerts(self, request: web.Request) -> web.Response:
-        shown, silenced, silences = await self.c.alerts.load()
-        resolved = self.c.tap.recent("health.alert.resolved", 50)
-        return self.render(
-            request, "alerts.html", alerts=shown, silenced=silenced, silences=silences,
-            resolved=resolved, error=request.query.get("error", ""),
-        )  # fmt: skip
-
-    async def post_alerts_silences(self, request: web.Request) -> web.Response:
-        viewer = request[VIEWER]
-        fields = await self.c.auth.check_csrf(request, viewer)
-        matchers: dict[str, str] = {}
-        for part in fields.get("matchers", "").split(","):
-            name, eq, value = part.strip().partition("=")
-            if eq and name.strip() and value.strip():
-                matchers[name.strip()[:100]] = value.strip()[:200]
-        minutes = fields.get("minutes", "")
-        if not matchers or not minutes.isdigit() or not 0 < int(minutes) * 60 <= _MAX_SILENCE_S:
-            error = "matchers are name=value pairs; minutes is 1 to 10080"
-            raise web.HTTPSeeOther("/alerts?" + urlencode({"error": error}))
-        await self.c.alerts.silence(
-            matchers, duration_s=int(minutes) * 60, by=viewer.subject[:200],
-            comment=fields.get("comment", "")[:500],
-        )  # fmt: skip
-        raise web.HTTPSeeOther("/alerts")
-
-    async def post_alerts_silences_id_expire(self, request: web.Request) -> web.Response:
-        await self.c.auth.check_csrf(request, request[VIEWER])
-        await self.c.alerts.expire(request.match_info["id"][:64])
-        raise web.HTTPSeeOther("/alerts")
-
-    async def get_models(self, request: web.Request) -> web.Response:
-        snapshot = await self.c.fleet.snapshot()
-        breakers = {
-            name: state for w in snapshot.workers if w.worker == "ai_fallback"
-            for name, state in w.breakers.items() if name.startswith("llm:")
-        }  # fmt: skip
-        per_model = {
-            model: next((s for n, s in breakers.items() if f":{model}:" in n), "not reported")
-            for model in self.c.models
-        }
-        heard = self.c.tap.recent("ai.completion.", 200)
-        outcomes = [s for s in heard if s.type != "ai.completion.requested"][:50]
-        return self.render(
-            request, "models.html", models=per_model, breakers=breakers, outcomes=outcomes
-        )
-
-    async def get_scans(self, request: web.Request) -> web.Response:
-        requested = self.c.tap.recent("opportunity.scan.requested", 50)
-        completed = {
-            s.data.get("scan_id"): s for s in self.c.tap.recent("opportunity.scan.completed", 200)
-        }
-        found = self.c.tap.recent("opportunity.found", 50)
-        return self.render(
-            request, "scans.html", requested=requested, completed=completed, found=found
-        )
-
-    async def get_live(self, request: web.Request) -> web.Response:
-        prefix = request.query.get("type", "")[:100]
-        return self.render(request, "live.html", prefix=prefix, events=self.c.tap.recent(prefix))
-
-    async def get_live_events(self, request: web.Request) -> web.Response:
-        prefix = request.query.get("type", "")[:100]
-        return self.render(request, "live_rows.html", events=self.c.tap.recent(prefix))
-
-    async def get_audit(self, request: web.Request) -> web.Response:
-        acted = [s for s in self.c.tap.recent("", 2_000) if s.actor][:100]
-        decisions = [
-            s for s in self.c.tap.recent("quarantine.entry.", 500)
-            if s.data.get("released_by") or s.data.get("discarded_by")
-        ][:100]  # fmt: skip
-        return self.render(request, "audit.html", acted=acted, decisions=decisions)
-
-
-def _see_other(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
-
-
-def _safe_next(request: web.Request, value: str | None = None) -> str:
-    target = value if value is not None else request.query.get("next", "")
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/fleet"
-    return target[:500]

@@ -16,15 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from common.config import AiFallbackSettings
 from common.security.redaction import redact, redact_text
 from common.store import Store
+from workers.ai_fallback import keys as ai_keys
 from workers.health_monitor.alerts import AlertBook, Silence
 from workers.health_monitor.evaluator import AlertState
 from workers.quarantine.keys import ANY
 from workers.quarantine.records import REASON_CODES, decode_headers
 from workers.quarantine.repository import Repository
 
-__all__ = ["Alerts", "Filters", "Group", "Quarantine"]
+__all__ = ["AiModels", "Alerts", "Filters", "Group", "ModelState", "Quarantine", "Spend"]
 
 _GROUP_FIELDS = ("reason", "event_type", "worker")
 _MAX_BODY_SHOWN = 64 * 1024
@@ -248,3 +250,62 @@ class Alerts:
     async def expire(self, silence_id: str) -> bool:
         """Expire a silence now."""
         return await self.book.remove_silence(silence_id)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A configured model as the AI fallback worker left it in Redis."""
+
+    name: str
+    cooldown_s: float
+    auth_disabled: bool
+
+
+@dataclass(frozen=True)
+class Spend:
+    """The fleet-wide AI usage in the current budget window, against its limits."""
+
+    tokens: int
+    usd: float
+    max_tokens: int | None
+    max_usd: float | None
+    window_s: int
+
+
+class AiModels:
+    """Cool-downs, auth disables and the global budget, from the AI fallback worker's keys."""
+
+    def __init__(
+        self, store: Store, settings: AiFallbackSettings, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+
+    async def load(self) -> tuple[list[ModelState], Spend]:
+        """Each configured model's state, and the spend of the current window."""
+        names = [m.name for m in self.settings.models]
+        window = int(self.clock() // self.settings.budget_window_s)
+        budget = ai_keys.budget(self.store, window, "global")
+        store = self.store
+
+        async def read(r: Any) -> Any:
+            async with r.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.pttl(ai_keys.cooldown(store, name))
+                    pipe.exists(ai_keys.disabled(store, name))
+                pipe.hgetall(budget)
+                return await pipe.execute()
+
+        replies: Any = await self.store.execute(read)
+        models = [
+            ModelState(name, max(0, int(replies[2 * i])) / 1000, bool(replies[2 * i + 1]))
+            for i, name in enumerate(names)
+        ]
+        used = {_text(k): int(v) for k, v in (replies[-1] or {}).items()}
+        spend = Spend(
+            used.get("tokens", 0), used.get("micro_usd", 0) / 1e6,
+            self.settings.global_max_tokens, self.settings.global_max_cost_usd,
+            self.settings.budget_window_s,
+        )  # fmt: skip
+        return models, spend

@@ -29,10 +29,11 @@ from common.security.apikeys import ApiKeyStore
 from common.security.tokens import TokenService
 from common.store import Store
 from eventguard.console.actions import Actions
-from eventguard.console.app import Console, build_app
+from eventguard.console.app import build_app
 from eventguard.console.auth import ConsoleAuth
 from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Alerts, Quarantine
+from eventguard.console.reads import AiModels, Alerts, Quarantine
+from eventguard.console.state import Console
 from eventguard.console.tap import Tap
 from workers.registry import WORKERS
 
@@ -89,7 +90,7 @@ def _console(
         alerts=Alerts(store),
         fleet=fleet,
         tap=tap,
-        models=[m.name for m in settings.ai_fallback.models],
+        models=AiModels(store, settings.ai_fallback),
     )
 
 

@@ -30,7 +30,14 @@ from common.bus.headers import DeadReason
 from common.bus.message import IncomingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import Emit
-from common.bus.topology import EVENTS_EXCHANGE, QueueSpec, Topology, worker_topology
+from common.bus.topology import (
+    DEAD_QUEUE,
+    EVENTS_EXCHANGE,
+    QueueSpec,
+    Topology,
+    work_queue_name,
+    worker_topology,
+)
 from common.config import QuarantineSettings, Settings
 from common.errors import Reject
 from common.metrics import Metrics
@@ -177,6 +184,7 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
         quarantine=QuarantineSettings(flood_producer_threshold=10**6, flood_type_threshold=10**6),
         security=demo_settings(any_type_producers=frozenset({user})),
     )
+    await _purge(rabbit_url)  # what an earlier run left in the shared queues is not this run's
     metrics = Metrics(CollectorRegistry())
     guards = Guards(metrics=metrics)
     client = connect_redis(redis_url)
@@ -242,8 +250,21 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
     finally:
         await broker.close()
         await _delete_queues(rabbit_url, poison_worker, settings)
+        await _purge(rabbit_url)
         await forget_prefix(client, prefix)
         await client.aclose()
+
+
+async def _purge(url: str) -> None:
+    """Empty the quarantine worker's queues on the test vhost (absent ones are fine)."""
+    async with aiormq.connect(url) as connection:
+        for name in (work_queue_name("quarantine"), DEAD_QUEUE):
+            channel = await connection.channel()
+            try:
+                await channel.queue_purge(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                continue  # a fresh vhost: nothing to purge
+            await channel.close()
 
 
 async def _delete_queues(url: str, worker: str, settings: Settings) -> None:

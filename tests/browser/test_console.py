@@ -99,12 +99,13 @@ async def test_a_poison_message_appears_in_the_quarantine_within_two_seconds(
     fleet.poison.accept = False
     started = time.monotonic()
     event_id = await _poison(fleet)
-    url = f"/quarantine?worker={fleet.poison_worker}"
+    url = "/quarantine?reason=handler_rejected"
     while True:
         await page.goto(url)
         if await page.locator("#records").get_by_text(event_id).count():
             break
-        assert time.monotonic() - started < 2.0, "the poison message did not appear within 2 s"
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0, f"the poison message did not appear within 2 s ({elapsed:.2f} s)"
         await asyncio.sleep(0.1)
     assert time.monotonic() - started < 2.0
 
@@ -160,6 +161,7 @@ async def test_discard_ends_a_record_without_republishing_it(
     assert fleet.released_copies(event_id) == []
 
 
+@pytest.mark.timeout(300)  # 1,000 dead letters and 2,000 requests on a shared 2-core machine
 async def test_two_operators_group_release_a_thousand_records_each_once(
     fleet: BrowserFleet, shots: list[Page]
 ) -> None:

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import fakeredis
 
 from common.bus import headers as h
 from common.bus.memory import MemoryBroker
+from common.config import AiFallbackSettings, AiModelSettings
 from common.store import Store
 from eventguard.console.fleet import FleetView
-from eventguard.console.reads import Filters, Quarantine
+from eventguard.console.reads import AiModels, Filters, Quarantine
 from eventguard.console.tap import Tap
+from workers.ai_fallback import keys as ai_keys
 from workers.quarantine.records import DeadMessage
+
+# A JWT-shaped value, made at run time, for the redaction check (no token is committed).
+_PARTS = (b'{"alg":"HS256"}', b"{}", b"s")
+_FAKE_JWT = ".".join(base64.urlsafe_b64encode(p).decode().rstrip("=") for p in _PARTS)
 
 
 def _dead(i: int, *, worker: str, event_type: str, reason: str) -> DeadMessage:
     return DeadMessage(
-        record_id=f"r{i:04d}", body=b'{"token": "eyJhbGciOiJIUzI1NiJ9.e30.x", "n": %d}' % i,
+        record_id=f"r{i:04d}", body=b'{"token": "%s", "n": %d}' % (_FAKE_JWT.encode(), i),
         headers={h.REASON: reason}, properties={}, reason=reason, detail="", exception="",
         attempts=1, worker=worker, queue="q", producer=f"p{i % 2}", event_type=event_type,
         event_id=f"e{i}", dead_at="", destination=None,
@@ -76,7 +83,7 @@ async def test_a_record_shows_its_body_with_secrets_redacted() -> None:
     quarantine = await _filled([2_000.0])
     record = await quarantine.record("r0001")
     assert record is not None
-    assert "eyJhbGciOiJIUzI1NiJ9" not in record["body_text"]
+    assert _FAKE_JWT.split(".")[0] not in record["body_text"]
     assert '"n": 1' in record["body_text"]
     assert await quarantine.record("nope") is None
 
@@ -114,3 +121,28 @@ async def test_fleet_rows_say_why_a_worker_is_not_ready() -> None:
     assert rows[("quarantine", "a")].why == "paused by breaker redis"
     assert rows[("quarantine", "b")].why == "no heartbeat for 91s"
     assert not rows[("ai_fallback", "-")].ready
+
+
+async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -> None:
+    """Cool-down TTL, an auth disable and the global budget hash are read from Redis."""
+    settings = AiFallbackSettings(
+        models=(
+            AiModelSettings(name="m1", provider="openai", endpoint="http://x", context_window=8,
+                            max_output=8),
+            AiModelSettings(name="m2", provider="anthropic", endpoint="http://y", context_window=8,
+                            max_output=8),
+        ),
+        global_max_tokens=1_000,
+    )  # fmt: skip
+    store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
+    now = 86_400.0 * 3 + 5
+    window = int(now // settings.budget_window_s)
+    await store.execute(lambda r: r.set(ai_keys.cooldown(store, "m1"), "429", ex=30))
+    await store.execute(lambda r: r.set(ai_keys.disabled(store, "m2"), "fp"))
+    budget = ai_keys.budget(store, window, "global")
+    await store.execute(lambda r: r.hset(budget, mapping={"tokens": 120, "micro_usd": 2_500}))
+    models, spend = await AiModels(store, settings, clock=lambda: now).load()
+    assert [(m.name, m.cooldown_s > 0, m.auth_disabled) for m in models] == [
+        ("m1", True, False), ("m2", False, True),
+    ]  # fmt: skip
+    assert (spend.tokens, spend.usd, spend.max_tokens) == (120, 0.0025, 1_000)

@@ -303,12 +303,11 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
             app = build_app(runtime, auth=auth, stream=stream)
             ops = OpsServer(app, host=settings.ops_host, port=settings.ops_port)
             async with ops.serving():
-                if settings.ops_port == 0:
-                    print(
-                        f"eventguard: ops server on http://{settings.ops_host}:{ops.port}/ "
-                        "(--ops-port 0 picked it)",
-                        file=sys.stderr,
-                        flush=True,
+                if settings.ops_port == 0:  # WARNING: shown at every level
+                    _log.warning(
+                        "ops.port_picked",
+                        url=f"http://{settings.ops_host}:{ops.port}/",
+                        reason="--ops-port 0",
                     )
                 await stop.wait()
                 _log.info("worker.stopping", reason="signal")

@@ -36,7 +36,7 @@ async def test_topology_apply_and_publish_need_only_the_broker(
         "uptime_s": 1.0,
     }
     args = argparse.Namespace(
-        type="health.heartbeat", data=json.dumps(heartbeat), source="it", wait=None
+        type="health.heartbeat", data=json.dumps(heartbeat), source="it", wait=None, actor=None
     )
     assert await cli._publish(args, settings) == 0
     published = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["published"]

@@ -34,7 +34,7 @@ from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import Metrics
 from common.reliability.breaker import CircuitBreaker, State
-from common.reliability.guard import Guards
+from common.reliability.guard import Guard, Guards
 from common.security.admission import admit_unblocked
 from common.service import Service, ServiceFactory, WorkerContext
 from common.store import Store
@@ -92,6 +92,35 @@ class Runtime:
         self._resync_task: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex[:8]  # tells two replicas with one instance name apart
         self.stopping = False
+
+    @classmethod
+    def assemble(
+        cls,
+        settings: Settings,
+        factories: Sequence[tuple[str, ServiceFactory]],
+        *,
+        broker: Broker,
+        store: Callable[[Guard], Store],
+        metrics: Metrics,
+        authorize: Authorizer,
+        guards: Guards | None = None,
+    ) -> Runtime:
+        """The one wiring of a runtime (``eventguard run``, the demo and the tests): guards from
+        the settings' overrides, the store behind their ``redis`` guard (``store`` builds it),
+        and shared breakers bound to that store."""
+        if guards is None:
+            guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
+        built = store(guards.guard("redis"))
+        guards.bind_store(built)
+        return cls(
+            settings=settings,
+            factories=factories,
+            broker=broker,
+            store=built,
+            metrics=metrics,
+            authorize=authorize,
+            guards=guards,
+        )
 
     # -- lifespan -----------------------------------------------------------------------------
 

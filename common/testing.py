@@ -131,17 +131,15 @@ async def run_workers(
     settings = settings or Settings(runtime=fast_runtime_settings())
     client = redis if redis is not None else fakeredis.FakeAsyncRedis()
     metrics = Metrics(CollectorRegistry())
-    guards = guards if guards is not None else Guards(metrics=metrics)
-    store = Store(client, prefix=settings.redis_key_prefix, guard=guards.guard("redis"))
     broker = MemoryBroker()
-    runtime = Runtime(
-        settings=settings,
-        factories=factories,
+    runtime = Runtime.assemble(
+        settings,
+        factories,
         broker=broker,
-        store=store,
+        store=lambda guard: Store(client, prefix=settings.redis_key_prefix, guard=guard),
         metrics=metrics,
         authorize=authorize,
         guards=guards,
     )
     async with runtime.lifespan():
-        yield Harness(runtime, broker, store, metrics)
+        yield Harness(runtime, broker, runtime.store, metrics)

@@ -41,7 +41,6 @@ from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, OpsServer, build_app
 from common.preflight import check_broker_user, check_ops_port, check_outputs
-from common.reliability import Guards
 from common.runtime import Runtime, install_signal_handlers
 from common.security import cli as security_cli
 from common.security.admission import Admission
@@ -279,19 +278,15 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
         name=f"eventguard-{'-'.join(name for name, _ in factories)}-{settings.instance}",
         reconnect_max_delay_s=settings.runtime.reconnect_max_delay_s,
     )
-    guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
-    store = Store.from_settings(settings, guard=guards.guard("redis"))
-    guards.bind_store(store)
-    admission = Admission.from_settings(settings)
-    runtime = Runtime(
-        settings=settings,
-        factories=factories,
+    runtime = Runtime.assemble(
+        settings,
+        factories,
         broker=broker,
-        store=store,
+        store=lambda guard: Store.from_settings(settings, guard=guard),
         metrics=metrics,
-        authorize=admission,
-        guards=guards,
+        authorize=Admission.from_settings(settings),
     )
+    store = runtime.store
     stop = asyncio.Event()
     install_signal_handlers(stop)
     stream = EventStream()

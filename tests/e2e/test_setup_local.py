@@ -46,6 +46,7 @@ async def test_setup_local_is_complete_and_idempotent(
             "quarantine",
             "billing",
             "chat",
+            "console",
             "marketplace",
             "operator",
         }

@@ -17,7 +17,8 @@ cleanup() {
 trap cleanup EXIT
 rabbitmqctl add_vhost "$vhost" >/dev/null
 rabbitmqctl set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-EVENTGUARD_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" \
-EVENTGUARD_CONTAINERS_RESULTS=1 \
+# The local test broker's guest user, as every other test uses it.
+url="amqp://guest:guest@127.0.0.1:5672/$vhost"  # pragma: allowlist secret
+EVENTGUARD_TEST_AMQP_URL="$url" EVENTGUARD_CONTAINERS_RESULTS=1 \
   .venv/bin/python -m pytest -q tests/containers -m containers -p no:cacheprovider
 bash scripts/containers.sh compose

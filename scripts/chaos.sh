@@ -11,7 +11,7 @@ cleanup() {
   local pids="$EG_CLUSTER_DIR/fleet.pids" pid
   if [ -s "$pids" ]; then
     while read -r pid; do  # only our own worker processes, should a pid have been reused
-      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'eventguard.cli run'; then
+      if [ -r "/proc/$pid/cmdline" ] && tr "\0" " " <"/proc/$pid/cmdline" | grep -q "eventguard.cli run"; then
         kill -KILL "$pid" 2>/dev/null || true
       fi
     done <"$pids"

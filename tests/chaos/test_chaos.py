@@ -193,7 +193,7 @@ async def scenario(rig: Rig, name: str, fault: Fault, recover: Recover) -> dict[
         "--workers",
         *WORKERS,
         "--timeout",
-        "60",
+        "120",
         "--json",
         "--timeline",
         str(timeline),
@@ -231,6 +231,11 @@ async def scenario(rig: Rig, name: str, fault: Fault, recover: Recover) -> dict[
             "lost": report["lost"],
             "duplicated": report["duplicated"],
             "unexpected_quarantine": report["unexpected_quarantine"],
+            "unsettled_by_type": {
+                label: row["published"] - row["settled"]
+                for label, row in report["per_type"].items()
+                if row["published"] != row["settled"]
+            },
             "republished_by_load": report["republished"],
             "republished_by_workers": {k: after[k] - before.get(k, 0.0) for k in after},
             "publish_resumed_s": publish_resume_s,

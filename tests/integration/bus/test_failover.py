@@ -9,8 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from common.bus.amqp import AmqpBroker
+from common.bus.message import OutgoingMessage
 from common.bus.router import Emit, Router
-from common.errors import NotReplicated
+from common.bus.topology import QueueSpec, Topology
+from common.errors import DeliveryError, NotReplicated
 from common.reliability.guard import Guards
 from common.store import Store
 from schemas.envelope import Envelope, new_event
@@ -102,3 +104,31 @@ async def test_a_write_waiting_for_a_replica_that_is_not_there_fails_retryably(
     plain = Store(rig.redis, guard=guards.guard("redis"))
     assert await plain.execute_durable(lambda p: p.set(key, b"v2")) is True
     assert await rig.redis.get(key) == b"v2"
+
+
+async def test_a_nacking_queue_gets_fresh_channels_then_the_nack_is_raised(rig: Rig) -> None:
+    """A nack replaces the publish channel and re-sends (the RabbitMQ 3.10 leader-change
+    work-around), at most nack_retries times: a queue that stays full still raises."""
+    broker = AmqpBroker(
+        rig.rabbit_url,
+        metrics=rig.metrics,
+        name=f"eventguard-test.{rig.worker}.nack",
+        renew_channel_s=0.05,
+        nack_retries=2,
+        start_timeout_s=5,
+    )
+    rig.brokers.append(broker)
+    await broker.start()
+    full = QueueSpec(
+        f"eventguard.{rig.worker}",
+        {"x-queue-type": "classic", "x-max-length": 1, "x-overflow": "reject-publish"},
+    )
+    topology = Topology(exchanges=(), queues=(full,))
+    await broker.declare(topology)
+    rig.topologies.append(topology)
+    await broker.publish(OutgoingMessage(b"1", routing_key=full.name, exchange=""))
+    with pytest.raises(DeliveryError, match="nack"):
+        await broker.publish(OutgoingMessage(b"2", routing_key=full.name, exchange=""))
+    assert rig.sample("eventguard_publish_republished_total", _labels(broker, "nack")) == 2
+    assert rig.sample("eventguard_publish_failures_total", _labels(broker, "nack")) == 1
+    assert await broker.queue_depth(full.name) == 1

@@ -39,7 +39,7 @@ from common.store import connect_redis
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Envelope, new_event
-from workers.ai_fallback import AiFallback
+from workers.ai_fallback import AiFallbackService
 from workers.ai_fallback import create as create_ai
 from workers.ai_fallback.providers import ChatRequest, OpenAIClient
 from workers.ai_fallback.simulator import ProviderSimulator, Step
@@ -175,7 +175,7 @@ async def bench_eventguard(sim: ProviderSimulator, *, real_redis: bool = True) -
             [("ai_fallback", create_ai)], settings=_settings(sim, prefix), redis=redis
         ) as harness:
             service = harness.runtime.workers["ai_fallback"].service
-            assert isinstance(service, AiFallback)
+            assert isinstance(service, AiFallbackService)
             replies = _Replies(harness)
 
             async def via_bus(i: int) -> None:

@@ -30,7 +30,8 @@ from common.bus.memory import MemoryBroker
 from common.config import ConsoleSettings, Settings
 from common.logging import configure_logging
 from common.metrics import Metrics
-from common.security import ApiKeyStore, demo_settings
+from common.security.apikeys import ApiKeyStore
+from common.security.keys import demo_settings
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
 from eventguard.console import console_serving

@@ -28,14 +28,14 @@ from prometheus_client import CollectorRegistry
 from common.bus.rpc import request
 from common.config import OpportunitySettings, Settings
 from common.metrics import Metrics
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.service import ServiceFactory, WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
 from workers.opportunity_discovery.scan import ScanEngine
-from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.service import OpportunityDiscoveryService
 from workers.opportunity_discovery.simulator import MarketSimulator
 
 RESULTS = Path(__file__).parent / "results" / "opportunity.json"
@@ -74,8 +74,8 @@ async def _worker_rounds() -> tuple[float, float]:
     counted; a new user each round so the result cache never answers; market cache TTL 0)."""
     source = MarketSimulator(latency_s=LATENCY)
 
-    def create(ctx: WorkerContext) -> OpportunityDiscovery:
-        return OpportunityDiscovery(ctx, source=source)
+    def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
+        return OpportunityDiscoveryService(ctx, source=source)
 
     factory: ServiceFactory = create
     settings = Settings(

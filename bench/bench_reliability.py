@@ -22,13 +22,10 @@ import pybreaker
 import tenacity
 from redis.asyncio import Redis
 
-from common.reliability import (
-    BreakerConfig,
-    CircuitBreaker,
-    Guards,
-    RetryPolicy,
-    SharedBreakerState,
-)
+from common.reliability.breaker import BreakerConfig, CircuitBreaker
+from common.reliability.guard import Guards
+from common.reliability.retry import RetryPolicy
+from common.reliability.shared import SharedBreakerState
 from common.store import Store
 
 N = 200_000

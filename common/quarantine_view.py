@@ -9,7 +9,7 @@ Every worker has one: :class:`common.service.BaseService` creates it as ``self.q
 it before consuming and refuses events of blocked producers (``producer_blocked``). A worker
 uses it for other kinds too::
 
-    class AiFallback(BaseService):
+    class AiFallbackService(BaseService):
         def __init__(self, ctx: WorkerContext) -> None:
             super().__init__(ctx)  # self.quarantine exists and is registered
 

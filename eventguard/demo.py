@@ -23,9 +23,9 @@ from common.config import Settings
 from common.errors import ConfigError
 from common.ops import EventStream, OpsServer, build_app
 from common.runtime import install_signal_handlers
-from common.security import demo_settings
 from common.security.admission import Admission
 from common.security.http import AdminAuth
+from common.security.keys import demo_settings
 from common.security.roles import Role
 from common.testing import Harness, fast_runtime_settings, run_workers
 from eventguard.console import console_serving

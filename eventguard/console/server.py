@@ -23,7 +23,7 @@ from common.config import Settings, require_production
 from common.errors import ConfigError
 from common.logging import get_logger
 from common.metrics import Metrics
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.runtime import install_signal_handlers
 from common.security.apikeys import ApiKeyStore
 from common.security.tokens import TokenService

@@ -41,10 +41,11 @@ from common.bus.topology import (
 from common.config import QuarantineSettings, Settings
 from common.errors import Reject
 from common.metrics import Metrics
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.runtime import Runtime
-from common.security import ApiKeyStore, demo_settings
 from common.security.admission import Admission
+from common.security.apikeys import ApiKeyStore
+from common.security.keys import demo_settings
 from common.service import BaseService, WorkerContext
 from common.store import Store, connect_redis
 from common.testing import fast_runtime_settings, forget_prefix

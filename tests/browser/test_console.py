@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from common.security import Role, TokenService
+from common.security.roles import Role
+from common.security.tokens import TokenService
 from eventguard.console import COOKIE
 from eventguard.console.reads import Quarantine
 from schemas.envelope import new_event

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from common.config import OpportunitySettings, Settings
 from common.ops import EventStream, OpsServer, build_app
-from common.security import AdminAuth, demo_settings
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
 from common.testing import Harness, fast_runtime_settings, run_workers
 from workers.registry import WORKERS
 

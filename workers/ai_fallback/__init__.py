@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from common.service import WorkerContext
-from workers.ai_fallback.service import AiFallback
+from workers.ai_fallback.service import AiFallbackService
 
-__all__ = ["AiFallback", "create"]
+__all__ = ["AiFallbackService", "create"]
 
 
-def create(ctx: WorkerContext) -> AiFallback:
+def create(ctx: WorkerContext) -> AiFallbackService:
     """The worker for ``ctx``."""
-    return AiFallback(ctx)
+    return AiFallbackService(ctx)

@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from common.config import AiFallbackSettings
-from common.reliability import BreakerConfig, CircuitBreaker, Guard, GuardConfig, Guards, State
+from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.guard import Guard, GuardConfig, Guards
 from workers.ai_fallback.chain import Model
 from workers.ai_fallback.providers import ModelFailureError
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from common.bus.router import Emit
 from common.logging import get_logger
 from common.problems import Problem
-from common.reliability import RequestDeduplicator
+from common.reliability.dedup import RequestDeduplicator
 from common.security.admission import requester
 from common.service import AdminRoute, BaseService, WorkerContext
 from common.validation import Answer, EmptyBody
@@ -39,7 +39,7 @@ from workers.ai_fallback.responses import from_cache, from_walk
 from workers.ai_fallback.tokens import EncodingName, TokenCounter, load_o200k
 from workers.ai_fallback.walker import PromptSizes, Walk, Walker
 
-__all__ = ["AiFallback"]
+__all__ = ["AiFallbackService"]
 
 _log = get_logger("eventguard.ai_fallback")
 _BIG_PROMPT_CHARS = 50_000  # count larger prompts off the event loop
@@ -70,7 +70,7 @@ class ModelEnabled(Answer):
     lifted: bool
 
 
-class AiFallback(BaseService):
+class AiFallbackService(BaseService):
     """Completions through an ordered chain of LLM providers."""
 
     name = "ai_fallback"

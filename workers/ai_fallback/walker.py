@@ -22,7 +22,7 @@ from common.config import AiFallbackSettings
 from common.logging import get_logger
 from common.metrics import AiFallbackMetrics
 from common.quarantine_view import QuarantineView
-from common.reliability import BulkheadFull, CircuitOpen
+from common.reliability.errors import BulkheadFull, CircuitOpen
 from schemas.ai import Attempt, CompletionRequested
 from workers.ai_fallback.calls import ModelCalls
 from workers.ai_fallback.chain import Model

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from common.service import WorkerContext
-from workers.health_monitor.service import HealthMonitor
+from workers.health_monitor.service import HealthMonitorService
 
-__all__ = ["HealthMonitor", "create"]
+__all__ = ["HealthMonitorService", "create"]
 
 
-def create(ctx: WorkerContext) -> HealthMonitor:
+def create(ctx: WorkerContext) -> HealthMonitorService:
     """The health monitor for ``ctx``."""
-    return HealthMonitor(ctx)
+    return HealthMonitorService(ctx)

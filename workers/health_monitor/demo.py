@@ -13,7 +13,7 @@ from typing import Any
 
 from common.testing import Harness
 from schemas.health import Heartbeat
-from workers.health_monitor.service import HealthMonitor
+from workers.health_monitor.service import HealthMonitorService
 
 __all__ = ["prepare", "scenario"]
 
@@ -45,7 +45,7 @@ async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
 async def scenario(env: Harness, say: Callable[[str], None]) -> None:
     """Publish heartbeats of a failing 'checkout' worker and watch the alert's life."""
     monitor = env.runtime.workers["health_monitor"].service
-    if not isinstance(monitor, HealthMonitor):
+    if not isinstance(monitor, HealthMonitorService):
         return
     started = datetime.now(UTC)
     clock = [time.time()]

@@ -36,7 +36,7 @@ from workers.health_monitor.leader import Leadership
 from workers.health_monitor.outbox import Outbox, Pending
 from workers.health_monitor.rules import Rule, load_rules
 
-__all__ = ["HealthMonitor"]
+__all__ = ["HealthMonitorService"]
 
 _log = get_logger("eventguard.health_monitor")
 # What a Redis call raises when Redis is away (the guard's errors, redis-py's, the socket's).
@@ -47,7 +47,7 @@ def _when(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-class HealthMonitor(BaseService):
+class HealthMonitorService(BaseService):
     """Turns heartbeats and collected stats into alerts.
 
     With N replicas every one consumes every heartbeat and evaluates (a hot standby); only the

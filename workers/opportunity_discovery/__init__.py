@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from common.service import WorkerContext
-from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.service import OpportunityDiscoveryService
 
-__all__ = ["OpportunityDiscovery", "create"]
+__all__ = ["OpportunityDiscoveryService", "create"]
 
 
-def create(ctx: WorkerContext) -> OpportunityDiscovery:
+def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
     """The worker for ``ctx``."""
-    return OpportunityDiscovery(ctx)
+    return OpportunityDiscoveryService(ctx)

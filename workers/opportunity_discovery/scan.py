@@ -17,7 +17,9 @@ from typing import Any
 
 from common.config import OpportunitySettings
 from common.metrics import Metrics
-from common.reliability import CircuitOpen, Guards, RequestDeduplicator
+from common.reliability.dedup import RequestDeduplicator
+from common.reliability.errors import CircuitOpen
+from common.reliability.guard import Guards
 from workers.opportunity_discovery import scanners as sc
 from workers.opportunity_discovery.market import (
     BadMarketData,

@@ -33,7 +33,7 @@ from workers.opportunity_discovery.scanners import STRATEGIES, Candidate
 from workers.opportunity_discovery.simulator import MarketSimulator
 from workers.opportunity_discovery.sources import build_source
 
-__all__ = ["OpportunityDiscovery"]
+__all__ = ["OpportunityDiscoveryService"]
 
 _log = get_logger("eventguard.opportunity_discovery")
 _TOP_IN_SUMMARY = 20
@@ -64,7 +64,7 @@ def _missing_note(missing: list[Missing]) -> str:
     return f"{len(missing)} part(s) missing: {listed}"[:500]
 
 
-class OpportunityDiscovery(BaseService):
+class OpportunityDiscoveryService(BaseService):
     """Entitlements, scans, results."""
 
     name = "opportunity_discovery"

@@ -15,7 +15,7 @@ from common.store import Store
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import new_event
 from tests.integration.bus.conftest import Rig, open_rig
-from workers.ai_fallback import AiFallback
+from workers.ai_fallback import AiFallbackService
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
 
@@ -55,13 +55,13 @@ def _settings(sim: ProviderSimulator) -> Settings:
     return Settings(ai_fallback=section)
 
 
-async def _service(rig: Rig, sim: ProviderSimulator) -> AiFallback:
+async def _service(rig: Rig, sim: ProviderSimulator) -> AiFallbackService:
     broker = await rig.broker("ai")
     store = Store(rig.redis, prefix=rig.prefix)
     ctx = WorkerContext(
         rig.worker, _settings(sim), store, broker, rig.publisher(broker), rig.metrics
     )
-    service = AiFallback(ctx)
+    service = AiFallbackService(ctx)
     await service.start()
     await rig.pipeline(broker, service.router)
     return service
@@ -116,7 +116,7 @@ async def test_cooldown_survives_restart(rig: Rig, sim: ProviderSimulator) -> No
     ctx = WorkerContext(
         rig.worker, _settings(sim), store, service.ctx.broker, service.ctx.publisher, rig.metrics
     )
-    restarted = AiFallback(ctx)
+    restarted = AiFallbackService(ctx)
     await restarted.start()
     try:
         assert 55 < restarted.health.cooling("a") <= 60

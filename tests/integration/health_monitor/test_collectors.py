@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from common.config import HealthMonitorSettings
 from common.metrics import Metrics
 from common.preflight import url_vhost
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.store import Store
 from workers.health_monitor.collectors import collect_all, rabbitmq_collector, redis_collector
 from workers.health_monitor.evaluator import Sample

@@ -17,7 +17,7 @@ from schemas.envelope import new_event
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested
 from tests.integration.bus.conftest import Rig, open_rig
-from workers.opportunity_discovery import OpportunityDiscovery, cli
+from workers.opportunity_discovery import OpportunityDiscoveryService, cli
 from workers.opportunity_discovery.simulator import MarketSimulator
 
 
@@ -46,7 +46,7 @@ async def test_buy_then_scan_by_request_reply_with_a_failing_venue(
     broker = await rig.broker("opp")
     store = Store(rig.redis, prefix=rig.prefix)
     ctx = WorkerContext(rig.worker, _settings(), store, broker, rig.publisher(broker), rig.metrics)
-    service = OpportunityDiscovery(ctx, source=MarketSimulator(failing={"gamma"}))
+    service = OpportunityDiscoveryService(ctx, source=MarketSimulator(failing={"gamma"}))
     await service.start()
     await rig.pipeline(broker, service.router)
     requester = rig.publisher(await rig.broker("requester"))

@@ -17,16 +17,11 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from common.metrics import Metrics
-from common.reliability import (
-    KIND_DEFAULTS,
-    BreakerConfig,
-    CircuitBreaker,
-    CircuitOpen,
-    Guards,
-    ManualClock,
-    SharedBreakerState,
-    State,
-)
+from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.clock import ManualClock
+from common.reliability.errors import CircuitOpen
+from common.reliability.guard import KIND_DEFAULTS, Guards
+from common.reliability.shared import SharedBreakerState
 from common.store import Store
 
 pytestmark = pytest.mark.integration

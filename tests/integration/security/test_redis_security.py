@@ -15,8 +15,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from common.config import Settings
-from common.security import ApiKeyStore, SessionStore, TokenError, TokenService, demo_settings
 from common.security import cli as security_cli
+from common.security.apikeys import ApiKeyStore
+from common.security.keys import demo_settings
+from common.security.sessions import SessionStore
+from common.security.tokens import TokenError, TokenService
 from common.store import Store, connect_redis
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from common.config import Settings
-from common.security import TokenError, TokenService, demo_settings
 from common.security import cli as security_cli
+from common.security.keys import demo_settings
 from common.security.throttle import AuthThrottle
+from common.security.tokens import TokenError, TokenService
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
 

@@ -10,11 +10,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from common.config import AiFallbackSettings, AiModelSettings, Settings
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.ai import CompletionRequested, Message
 from schemas.envelope import Actor, Envelope
-from workers.ai_fallback import AiFallback
+from workers.ai_fallback import AiFallbackService
 from workers.ai_fallback import create as create_ai
 from workers.ai_fallback.simulator import ProviderSimulator
 
@@ -49,11 +49,11 @@ def ai_settings(models: list[AiModelSettings], **kw: Any) -> Settings:
 @contextlib.asynccontextmanager
 async def fleet(
     settings: Settings, factory: Callable[..., Any] = create_ai, *, guards: Guards | None = None
-) -> AsyncIterator[tuple[Harness, AiFallback]]:
+) -> AsyncIterator[tuple[Harness, AiFallbackService]]:
     """The worker on the in-memory broker and fakeredis, and its service object."""
     async with run_workers([("ai_fallback", factory)], settings=settings, guards=guards) as harness:
         service = harness.runtime.workers["ai_fallback"].service
-        assert isinstance(service, AiFallback)
+        assert isinstance(service, AiFallbackService)
         yield harness, service
 
 

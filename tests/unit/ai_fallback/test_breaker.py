@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from common.config import Settings
-from common.reliability import Guards, ManualClock, State
+from common.reliability.breaker import State
+from common.reliability.clock import ManualClock
+from common.reliability.guard import Guards
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model, reply_to
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from common.service import WorkerContext
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model
-from workers.ai_fallback import AiFallback
+from workers.ai_fallback import AiFallbackService
 from workers.ai_fallback.simulator import ProviderSimulator, Step
 
 
@@ -101,8 +101,8 @@ async def test_state_gauge_follows_cooldown_expiry_without_traffic(
     sim.script("a", Step("rate_limit", retry_after=30))
     settings = ai_settings([model(sim, "a"), model(sim, "b", priority=200)], retry_after_cap_s=1)
 
-    def create(ctx: WorkerContext) -> AiFallback:
-        return AiFallback(ctx, clock=lambda: now[0])
+    def create(ctx: WorkerContext) -> AiFallbackService:
+        return AiFallbackService(ctx, clock=lambda: now[0])
 
     async with fleet(settings, create) as (h, service):
         await answer(h, ask())

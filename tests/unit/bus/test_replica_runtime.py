@@ -13,7 +13,8 @@ from common.bus.router import Emit
 from common.bus.topology import EVENTS_EXCHANGE
 from common.config import Settings
 from common.ops import EventStream, build_app
-from common.security import AdminAuth, demo_settings
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
 from common.service import BaseService, WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from schemas.envelope import Envelope

@@ -20,7 +20,9 @@ from common.bus.memory import MemoryBroker
 from common.config import ConsoleSettings, Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
-from common.security import ApiKeyStore, Role, demo_settings
+from common.security.apikeys import ApiKeyStore
+from common.security.keys import demo_settings
+from common.security.roles import Role
 from common.store import Store
 from eventguard.console import COOKIE, ROUTES, ConsoleAuth, build_app, console_serving
 from eventguard.console.server import _console

@@ -13,20 +13,22 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.config import HealthMonitorSettings, Settings
 from common.ops import EventStream, build_app
-from common.security import AdminAuth, TokenService, demo_settings
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
+from common.security.tokens import TokenService
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.health import Heartbeat
 from workers.health_monitor.rules import parse_rules
-from workers.health_monitor.service import HealthMonitor
+from workers.health_monitor.service import HealthMonitorService
 
 RULES = parse_rules("rules:\n  - name: Errors\n    metric: worker_error_rate\n    warning: 0.1\n")
-Env = tuple[TestClient[web.Request, web.Application], TokenService, Harness, HealthMonitor]
+Env = tuple[TestClient[web.Request, web.Application], TokenService, Harness, HealthMonitorService]
 
 
 def _factory(webhook_url: str | None = None) -> ServiceFactory:
-    def create(ctx: WorkerContext) -> HealthMonitor:
-        return HealthMonitor(ctx, rules=RULES, collectors={})
+    def create(ctx: WorkerContext) -> HealthMonitorService:
+        return HealthMonitorService(ctx, rules=RULES, collectors={})
 
     return create
 
@@ -49,7 +51,7 @@ async def env() -> AsyncIterator[Env]:
         auth = AdminAuth.from_settings(settings, store=fleet.store, metrics=fleet.metrics)
         app = build_app(fleet.runtime, auth=auth, stream=EventStream())
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         assert auth.tokens is not None
         async with TestClient(TestServer(app)) as client:
             yield client, auth.tokens, fleet, monitor
@@ -107,7 +109,7 @@ async def test_webhook_gets_alertmanager_payloads_grouped_by_rule() -> None:
         url = str(server.make_url("/hook"))
         async with run_workers([("health_monitor", _factory())], settings=_settings(url)) as fleet:
             monitor = fleet.runtime.workers["health_monitor"].service
-            assert isinstance(monitor, HealthMonitor)
+            assert isinstance(monitor, HealthMonitorService)
             await fleet.publish("health.heartbeat", _beat(0.5))
             await fleet.settle()
             await monitor.tick()

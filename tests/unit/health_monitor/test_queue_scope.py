@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from common.config import HealthMonitorSettings
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from workers.health_monitor.collectors import fleet_queue_kind, rabbitmq_collector
 
 

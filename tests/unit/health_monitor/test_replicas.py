@@ -15,7 +15,7 @@ from common.testing import fast_runtime_settings, run_workers
 from workers.health_monitor.alerts import Fenced, Notification
 from workers.health_monitor.evaluator import Sample
 from workers.health_monitor.rules import parse_rules
-from workers.health_monitor.service import HealthMonitor
+from workers.health_monitor.service import HealthMonitorService
 
 RULES = parse_rules(
     """
@@ -78,9 +78,9 @@ def _settings() -> Settings:
 @contextlib.asynccontextmanager
 async def _replica(
     world: World, clock: Clock, redis: fakeredis.FakeAsyncRedis
-) -> AsyncIterator[HealthMonitor]:
-    def create(ctx: WorkerContext) -> HealthMonitor:
-        return HealthMonitor(
+) -> AsyncIterator[HealthMonitorService]:
+    def create(ctx: WorkerContext) -> HealthMonitorService:
+        return HealthMonitorService(
             ctx,
             clock=clock,
             rules=RULES,
@@ -90,11 +90,11 @@ async def _replica(
 
     async with run_workers([("health_monitor", create)], settings=_settings(), redis=redis) as f:
         monitor = f.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         yield monitor
 
 
-async def _leader(*monitors: HealthMonitor) -> HealthMonitor:
+async def _leader(*monitors: HealthMonitorService) -> HealthMonitorService:
     async with asyncio.timeout(3):
         while True:
             leading = [m for m in monitors if m.leadership.leading]

@@ -21,7 +21,7 @@ from workers.health_monitor.alerts import Notification, Sink
 from workers.health_monitor.collectors import Collector
 from workers.health_monitor.evaluator import Sample
 from workers.health_monitor.rules import Rule, parse_rules
-from workers.health_monitor.service import HealthMonitor
+from workers.health_monitor.service import HealthMonitorService
 
 RULES = parse_rules(
     """
@@ -71,8 +71,10 @@ def _factory(
     collectors: dict[str, Collector] | None = None,
     sinks: dict[str, Sink] | None = None,
 ) -> ServiceFactory:
-    def create(ctx: WorkerContext) -> HealthMonitor:
-        return HealthMonitor(ctx, clock=clock, rules=rules, collectors=collectors, sinks=sinks)
+    def create(ctx: WorkerContext) -> HealthMonitorService:
+        return HealthMonitorService(
+            ctx, clock=clock, rules=rules, collectors=collectors, sinks=sinks
+        )
 
     return create
 
@@ -95,7 +97,7 @@ async def test_heartbeat_alert_raised_with_entity_and_quarantine_flag() -> None:
         [("health_monitor", _factory(clock, RULES))], settings=_settings()
     ) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         await fleet.publish("health.heartbeat", _beat(0.0, gpt=0.9))
         await fleet.settle()
         await monitor.tick()
@@ -143,7 +145,7 @@ async def test_silence_and_inhibition_mute_delivery_but_not_tracking() -> None:
     factory = _factory(clock, RULES, collectors={"rabbitmq": collector})
     async with run_workers([("health_monitor", factory)], settings=_settings()) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         await monitor.book.add_silence(
             {"alertname": "ModelFailing"}, until=clock.now + 600, by="op", comment="", now=clock.now
         )
@@ -190,7 +192,7 @@ async def test_hanging_collector_and_sink_do_not_block_the_others() -> None:
     )
     async with run_workers([("health_monitor", factory)], settings=_settings()) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         async with asyncio.timeout(2):
             await monitor.tick()
         assert received == ["BrokerDown"]
@@ -212,7 +214,7 @@ async def test_active_alerts_and_silences_survive_a_restart() -> None:
         [("health_monitor", _factory(clock, RULES))], settings=_settings(), redis=redis
     ) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         await fleet.publish("health.heartbeat", _beat(0.9))
         await fleet.settle()
         assert [n.kind for n in await monitor.tick()] == ["raised"]
@@ -224,7 +226,7 @@ async def test_active_alerts_and_silences_survive_a_restart() -> None:
         [("health_monitor", _factory(clock, RULES))], settings=_settings(), redis=redis
     ) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
-        assert isinstance(monitor, HealthMonitor)
+        assert isinstance(monitor, HealthMonitorService)
         assert [a.rule for a in monitor.evaluator.alerts.values()] == ["Errors"]
         assert len(monitor.book.silences) == 1
         await fleet.publish("health.heartbeat", _beat(0.9))

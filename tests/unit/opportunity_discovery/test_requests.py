@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from common.config import OpportunitySettings, Settings
 from common.metrics import Metrics
-from common.reliability import Guards
+from common.reliability.guard import Guards
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Envelope
@@ -20,7 +20,7 @@ from schemas.opportunity import ScanRequested
 from workers.opportunity_discovery.market import OrderBook
 from workers.opportunity_discovery.results import read_status
 from workers.opportunity_discovery.scan import ScanEngine
-from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.service import OpportunityDiscoveryService
 from workers.opportunity_discovery.simulator import MarketSimulator
 
 
@@ -58,8 +58,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _factory(clock: Clock, source: MarketSimulator) -> ServiceFactory:
-    def create(ctx: WorkerContext) -> OpportunityDiscovery:
-        return OpportunityDiscovery(ctx, source=source, clock=clock)
+    def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
+        return OpportunityDiscoveryService(ctx, source=source, clock=clock)
 
     return create
 

@@ -25,7 +25,7 @@ from workers.opportunity_discovery import keys
 from workers.opportunity_discovery.entitlements import Entitlements
 from workers.opportunity_discovery.market import OrderBook
 from workers.opportunity_discovery.results import cache_key
-from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.service import OpportunityDiscoveryService
 from workers.opportunity_discovery.simulator import MarketSimulator
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT"]
@@ -51,8 +51,8 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _factory(clock: Clock, source: MarketSimulator, holder: dict[str, Any]) -> ServiceFactory:
-    def create(ctx: WorkerContext) -> OpportunityDiscovery:
-        service = OpportunityDiscovery(ctx, source=source, clock=clock)
+    def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
+        service = OpportunityDiscoveryService(ctx, source=source, clock=clock)
         holder["service"] = service
         return service
 
@@ -242,7 +242,7 @@ async def test_progress_is_served_by_the_admin_route() -> None:
     ) as fleet:
         await _buy(fleet, "spot_arbitrage")
         summary = await _scan(fleet)
-        service: OpportunityDiscovery = holder["service"]
+        service: OpportunityDiscoveryService = holder["service"]
         app = web.Application(middlewares=[problem_middleware])
         for route in service.admin_routes():
             app.router.add_route(route.method, "/admin/" + route.path, endpoint(route))

@@ -10,14 +10,14 @@ import pytest
 from common.bus import headers as h
 from common.config import OpportunitySettings, Settings
 from common.errors import ConfigError
-from common.reliability import State
+from common.reliability.breaker import State
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Actor, Envelope
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import ScanRequested
 from workers.opportunity_discovery import create
-from workers.opportunity_discovery.service import OpportunityDiscovery
+from workers.opportunity_discovery.service import OpportunityDiscoveryService
 from workers.opportunity_discovery.simulator import MarketSimulator
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
@@ -34,8 +34,8 @@ class Clock:
 
 
 def _factory(clock: Clock, source: MarketSimulator) -> ServiceFactory:
-    def create(ctx: WorkerContext) -> OpportunityDiscovery:
-        return OpportunityDiscovery(ctx, source=source, clock=clock)
+    def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
+        return OpportunityDiscoveryService(ctx, source=source, clock=clock)
 
     return create
 
@@ -211,7 +211,7 @@ async def test_hundred_symbols_on_three_venues() -> None:
         assert summary.data.status == "completed"
         assert source.calls == 300
         progress = fleet.runtime.workers["opp"].service
-        assert isinstance(progress, OpportunityDiscovery)
+        assert isinstance(progress, OpportunityDiscoveryService)
         status = await progress.status(summary.data.scan_id)
         assert status is not None
         assert status["status"] == "completed"

@@ -13,7 +13,8 @@ from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import DEAD_LETTER_EXCHANGE
 from common.problems import problem_middleware
-from common.security import PRINCIPAL, Principal, Role
+from common.security.http import PRINCIPAL, Principal
+from common.security.roles import Role
 from common.testing import Harness, run_workers
 from common.validation import endpoint
 from tests.unit.quarantine.conftest import Clock, factories, settings, until

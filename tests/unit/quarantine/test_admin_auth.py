@@ -7,7 +7,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.ops import EventStream, build_app
-from common.security import AdminAuth, TokenService, demo_settings
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
+from common.security.tokens import TokenService
 from common.testing import run_workers
 from tests.unit.quarantine.conftest import Clock, factories, settings
 

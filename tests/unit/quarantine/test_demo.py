@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 
 from common.config import QuarantineSettings, Settings
-from common.security import demo_settings
 from common.security.admission import Admission
+from common.security.keys import demo_settings
 from common.testing import fast_runtime_settings, run_workers
 from workers.quarantine import create, demo
 

@@ -14,8 +14,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from common.bus.message import OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
 from common.problems import problem_middleware
-from common.security import PRINCIPAL, Principal, Role, demo_settings
 from common.security.admission import Admission
+from common.security.http import PRINCIPAL, Principal
+from common.security.keys import demo_settings
+from common.security.roles import Role
 from common.security.tokens import TokenService
 from common.testing import Harness, run_workers
 from common.validation import endpoint

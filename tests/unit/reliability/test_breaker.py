@@ -10,13 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.reliability import (
-    BreakerConfig,
-    CircuitBreaker,
-    CircuitOpen,
-    ManualClock,
-    State,
-)
+from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.clock import ManualClock
+from common.reliability.errors import CircuitOpen
 
 
 class Boom(Exception):

@@ -12,13 +12,9 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from common.errors import ExternalCallError
-from common.reliability import (
-    BreakerConfig,
-    CircuitBreaker,
-    CircuitOpen,
-    ManualClock,
-    State,
-)
+from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.clock import ManualClock
+from common.reliability.errors import CircuitOpen
 
 
 class Boom(Exception):

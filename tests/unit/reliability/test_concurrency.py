@@ -10,15 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.reliability import (
-    BatchError,
-    Bulkhead,
-    BulkheadFull,
-    DynamicBatcher,
-    ManualClock,
-    RequestDeduplicator,
-    request_key,
-)
+from common.reliability.batcher import DynamicBatcher
+from common.reliability.bulkhead import Bulkhead
+from common.reliability.clock import ManualClock
+from common.reliability.dedup import RequestDeduplicator, request_key
+from common.reliability.errors import BatchError, BulkheadFull
 
 
 async def test_concurrent_duplicates_share_one_call_without_deadlock() -> None:

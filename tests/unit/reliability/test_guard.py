@@ -15,19 +15,12 @@ from common.bus.router import Emit
 from common.config import Settings
 from common.errors import RetryLater
 from common.metrics import Metrics
-from common.reliability import (
-    KIND_DEFAULTS,
-    BreakerConfig,
-    BulkheadFull,
-    CallTimeout,
-    CircuitBreaker,
-    CircuitOpen,
-    Guards,
-    ManualClock,
-    ReliabilityHooks,
-    RetryPolicy,
-    State,
-)
+from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.clock import ManualClock
+from common.reliability.errors import BulkheadFull, CallTimeout, CircuitOpen
+from common.reliability.guard import KIND_DEFAULTS, Guards
+from common.reliability.hooks import ReliabilityHooks
+from common.reliability.retry import RetryPolicy
 from common.service import BaseService, WorkerContext
 from common.store import Store
 from common.testing import run_workers

@@ -12,19 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.errors import EventGuardError, RetryLater
-from common.reliability import (
-    CircuitOpen,
-    ManualClock,
-    RetryBudget,
-    RetryError,
+from common.reliability.budget import RetryBudget
+from common.reliability.clock import ManualClock
+from common.reliability.errors import CircuitOpen, RetryError
+from common.reliability.retry import (
     RetryPolicy,
     default_is_retryable,
     instant_waits,
     parse_retry_after,
     retry_after_hint,
     set_instant_waits,
+    waits_are_instant,
 )
-from common.reliability.retry import waits_are_instant
 
 
 class Flaky(OSError):

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from common.errors import ExternalCallError
-from common.reliability import CallTimeout, Timeout, timeout
+from common.reliability.errors import CallTimeout
+from common.reliability.timeouts import Timeout, timeout
 
 
 async def test_own_deadline_raises_a_named_call_timeout() -> None:

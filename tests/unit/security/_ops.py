@@ -14,9 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from common.config import SecuritySettings, Settings
 from common.ops import EventStream, build_app
-from common.security import AdminAuth, TokenService, demo_settings
 from common.security.apikeys import ApiKeyStore
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
 from common.security.throttle import AuthThrottle
+from common.security.tokens import TokenService
 from common.testing import Harness, fast_runtime_settings, run_workers
 from workers.registry import WORKERS
 

@@ -19,7 +19,11 @@ from common.metrics import Metrics
 from common.ops import EventStream, build_app
 from common.problems import problem_middleware
 from common.reliability.guard import Guards
-from common.security import AdminAuth, ApiKeyStore, Role, TokenService, demo_settings
+from common.security.apikeys import ApiKeyStore
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
+from common.security.roles import Role
+from common.security.tokens import TokenService
 from common.service import AdminRoute, BaseService
 from common.store import Store
 from common.testing import Harness, fast_runtime_settings, run_workers

@@ -12,8 +12,8 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.security import TokenService
 from common.security.redaction import REDACTED, redact, redact_secrets, redact_text
+from common.security.tokens import TokenService
 from tests.unit.security import _mint as m
 
 

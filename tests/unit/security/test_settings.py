@@ -9,7 +9,7 @@ import pytest
 
 from common.config import SecuritySettings, Settings, VerificationKey, require_production
 from common.errors import ConfigError
-from common.security import demo_settings
+from common.security.keys import demo_settings
 
 
 def _production(**overrides: Any) -> Settings:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import WSMsgType
 
-from common.security import demo_settings
+from common.security.keys import demo_settings
 from tests.unit.security._ops import Ops, ops_server
 
 

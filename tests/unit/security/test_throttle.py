@@ -11,8 +11,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.ops import build_app
-from common.security import AdminAuth, ApiKeyStore, Role, TokenService, demo_settings
+from common.security.apikeys import ApiKeyStore
+from common.security.http import AdminAuth
+from common.security.keys import demo_settings
+from common.security.roles import Role
 from common.security.throttle import AuthThrottle
+from common.security.tokens import TokenService
 from tests.unit.security._ops import Ops, ops_server
 
 

@@ -42,7 +42,7 @@ from aiormq.exceptions import (
 from pamqp import commands as spec
 
 from common.bus.broker import MessageHandler
-from common.bus.consumers import Consumers, declare_queue
+from common.bus.consumers import Consumers, declare_queue, incoming
 from common.bus.link import CONNECTION_ERRORS, Link
 from common.bus.message import IncomingMessage, OutgoingMessage
 from common.bus.topology import QueueSpec, Topology
@@ -379,24 +379,12 @@ class AmqpBroker:
             _log.info("reply.unmatched", correlation_id=props.correlation_id)
             return
         future.set_result(
-            IncomingMessage(
-                body=delivered.body,
-                routing_key=delivered.routing_key or "",
-                exchange=delivered.exchange or "",
+            incoming(
+                delivered,
                 queue=DIRECT_REPLY_TO,
-                headers=props.headers or {},
-                message_id=props.message_id,
-                type=props.message_type,
-                correlation_id=props.correlation_id,
-                reply_to=props.reply_to,
-                user_id=props.user_id,
-                app_id=props.app_id,
-                timestamp=props.timestamp,
-                content_type=props.content_type,
-                content_encoding=props.content_encoding,
                 redelivered=False,
-                _ack=_settled,
-                _reject=_rejected,
+                ack=_settled,
+                reject=_rejected,
                 settled=True,  # direct reply-to is no-ack
             )
         )

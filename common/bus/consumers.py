@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -31,7 +31,7 @@ from common.errors import DeliveryError
 from common.logging import get_logger
 from common.metrics import RuntimeMetrics
 
-__all__ = ["Consumers", "declare_queue"]
+__all__ = ["Consumers", "declare_queue", "incoming"]
 
 _log = get_logger("eventguard.amqp")
 
@@ -48,6 +48,39 @@ async def declare_queue(channel: AbstractChannel, queue: QueueSpec) -> None:
     )
     for exchange, key in queue.bindings:
         await channel.queue_bind(queue.name, exchange, routing_key=key)
+
+
+def incoming(
+    delivered: DeliveredMessage,
+    *,
+    queue: str,
+    redelivered: bool,
+    ack: Callable[[], Awaitable[None]],
+    reject: Callable[[bool], Awaitable[None]],
+    settled: bool = False,
+) -> IncomingMessage:
+    """One AMQP delivery as an :class:`IncomingMessage` (every property the pipeline reads)."""
+    props = delivered.header.properties
+    return IncomingMessage(
+        body=delivered.body,
+        routing_key=delivered.routing_key or "",
+        exchange=delivered.exchange or "",
+        queue=queue,
+        headers=props.headers or {},
+        message_id=props.message_id,
+        type=props.message_type,
+        correlation_id=props.correlation_id,
+        reply_to=props.reply_to,
+        user_id=props.user_id,
+        app_id=props.app_id,
+        timestamp=props.timestamp,
+        content_type=props.content_type,
+        content_encoding=props.content_encoding,
+        redelivered=redelivered,
+        _ack=ack,
+        _reject=reject,
+        settled=settled,
+    )
 
 
 @dataclass(eq=False)
@@ -231,28 +264,15 @@ class Consumers:
     async def _deliver(
         self, consumer: _Consumer, channel: AbstractChannel, delivered: DeliveredMessage
     ) -> None:
-        props = delivered.header.properties
         delivery = delivered.delivery
         tag = int(getattr(delivery, "delivery_tag", 0) or 0)
         consumer.unsettled += 1
-        message = IncomingMessage(
-            body=delivered.body,
-            routing_key=delivered.routing_key or "",
-            exchange=delivered.exchange or "",
+        message = incoming(
+            delivered,
             queue=consumer.queue,
-            headers=props.headers or {},
-            message_id=props.message_id,
-            type=props.message_type,
-            correlation_id=props.correlation_id,
-            reply_to=props.reply_to,
-            user_id=props.user_id,
-            app_id=props.app_id,
-            timestamp=props.timestamp,
-            content_type=props.content_type,
-            content_encoding=props.content_encoding,
             redelivered=bool(getattr(delivery, "redelivered", False)),
-            _ack=partial(self._settle, consumer, channel, tag, None),
-            _reject=partial(self._settle, consumer, channel, tag),
+            ack=partial(self._settle, consumer, channel, tag, None),
+            reject=partial(self._settle, consumer, channel, tag),
         )
         task = asyncio.get_running_loop().create_task(self._handle(consumer, message))
         self._tasks.add(task)

@@ -260,9 +260,20 @@ class Pipeline:
         idem = self.idempotency
         try:
             digest = body_digest(message.body) if idem is not None else b""
+            # A reply to the requester (direct reply-to: never stored, never redelivered) goes
+            # out beside the outbox write instead of after it; the durable topic copies wait
+            # for the outbox, and the ack for every confirm.
+            first: list[Awaitable[None]] = [
+                self._reply(out, message.reply_to, message.correlation_id)
+                for out in output
+                if message.reply_to and route.replies_with(out.type)
+            ]
             if output and idem is not None:
-                await idem.save_outbox(event.id, [e.model_dump_json() for e in output], digest)
-            await self._emit(message, route, output)
+                bodies = [e.model_dump_json() for e in output]
+                first.append(idem.save_outbox(event.id, bodies, digest))
+            await _all_of(*first)
+            for out in output:  # in order
+                await self.publisher.publish(out)
             if idem is not None:
                 await idem.done(event.id, digest)
         except _UNAVAILABLE as error:
@@ -284,16 +295,6 @@ class Pipeline:
             for e in [Envelope[dict[str, Any]].model_validate_json(body)]  # type: ignore[type-var]
         ]
         return await self._publish_and_ack(message, event, route, output, attempt)
-
-    async def _emit(self, message: IncomingMessage, route: Route, output: Emit) -> None:
-        # An event's topic copy and its reply go out together and both confirms are awaited
-        # (one confirm round trip, not two); the events themselves go out in order.
-        for out in output:
-            if message.reply_to and route.replies_with(out.type):
-                reply = self._reply(out, message.reply_to, message.correlation_id)
-                await _all_of(self.publisher.publish(out), reply)
-            else:
-                await self.publisher.publish(out)
 
     async def _reply(self, out: Envelope[Any], reply_to: str, correlation_id: str | None) -> None:
         try:

@@ -89,7 +89,7 @@ async def test_definitions_load_and_topology_apply_changes_nothing(vhost: str) -
 
         runtime = RuntimeSettings()
         broker = AmqpBroker(
-            _AMQP_URL.rstrip("/") + "/" + encoded,
+            urlsplit(_AMQP_URL)._replace(path="/" + encoded).geturl(),  # its vhost, not ours
             metrics=Metrics(CollectorRegistry()),
             name=f"test-deploy-definitions-{vhost}",
             start_timeout_s=10,

@@ -21,6 +21,7 @@ from common.service import BaseService, Service, ServiceFactory, WorkerContext
 from eventguard.cli import serve
 from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope
+from schemas.registry import payload_model
 
 
 async def _noop(_event: Envelope[Any]) -> Emit:
@@ -34,7 +35,7 @@ def noop_worker(name: str, types: list[str]) -> ServiceFactory:
         service = BaseService(ctx)
         service.name = name
         for event_type in types:
-            service.router.add(event_type, _noop)
+            service.router.add(payload_model(event_type), _noop)
         return service
 
     return create

@@ -118,8 +118,8 @@ class QuarantineView:
     def register(self, router: Router) -> None:
         """Handle ``quarantine.entry.added`` and ``quarantine.entry.released`` on ``router``, on
         every replica (broadcast routes)."""
-        router.add("quarantine.entry.added", self.on_added, broadcast=True)
-        router.add("quarantine.entry.released", self.on_released, broadcast=True)
+        router.add(QuarantineEntryAdded, self.on_added, broadcast=True)
+        router.add(QuarantineEntryReleased, self.on_released, broadcast=True)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(kind, entity_id, quarantined)`` whenever an entry changes."""

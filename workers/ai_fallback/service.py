@@ -114,7 +114,7 @@ class AiFallbackService(BaseService):
             clock=clock,
         )
         self.router.add(
-            "ai.completion.requested",
+            CompletionRequested,
             self.on_requested,
             timeout_s=settings.max_deadline_s + 5.0,
             reply=True,

@@ -91,7 +91,7 @@ class HealthMonitorService(BaseService):
         self._stopping = False
         self._lead_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
-        self.router.add("health.heartbeat", self.on_heartbeat, broadcast=True)
+        self.router.add(Heartbeat, self.on_heartbeat, broadcast=True)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -97,13 +97,13 @@ class OpportunityDiscoveryService(BaseService):
         self.entitlements = Entitlements(ctx.store, clock=clock)
         budget = self.settings.default_budget_s
         self.router.add(
-            "opportunity.scan.requested",
+            ScanRequested,
             self.on_scan,
             timeout_s=max(300.0, budget * 2),
             reply=frozenset({"opportunity.scan.completed"}),
         )
-        self.router.add("marketplace.strategy.purchased", self.on_purchased)
-        self.router.add("marketplace.strategy.revoked", self.on_revoked)
+        self.router.add(StrategyPurchased, self.on_purchased)
+        self.router.add(StrategyRevoked, self.on_revoked)
 
     async def start(self) -> None:
         """Refuse to start without a usable market source."""

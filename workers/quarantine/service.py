@@ -39,6 +39,7 @@ from common.security.redaction import redact, redact_text
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
+from schemas.ops import AuditRecorded
 from schemas.quarantine import (
     EntityKind,
     QuarantineDiscardRequested,
@@ -100,12 +101,12 @@ class QuarantineService(BaseService):
             clock=clock,
             source=ctx.name,
         )
-        self.router.add("quarantine.requested", self.on_requested)
-        self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
-        self.router.add("quarantine.discard.requested", self.on_discard_requested, reply=True)
-        self.router.add("health.alert.raised", self.on_alert)
+        self.router.add(QuarantineRequested, self.on_requested)
+        self.router.add(QuarantineReleaseRequested, self.on_release_requested, reply=True)
+        self.router.add(QuarantineDiscardRequested, self.on_discard_requested, reply=True)
+        self.router.add(AlertRaised, self.on_alert)
         self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, clock=clock)
-        self.router.add("ops.audit.recorded", self.on_audit)
+        self.router.add(AuditRecorded, self.on_audit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class QuarantineService(BaseService):
 
     # -- the audit trail -----------------------------------------------------------------------
 
-    async def on_audit(self, event: Envelope[Any]) -> None:
+    async def on_audit(self, event: Envelope[AuditRecorded]) -> None:
         """Keep one ``ops.audit.recorded`` for the retention period."""
         await self.audit.add(event)
 

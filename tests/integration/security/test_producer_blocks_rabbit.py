@@ -50,7 +50,7 @@ class Victim(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.handled = []
-        self.router.add(VICTIM_TYPE, self.handle)
+        self.router.add(StrategyRevoked, self.handle)
 
     async def handle(self, event: Envelope[StrategyRevoked]) -> Emit:
         self.handled.append(event.data.user_id)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
-from common.bus.nodes import broker_urls, quorum_group_size
+from common.bus.nodes import broker_urls
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import worker_topology
@@ -385,13 +385,7 @@ async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
         with progress_bar("declaring", len(catalogue)) as advance:
             for name, types in catalogue.items():
                 await broker.declare(
-                    worker_topology(
-                        name,
-                        types,
-                        retry_delays_s=settings.runtime.retry_delays_s,
-                        delivery_limit=settings.runtime.delivery_limit,
-                        group_size=quorum_group_size(settings),
-                    )
+                    worker_topology(name, types, settings)
                 )
                 advance(1)
                 print(f"declared eventguard.{name} ({len(types)} bindings)")

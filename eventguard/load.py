@@ -32,7 +32,7 @@ from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.idempotency import is_done
 from common.bus.message import IncomingMessage, OutgoingMessage
-from common.bus.nodes import broker_urls, quorum_group_size
+from common.bus.nodes import broker_urls
 from common.bus.publisher import to_message
 from common.bus.topology import (
     EVENTS_EXCHANGE,
@@ -42,7 +42,7 @@ from common.bus.topology import (
     worker_topology,
 )
 from common.clitools import progress_bar
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
 from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
 from common.security.actors import ActorPolicy
@@ -394,22 +394,10 @@ def consumers_of(types: Mapping[str, list[str]], workers: Iterable[str]) -> dict
 
 
 def fleet_topologies(
-    catalogue: Mapping[str, list[str]],
-    workers: Iterable[str],
-    runtime: RuntimeSettings,
-    group_size: int | None = None,
+    catalogue: Mapping[str, list[str]], workers: Iterable[str], settings: Settings
 ) -> list[Topology]:
     """The topologies of ``workers``, as the workers themselves declare them."""
-    return [
-        worker_topology(
-            worker,
-            catalogue[worker],
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-            group_size=group_size,
-        )
-        for worker in workers
-    ]
+    return [worker_topology(worker, catalogue[worker], settings) for worker in workers]
 
 
 class Operator:
@@ -490,7 +478,7 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         await generator.start(
-            fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))
+            fleet_topologies(catalogue, workers, settings)
         )
         if args.timeline:  # the timeline starts now: say so to whoever injects faults
             print("load: publishing", file=sys.stderr, flush=True)

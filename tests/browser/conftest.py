@@ -270,10 +270,7 @@ async def _purge(url: str) -> None:
 
 
 async def _delete_queues(url: str, worker: str, settings: Settings) -> None:
-    topology = worker_topology(
-        worker, [POISON_TYPE], retry_delays_s=settings.runtime.retry_delays_s,
-        delivery_limit=settings.runtime.delivery_limit,
-    )  # fmt: skip
+    topology = worker_topology(worker, [POISON_TYPE], settings)
     spy = f"eventguard.{worker}.spy"
     names = [q.name for q in topology.queues] + [spy, f"eventguard.console.{settings.instance}"]
     async with aiormq.connect(url) as connection:

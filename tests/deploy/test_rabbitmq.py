@@ -24,17 +24,11 @@ DEFINITIONS: dict[str, Any] = json.loads((DEPLOY / "rabbitmq" / "definitions.jso
 
 def _declared() -> tuple[dict[str, Any], dict[str, dict[str, Any]], set[tuple[str, str, str]]]:
     """Exchanges, queues and bindings `eventguard topology apply` declares, worker by worker."""
-    runtime = RuntimeSettings()
     exchanges: dict[str, Any] = {}
     queues: dict[str, dict[str, Any]] = {}
     bindings: set[tuple[str, str, str]] = set()
     for worker, types in consumed_types(Settings()).items():
-        topology = worker_topology(
-            worker,
-            types,
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-        )
+        topology = worker_topology(worker, types, Settings())
         for exchange in topology.exchanges:
             exchanges[exchange.name] = (exchange.type, exchange.alternate)
         for queue in topology.queues:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from common.bus.amqp import AmqpBroker
 from common.bus.topology import worker_topology
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
 from common.metrics import Metrics
 from tests.deploy._tools import DEPLOY
 
@@ -87,7 +87,6 @@ async def test_definitions_load_and_topology_apply_changes_nothing(vhost: str) -
         loaded = {q["name"]: q["arguments"] for q in await _get(session, f"{api}/queues/{encoded}")}
         assert loaded == {q["name"]: q["arguments"] for q in definitions["queues"]}
 
-        runtime = RuntimeSettings()
         broker = AmqpBroker(
             _AMQP_URL.rstrip("/") + "/" + encoded,
             metrics=Metrics(CollectorRegistry()),
@@ -98,12 +97,7 @@ async def test_definitions_load_and_topology_apply_changes_nothing(vhost: str) -
         try:
             for worker, types in consumed_types(Settings()).items():
                 await broker.declare(
-                    worker_topology(
-                        worker,
-                        types,
-                        retry_delays_s=runtime.retry_delays_s,
-                        delivery_limit=runtime.delivery_limit,
-                    )
+                    worker_topology(worker, types, Settings())
                 )
         finally:
             await broker.close()

@@ -63,7 +63,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FLEET = ("health_monitor", "quarantine", "ai_fallback", "opportunity_discovery")
 RETRY_DELAYS_S = (0.5, 2.0, 8.0, 16.0)
 CONSUMES = consumed_types()
-TOPOLOGIES = fleet_topologies(CONSUMES, FLEET, RuntimeSettings(retry_delays_s=RETRY_DELAYS_S))
+TOPOLOGIES = fleet_topologies(
+    CONSUMES, FLEET, Settings(runtime=RuntimeSettings(retry_delays_s=RETRY_DELAYS_S))
+)
 
 
 def free_port() -> int:

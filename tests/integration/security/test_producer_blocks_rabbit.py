@@ -99,12 +99,7 @@ class Fleet:
         )
         await self.stack.enter_async_context(runtime.lifespan())
         for name, running in runtime.workers.items():
-            topology = worker_topology(
-                name,
-                running.service.router.event_types,
-                retry_delays_s=self.settings.runtime.retry_delays_s,
-                delivery_limit=self.settings.runtime.delivery_limit,
-            )
+            topology = worker_topology(name, running.service.router.event_types, self.settings)
             self.queues.update(q.name for q in topology.queues if name in q.name)
         return runtime
 

@@ -52,11 +52,11 @@ from common.config import Settings
 from common.metrics import Metrics
 from common.store import connect_redis
 from common.testing import forget_prefix
-from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased
 from schemas.quarantine import QuarantineEntryReleased
+from workers.registry import consumed_types
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

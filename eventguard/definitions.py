@@ -13,7 +13,7 @@ from typing import Any
 from common.bus.topology import worker_topology
 from common.config import Settings
 from common.security.producers import CONSOLE_USER, DEFAULT_PRODUCERS, WORKER_USERS
-from eventguard.consumes import consumed_types
+from workers.registry import consumed_types
 
 __all__ = ["PRODUCER_USERS", "rabbitmq_definitions"]
 
@@ -68,7 +68,7 @@ def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
     exchanges: dict[str, dict[str, Any]] = {}
     queues: dict[str, dict[str, Any]] = {}
     bindings: list[dict[str, Any]] = []
-    for worker, types in sorted(consumed_types(settings).items()):
+    for worker, types in sorted(consumed_types().items()):
         topology = worker_topology(worker, types, settings)
         for exchange in topology.exchanges:
             exchanges[exchange.name] = {
@@ -101,7 +101,7 @@ def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
                 }
                 if binding not in bindings:
                     bindings.append(binding)
-    workers = sorted(consumed_types(settings))
+    workers = sorted(consumed_types())
     users = [
         {
             "name": name,

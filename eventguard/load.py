@@ -48,7 +48,6 @@ from common.metrics import Metrics
 from common.security.actors import ActorPolicy
 from common.security.roles import Role
 from common.store import Store
-from eventguard.consumes import consumed_types
 from eventguard.load_ledger import Ledger, Report, Sent
 from eventguard.synthetic import refuse_unless_test_vhost
 from schemas.ai import CompletionRequested, Message
@@ -64,6 +63,7 @@ from schemas.quarantine import (
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
+from workers.registry import consumed_types
 
 __all__ = [
     "ANSWERS",
@@ -457,7 +457,7 @@ def add_commands(subparsers: Any) -> None:
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
     urls = broker_urls(settings)
     refuse_unless_test_vhost(urls[0], confirmed=args.synthetic_ok)
-    catalogue = consumed_types(settings)
+    catalogue = consumed_types()
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
     has_redis = settings.redis_url is not None or bool(settings.redis_sentinels)

@@ -19,11 +19,7 @@ from common.bus.topology import worker_topology
 from common.config import Settings
 from common.metrics import Metrics
 from tests.deploy._tools import DEPLOY
-
-try:
-    from eventguard.consumes import consumed_types
-except ImportError as error:  # the workers are written alongside; say so instead of erroring
-    pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
+from workers.registry import consumed_types
 
 pytestmark = pytest.mark.integration
 _AMQP_URL = os.environ.get(
@@ -95,7 +91,7 @@ async def test_definitions_load_and_topology_apply_changes_nothing(vhost: str) -
         )
         await broker.start()
         try:
-            for worker, types in consumed_types(Settings()).items():
+            for worker, types in consumed_types().items():
                 await broker.declare(
                     worker_topology(worker, types, Settings())
                 )

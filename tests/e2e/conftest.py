@@ -36,10 +36,10 @@ from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
-from eventguard.consumes import consumed_types
 from eventguard.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
 from eventguard.load_ledger import Report
 from tests.integration.conftest import rabbit_url, redis_url
+from workers.registry import consumed_types
 
 __all__ = [
     "FLEET",

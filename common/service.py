@@ -130,10 +130,10 @@ class BaseService:
 
     name: str = ""
 
-    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ctx: WorkerContext, *, now: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
         self.router = Router()
-        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, clock=clock)
+        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, now=now)
         self.quarantine.register(self.router)
 
     def raw_consumers(self) -> Mapping[str, RawHandler]:

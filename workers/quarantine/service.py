@@ -77,10 +77,10 @@ class QuarantineService(BaseService):
 
     name = "quarantine"
 
-    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(ctx, clock=clock)
+    def __init__(self, ctx: WorkerContext, *, now: Callable[[], float] = time.time) -> None:
+        super().__init__(ctx, now=now)
         self.settings = ctx.settings.quarantine
-        self.clock = clock
+        self.now = now
         self.repo = Repository(ctx.store)
         self.publisher = ctx.publisher
         self.releaser = Releaser(
@@ -88,7 +88,7 @@ class QuarantineService(BaseService):
             broker=ctx.broker,
             user_id=ctx.publisher.user_id,
             metrics=ctx.metrics,
-            clock=clock,
+            now=now,
             source=ctx.name,
         )
         self._m = ctx.metrics.quarantine
@@ -98,14 +98,14 @@ class QuarantineService(BaseService):
             publisher=ctx.publisher,
             settings=self.settings,
             metrics=ctx.metrics,
-            clock=clock,
+            now=now,
             source=ctx.name,
         )
         self.router.add(QuarantineRequested, self.on_requested)
         self.router.add(QuarantineReleaseRequested, self.on_release_requested, reply=True)
         self.router.add(QuarantineDiscardRequested, self.on_discard_requested, reply=True)
         self.router.add(AlertRaised, self.on_alert)
-        self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, clock=clock)
+        self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, now=now)
         self.router.add(AuditRecorded, self.on_audit)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -135,7 +135,7 @@ class QuarantineService(BaseService):
         if record is None:
             return None
         expires = record.get("expires_at") or ""
-        if record.get("status") in ACTIVE and expires and float(expires) <= self.clock():
+        if record.get("status") in ACTIVE and expires and float(expires) <= self.now():
             outcome = await self.releaser.expire(record_id)
             if outcome is not None:
                 await self.ctx.publisher.publish(outcome.event)
@@ -161,7 +161,7 @@ class QuarantineService(BaseService):
     async def on_dead(self, message: IncomingMessage) -> Emit:
         """Record one dead message; contain a flood from its producer or of its type."""
         dead = scrub(dead_message_from(message), self.settings.secret_fields)
-        now = self.clock()
+        now = self.now()
         s = self.settings
         # A dead event of our own is recorded but not announced: the announcement could be
         # dead-lettered by the same consumer again, and so on, in a loop.
@@ -279,7 +279,7 @@ class QuarantineService(BaseService):
             evidence=data.evidence,
             requested_by=requested_by,
             ttl_s=ttl,
-            now=self.clock(),
+            now=self.now(),
             causation=event,
         )
         return added
@@ -303,7 +303,7 @@ class QuarantineService(BaseService):
             | {"fingerprint": data.fingerprint, "value": str(data.value)},
             requested_by=requester(event).subject,  # the admitted producer, not ``source``
             ttl_s=self.settings.alert_ttl_s,
-            now=self.clock(),
+            now=self.now(),
             causation=event,
         )
         return added

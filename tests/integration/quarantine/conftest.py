@@ -86,7 +86,7 @@ class QuarantineRig:
         ctx = WorkerContext(
             "quarantine", settings, self.store, self.broker, publisher, self.rig.metrics
         )
-        service = QuarantineService(ctx, clock=self.clock)
+        service = QuarantineService(ctx, now=self.clock)
         await service.start()
         raw = RawPipeline(
             worker="quarantine",

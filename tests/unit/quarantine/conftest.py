@@ -59,7 +59,7 @@ def settings(**quarantine: Any) -> Settings:
 
 def factories(clock: Clock, holder: dict[str, Any]) -> list[tuple[str, Any]]:
     def quarantine(ctx: WorkerContext) -> QuarantineService:
-        service = QuarantineService(ctx, clock=clock)
+        service = QuarantineService(ctx, now=clock)
         holder["quarantine"] = service
         return service
 

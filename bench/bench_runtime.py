@@ -48,7 +48,7 @@ from common.store import Store, connect_redis
 from common.testing import forget_prefix
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineRequested
-from schemas.registry import envelope_model
+from schemas.registry import envelope_model, payload_model
 
 AMQP_URL = os.environ.get("EVENTGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("EVENTGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -201,7 +201,7 @@ async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: b
         return []
 
     router = Router()
-    router.add(EVENT_TYPE, handle)
+    router.add(payload_model(EVENT_TYPE), handle)
     idempotency = (
         Idempotency(Store(redis, prefix=prefix), worker="bench", lease_s=30, done_ttl_s=600)
         if idempotent

@@ -89,18 +89,18 @@ class _Cached:
         probe: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
         *,
         ttl_s: float,
-        clock: Callable[[], float],
+        monotonic: Callable[[], float],
     ) -> None:
         self._probe = probe
         self._ttl_s = ttl_s
-        self._clock = clock
+        self._monotonic = monotonic
         self._value: dict[str, Any] | None = None
         self._at = 0.0
         self._running: asyncio.Task[dict[str, Any]] | None = None
 
     async def get(self) -> dict[str, Any]:
         """The cached answer, or a fresh one."""
-        now = self._clock()
+        now = self._monotonic()
         if self._value is not None and now - self._at < self._ttl_s:
             return self._value
         if self._running is None or self._running.done():
@@ -116,7 +116,7 @@ def build_app(
     auth: AdminAuth,
     stream: EventStream,
     ready_cache_s: float = _READY_CACHE_S,
-    clock: Callable[[], float] = time.monotonic,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """The ops application for ``runtime``."""
     app = web.Application(
@@ -129,7 +129,7 @@ def build_app(
         paused = [name for name, w in runtime.workers.items() if w.paused]
         return {"ready": all(checks.values()) and not paused, "checks": checks, "paused": paused}
 
-    ready_cache = _Cached(probe, ttl_s=ready_cache_s, clock=clock)
+    ready_cache = _Cached(probe, ttl_s=ready_cache_s, monotonic=monotonic)
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = runtime.alive()

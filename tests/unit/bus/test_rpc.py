@@ -26,7 +26,7 @@ class Answer(BaseService):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self.router.add("quarantine.requested", self.handle, reply=True)
+        self.router.add(QuarantineRequested, self.handle, reply=True)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         out = QuarantineReleaseRequested(record_id=f"r-{event.data.entity_id}")

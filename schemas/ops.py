@@ -26,7 +26,7 @@ class AuditRecorded(Payload):
 
     subject: Name
     role: Annotated[str, StringConstraints(max_length=32)]
-    auth: Literal["token", "api_key", "none"]
+    auth: Literal["token", "api_key", "session", "none"]
     action: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     route: Annotated[str, StringConstraints(min_length=1, max_length=300)]

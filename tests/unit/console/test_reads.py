@@ -144,9 +144,9 @@ async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -
     await store.execute(lambda r: r.hset(budget, mapping={"tokens": 120, "micro_usd": 2_500}))
     off = json.dumps({"by": "alice", "note": "INC-7", "at": now})
     await store.execute(lambda r: r.set(ai_keys.off(store, "m1"), off))
-    for scope, tokens in (("actor:bob", 40), ("producer:chat", 80)):
-        key = ai_keys.budget(store, window, scope)
-        await store.execute(lambda r, k=key, t=tokens: r.hset(k, mapping={"tokens": t}))
+    bob, chat = (ai_keys.budget(store, window, s) for s in ("actor:bob", "producer:chat"))
+    await store.execute(lambda r: r.hset(bob, mapping={"tokens": 40}))
+    await store.execute(lambda r: r.hset(chat, mapping={"tokens": 80}))
     reads = AiModels(store, settings, clock=lambda: now)
     models, spend = await reads.load()
     assert [(m.name, m.cooldown_s > 0, m.auth_disabled, m.off_by) for m in models] == [

@@ -423,6 +423,9 @@ class ConsoleSettings(_Section):
     """Quarantine records scanned to build failure groups."""
     base_url: str | None = None
     """Base of printed sign-in links (default `http://<host>:<port>`)."""
+    answer_wait_s: float = Field(default=5.0, gt=0, le=60)
+    """How long an action (a model switch, a silence) waits for the worker's answer before the
+    page says "requested" (the request stands either way)."""
 
 
 class Settings(BaseSettings):
@@ -506,6 +509,7 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return tuple(part.strip() for part in text.split(",") if part.strip())
         return value
+
     console: ConsoleSettings = ConsoleSettings()
     """`eventguard console`: the operators' web console (table below)."""
 

@@ -92,6 +92,16 @@ POISON_KINDS = ("invalid_json", "schema_violation", "unknown_type", "handler_rej
 _UNANNOUNCED = frozenset({"quarantine.entry.added", "quarantine.entry.released"})
 # Requests the quarantine worker acts on only for an operator's verified token.
 _NEEDS_OPERATOR = frozenset({"quarantine.release.requested", "quarantine.discard.requested"})
+# Operators' levers and their answers are never part of a load: they would switch models off or
+# silence alerts on the very fleet being measured.
+_LEVERS = frozenset(
+    f"{domain}.{what}"
+    for domain, whats in (
+        ("ai.model", ("disable.requested", "enable.requested", "disabled", "enabled")),
+        ("health.silence", ("requested", "expire.requested", "created", "expired")),
+    )
+    for what in whats
+)
 
 
 def _uid() -> str:
@@ -185,7 +195,7 @@ class Mix:
         self.types = sorted(
             t
             for t in self.consumers
-            if t not in _NEEDS_OPERATOR or self.operator is not None
+            if (t not in _NEEDS_OPERATOR or self.operator is not None) and t not in _LEVERS
         )
         if not self.types:
             raise ConfigError("nothing to publish: no consumable type selected")

@@ -1,4 +1,4 @@
-"""AI completion events: requests and their answers."""
+"""AI events: completion requests and their answers; operators switching a model off and on."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from schemas.envelope import Name, Payload
+from schemas.envelope import Name, Payload, ShortText
 
 __all__ = [
     "EVENTS",
@@ -30,6 +30,10 @@ __all__ = [
     "FunctionSpec",
     "JsonSchemaFormat",
     "Message",
+    "ModelDisableRequested",
+    "ModelDisabled",
+    "ModelEnableRequested",
+    "ModelEnabled",
     "ResponseFormat",
     "Tool",
     "ToolCall",
@@ -229,8 +233,48 @@ class CompletionFailed(Payload):
     attempts: Annotated[list[Attempt], Field(max_length=50)] = []
 
 
+class ModelDisableRequested(Payload):
+    """An operator takes a configured model out of every chain until it is enabled again
+    (requests naming it skip it as ``skipped_disabled``)."""
+
+    model: ModelName
+    note: ShortText = ""
+
+
+class ModelEnableRequested(Payload):
+    """An operator puts a model back: its operator disable, authentication disable and
+    cool-down are lifted (what ``POST /admin/ai/models/{model}/enable`` does)."""
+
+    model: ModelName
+    note: ShortText = ""
+
+
+class ModelDisabled(Payload):
+    """The answer to ``ai.model.disable.requested``: the model is disabled (``changed`` false:
+    it already was); every ai_fallback replica honours it."""
+
+    model: ModelName
+    disabled_by: Name
+    note: ShortText = ""
+    changed: bool
+
+
+class ModelEnabled(Payload):
+    """The answer to ``ai.model.enable.requested``: nothing keeps the model out any more
+    (``lifted`` false: nothing did)."""
+
+    model: ModelName
+    enabled_by: Name
+    note: ShortText = ""
+    lifted: bool
+
+
 EVENTS: dict[str, type[Payload]] = {
     "ai.completion.requested": CompletionRequested,
     "ai.completion.succeeded": CompletionSucceeded,
     "ai.completion.failed": CompletionFailed,
+    "ai.model.disable.requested": ModelDisableRequested,
+    "ai.model.enable.requested": ModelEnableRequested,
+    "ai.model.disabled": ModelDisabled,
+    "ai.model.enabled": ModelEnabled,
 }

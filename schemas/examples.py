@@ -10,9 +10,27 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.ai import Attempt, CompletionFailed, CompletionRequested, CompletionSucceeded, Message
+from schemas.ai import (
+    Attempt,
+    CompletionFailed,
+    CompletionRequested,
+    CompletionSucceeded,
+    Message,
+    ModelDisabled,
+    ModelDisableRequested,
+    ModelEnabled,
+    ModelEnableRequested,
+)
 from schemas.envelope import SCHEMA_VERSION, Envelope, Payload
-from schemas.health import AlertRaised, AlertResolved, Heartbeat
+from schemas.health import (
+    AlertRaised,
+    AlertResolved,
+    Heartbeat,
+    SilenceCreated,
+    SilenceExpired,
+    SilenceExpireRequested,
+    SilenceRequested,
+)
 from schemas.marketplace import StrategyPurchased, StrategyRevoked
 from schemas.opportunity import MissingPart, OpportunityFound, ScanCompleted, ScanRequested
 from schemas.ops import AuditRecorded
@@ -98,6 +116,28 @@ PAYLOADS: dict[str, Payload] = {
     ),
     "quarantine.release.refused": QuarantineReleaseRefused(
         record_id="9b1f0c2d3e4a5b6c7d8e9f0a1b2c3d4e", reason="already_released",
+    ),
+    "ai.model.disable.requested": ModelDisableRequested(
+        model="gpt-4o-mini", note="provider incident INC-311: keep traffic off it",
+    ),
+    "ai.model.disabled": ModelDisabled(
+        model="gpt-4o-mini", disabled_by="alice", note="provider incident INC-311", changed=True,
+    ),
+    "ai.model.enable.requested": ModelEnableRequested(model="gpt-4o-mini", note="INC-311 over"),
+    "ai.model.enabled": ModelEnabled(
+        model="gpt-4o-mini", enabled_by="alice", note="INC-311 over", lifted=True,
+    ),
+    "health.silence.requested": SilenceRequested(
+        matchers={"alertname": "WorkerDown", "worker": "opportunity_discovery"},
+        duration_s=3600, comment="planned restart of the scanner nodes",
+    ),
+    "health.silence.created": SilenceCreated(
+        silence_id="5e2f0a9c1b3d4e6f", matchers={"alertname": "WorkerDown"},
+        expires_at=_T0, created_by="alice", comment="planned restart",
+    ),
+    "health.silence.expire.requested": SilenceExpireRequested(silence_id="5e2f0a9c1b3d4e6f"),
+    "health.silence.expired": SilenceExpired(
+        silence_id="5e2f0a9c1b3d4e6f", expired_by="alice", removed=True,
     ),
     "ai.completion.requested": CompletionRequested(
         messages=[Message(role="user", content="Summarise this ticket in one line.")],

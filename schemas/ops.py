@@ -1,7 +1,9 @@
 """Operations events: the audit trail of the admin API.
 
 ``ops.audit.recorded`` is published by the worker that served a state-changing admin call
-(release, discard, block, silence, token revoke, ...), whatever its outcome; the quarantine
+(release, discard, block, silence, token revoke, ...), whatever its outcome, and by the console
+for each action it publishes for a signed-in person (``auth`` ``session``, ``worker``
+``console``); the quarantine
 worker keeps it in Redis for ``quarantine.audit_retention_s`` (30 days) and serves it at
 ``GET /admin/audit``. It carries who (the verified subject and role, and how they proved it),
 what (action, route, the route's path parameters), when, and the outcome; never a body, a
@@ -26,7 +28,7 @@ class AuditRecorded(Payload):
 
     subject: Name
     role: Annotated[str, StringConstraints(max_length=32)]
-    auth: Literal["token", "api_key", "none"]
+    auth: Literal["token", "api_key", "session", "none"]
     action: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     method: Literal["POST", "PUT", "PATCH", "DELETE"]
     route: Annotated[str, StringConstraints(min_length=1, max_length=300)]

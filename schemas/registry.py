@@ -31,6 +31,10 @@ REPLIES: dict[str, tuple[str, ...]] = {
     "opportunity.scan.requested": ("opportunity.scan.completed",),
     "quarantine.release.requested": ("quarantine.entry.released", "quarantine.release.refused"),
     "quarantine.discard.requested": ("quarantine.entry.discarded", "quarantine.release.refused"),
+    "ai.model.disable.requested": ("ai.model.disabled",),
+    "ai.model.enable.requested": ("ai.model.enabled",),
+    "health.silence.requested": ("health.silence.created",),
+    "health.silence.expire.requested": ("health.silence.expired",),
 }
 
 

@@ -11,8 +11,9 @@ The built-in table (:data:`DEFAULT_ACTOR_ASSERTERS`):
 
 * the operators' tool user ``operator`` may assert any role up to ``admin`` on the types
   operators publish (the CLI authenticates the person first);
-* the console's user ``console`` may assert any role up to ``admin`` on the quarantine requests
-  it publishes (it signs the person in first: docs/console.md);
+* the console's user ``console`` may assert any role up to ``admin`` on the operator requests
+  it publishes: quarantine, AI model switches, silences (it signs the person in first:
+  docs/console.md);
 * each worker may relay, on the result and notification types it produces, the actor of the
   event that caused them (``new_event(causation=...)`` copies it), up to ``admin``;
 * nobody else: an outside producer asserts actors only once the settings name it
@@ -25,27 +26,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from common.config import Settings
+from common.errors import Reject
 from common.security.producers import CONSOLE_USER, DEFAULT_PRODUCERS, WORKER_USERS
 from common.security.roles import Role, parse_role, satisfies
 from common.security.rules import EVENT_RULES, AccessRules, Decision
 from schemas.envelope import Actor
 
-__all__ = ["DEFAULT_ACTOR_ASSERTERS", "ActorPolicy", "authorize_actor"]
+__all__ = ["DEFAULT_ACTOR_ASSERTERS", "ActorPolicy", "authorize_actor", "require_role"]
 
-_OPERATOR_TYPES = (
+_OPERATOR_REQUESTS = (
     "quarantine.requested",
     "quarantine.release.requested",
     "quarantine.discard.requested",
+    "ai.model.disable.requested",
+    "ai.model.enable.requested",
+    "health.silence.requested",
+    "health.silence.expire.requested",
+)
+_OPERATOR_TYPES = (
+    *_OPERATOR_REQUESTS,
     "ai.completion.requested",
     "opportunity.scan.requested",
     "marketplace.strategy.revoked",
 )
-
-_CONSOLE_TYPES = (
-    "quarantine.requested",
-    "quarantine.release.requested",
-    "quarantine.discard.requested",
-)
+_CONSOLE_TYPES = _OPERATOR_REQUESTS
 
 
 def _defaults() -> dict[str, dict[str, Role]]:
@@ -114,3 +118,18 @@ def authorize_actor(
         return Decision(False, "actor_role_too_high", highest)
     decision = rules.check_event(event_type, "act", role)
     return Decision(True) if decision.reason == "no_rule" else decision
+
+
+def require_role(actor: Actor | None, allowed: frozenset[str], *, action: str) -> str:
+    """The acting subject when ``actor`` holds one of ``allowed``; else Reject (unauthorized).
+
+    A handler of a request type calls it: admission let an event without an actor through (the
+    producer acts for itself), but an operator's request must name the operator."""
+    if actor is None:
+        raise Reject(f"{action} needs an actor with role {sorted(allowed)}", reason="unauthorized")
+    if actor.role not in allowed:
+        raise Reject(
+            f"{action} needs role {' or '.join(sorted(allowed))}, got {actor.role!r}",
+            reason="unauthorized",
+        )
+    return actor.subject

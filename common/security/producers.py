@@ -23,13 +23,17 @@ ANONYMOUS = "anonymous"  # the producer of a message without an AMQP user_id
 
 WORKER_USERS = frozenset({"health_monitor", "quarantine", "ai_fallback", "opportunity_discovery"})
 _OPERATORS = frozenset({"operator"})
-CONSOLE_USER = "console"  # `eventguard console` publishes release requests for its operators
+CONSOLE_USER = "console"  # `eventguard console` publishes requests for its operators
 
 DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "health.heartbeat": WORKER_USERS,
     # ai_fallback raises an alert itself when a provider refuses its credentials.
     "health.alert.raised": frozenset({"health_monitor", "ai_fallback"}),
     "health.alert.resolved": frozenset({"health_monitor", "ai_fallback"}),
+    "health.silence.requested": _OPERATORS | {CONSOLE_USER},
+    "health.silence.expire.requested": _OPERATORS | {CONSOLE_USER},
+    "health.silence.created": frozenset({"health_monitor"}),
+    "health.silence.expired": frozenset({"health_monitor"}),
     "quarantine.requested": WORKER_USERS | _OPERATORS | {CONSOLE_USER},
     "quarantine.release.requested": _OPERATORS | {CONSOLE_USER},
     "quarantine.discard.requested": _OPERATORS | {CONSOLE_USER},
@@ -40,13 +44,19 @@ DEFAULT_PRODUCERS: Mapping[str, frozenset[str]] = {
     "ai.completion.requested": frozenset({"chat", "marketplace"}) | _OPERATORS,
     "ai.completion.succeeded": frozenset({"ai_fallback"}),
     "ai.completion.failed": frozenset({"ai_fallback"}),
+    # Operators (the CLI, the console) switch a model off and on; ai_fallback answers.
+    "ai.model.disable.requested": _OPERATORS | {CONSOLE_USER},
+    "ai.model.enable.requested": _OPERATORS | {CONSOLE_USER},
+    "ai.model.disabled": frozenset({"ai_fallback"}),
+    "ai.model.enabled": frozenset({"ai_fallback"}),
     "opportunity.scan.requested": frozenset({"marketplace", "chat"}) | _OPERATORS,
     "opportunity.found": frozenset({"opportunity_discovery"}),
     "opportunity.scan.completed": frozenset({"opportunity_discovery"}),
     "marketplace.strategy.purchased": frozenset({"marketplace"}),
     "marketplace.strategy.revoked": frozenset({"marketplace"}) | _OPERATORS,
-    # The admin audit trail: published by whichever worker served the call.
-    "ops.audit.recorded": WORKER_USERS,
+    # The audit trail: published by whichever worker served an admin call, and by the console
+    # for what it asked on a signed-in person's behalf.
+    "ops.audit.recorded": WORKER_USERS | {CONSOLE_USER},
 }
 
 

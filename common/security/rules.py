@@ -38,6 +38,12 @@ EVENT_RULES: Mapping[tuple[str, str], Role] = {
     ("quarantine.requested", "act"): Role.OPERATOR,
     ("quarantine.release.requested", "act"): Role.OPERATOR,
     ("quarantine.discard.requested", "act"): Role.OPERATOR,
+    # Switching a model off or on and silencing alerts are operators' day-to-day levers, as on
+    # the admin API (``ai.model.enable``, ``health.silence``): reversible, and audited.
+    ("ai.model.disable.requested", "act"): Role.OPERATOR,
+    ("ai.model.enable.requested", "act"): Role.OPERATOR,
+    ("health.silence.requested", "act"): Role.OPERATOR,
+    ("health.silence.expire.requested", "act"): Role.OPERATOR,
 }
 
 

@@ -46,6 +46,8 @@ ROUTES: dict[tuple[str, str], Role] = {
     ("POST", "/alerts/silences"): Role.OPERATOR,
     ("POST", "/alerts/silences/{id}/expire"): Role.OPERATOR,
     ("GET", "/models"): Role.USER,
+    ("POST", "/models/disable"): Role.OPERATOR,
+    ("POST", "/models/enable"): Role.OPERATOR,
     ("GET", "/scans"): Role.USER,
     ("GET", "/live"): Role.USER,
     ("GET", "/live/events"): Role.USER,

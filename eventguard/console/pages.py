@@ -17,6 +17,7 @@ from common.errors import EventGuardError
 from common.logging import get_logger
 from eventguard.console.actions import done_count
 from eventguard.console.auth import SignInRefused
+from eventguard.console.operations import OperationsPages
 from eventguard.console.reads import Filters
 from eventguard.console.state import VIEWER, Console
 from workers.quarantine.keys import ANY
@@ -27,7 +28,6 @@ __all__ = ["Pages"]
 _log = get_logger("eventguard.console")
 _PAGE = 50
 _KINDS = ("message", "ai_model", "exchange_source", "producer", "strategy", "event_type")
-_MAX_SILENCE_S = 7 * 24 * 3600
 
 
 def _filters(query: Any) -> Filters:
@@ -47,8 +47,9 @@ def _filters(query: Any) -> Filters:
     )
 
 
-class Pages:
-    """The handlers (named after their routes)."""
+class Pages(OperationsPages):
+    """The handlers (named after their routes); alerts, models and audit are in
+    :class:`~eventguard.console.operations.OperationsPages`."""
 
     def __init__(self, console: Console, render: Callable[..., web.Response]) -> None:
         self.c = console
@@ -171,8 +172,11 @@ class Pages:
             message = str(error).splitlines()[0][:200]
             raise web.HTTPSeeOther("/quarantine?" + urlencode({"error": message})) from None
         except EventGuardError as error:
-            _log.warning("console.publish_failed", error=type(error).__name__)
-            return self.render(request, "missing.html", 503, what="broker answer; try again")
+            return self._unpublished(request, error)
+        target = {"kind": fields.get("kind", ""), "entity_id": fields.get("entity_id", "").strip()}
+        await self.c.requests.audit(
+            viewer, action="quarantine.block", route="/quarantine/blocks", target=target
+        )
         raise web.HTTPSeeOther("/quarantine?" + urlencode({"f": "block"}))
 
     async def _one(self, request: web.Request, action: str) -> web.Response:
@@ -183,9 +187,12 @@ class Pages:
             return self.render(request, "missing.html", 404, what="quarantine record")
         try:
             await self.c.actions.request(action, viewer, record_id, fields.get("note", ""))
-        except EventGuardError as error:  # the broker refused or is away: say so, change nothing
-            _log.warning("console.publish_failed", error=type(error).__name__)
-            return self.render(request, "missing.html", 503, what="broker answer; try again")
+        except EventGuardError as error:
+            return self._unpublished(request, error)
+        route = f"/quarantine/records/{{id}}/{action}"
+        await self.c.requests.audit(
+            viewer, action=f"quarantine.{action}", route=route, target={"id": record_id}
+        )
         raise web.HTTPSeeOther(f"/quarantine/records/{record_id}?f={action}")
 
     async def _group(self, request: web.Request, action: str) -> web.Response:
@@ -195,6 +202,11 @@ class Pages:
         members = await self.c.quarantine.members(reason, event_type, worker)
         label = f"{reason} / {event_type or '-'} / {worker or '-'}"
         job_id = await self.c.actions.start_group(action, viewer, label, members)
+        target = {"group": label, "job": job_id, "records": str(len(members))}
+        await self.c.requests.audit(
+            viewer, action=f"quarantine.group_{action}", route=f"/quarantine/groups/{action}",
+            target=target,
+        )  # fmt: skip
         raise web.HTTPSeeOther(f"/quarantine/jobs/{job_id}")
 
     async def _job_state(self, request: web.Request) -> dict[str, Any] | None:
@@ -218,55 +230,6 @@ class Pages:
             return self.render(request, "missing.html", 404, what="group job")
         return self.render(request, "job_progress.html", **state)
 
-    async def get_alerts(self, request: web.Request) -> web.Response:
-        shown, silenced, silences = await self.c.alerts.load()
-        resolved = self.c.tap.recent("health.alert.resolved", 50)
-        return self.render(
-            request, "alerts.html", alerts=shown, silenced=silenced, silences=silences,
-            resolved=resolved, error=request.query.get("error", ""),
-        )  # fmt: skip
-
-    async def post_alerts_silences(self, request: web.Request) -> web.Response:
-        viewer = request[VIEWER]
-        fields = await self.c.auth.check_csrf(request, viewer)
-        matchers: dict[str, str] = {}
-        for part in fields.get("matchers", "").split(","):
-            name, eq, value = part.strip().partition("=")
-            if eq and name.strip() and value.strip():
-                matchers[name.strip()[:100]] = value.strip()[:200]
-        minutes = fields.get("minutes", "")
-        if not matchers or not minutes.isdigit() or not 0 < int(minutes) * 60 <= _MAX_SILENCE_S:
-            error = "matchers are name=value pairs; minutes is 1 to 10080"
-            raise web.HTTPSeeOther("/alerts?" + urlencode({"error": error}))
-        await self.c.alerts.silence(
-            matchers, duration_s=int(minutes) * 60, by=viewer.subject[:200],
-            comment=fields.get("comment", "")[:500],
-        )  # fmt: skip
-        raise web.HTTPSeeOther("/alerts")
-
-    async def post_alerts_silences_id_expire(self, request: web.Request) -> web.Response:
-        await self.c.auth.check_csrf(request, request[VIEWER])
-        await self.c.alerts.expire(request.match_info["id"][:64])
-        raise web.HTTPSeeOther("/alerts")
-
-    async def get_models(self, request: web.Request) -> web.Response:
-        snapshot = await self.c.fleet.snapshot()
-        breakers = {
-            name: state for w in snapshot.workers if w.worker == "ai_fallback"
-            for name, state in w.breakers.items() if name.startswith("llm:")
-        }  # fmt: skip
-        states, spend = await self.c.models.load()
-        per_model = {
-            m.name: (next((s for n, s in breakers.items() if f":{m.name}:" in n), "-"), m)
-            for m in states
-        }
-        heard = self.c.tap.recent("ai.completion.", 200)
-        outcomes = [s for s in heard if s.type != "ai.completion.requested"][:50]
-        return self.render(
-            request, "models.html", models=per_model, breakers=breakers, outcomes=outcomes,
-            spend=spend,
-        )
-
     async def get_scans(self, request: web.Request) -> web.Response:
         requested = self.c.tap.recent("opportunity.scan.requested", 50)
         completed = {
@@ -284,14 +247,6 @@ class Pages:
     async def get_live_events(self, request: web.Request) -> web.Response:
         prefix = request.query.get("type", "")[:100]
         return self.render(request, "live_rows.html", events=self.c.tap.recent(prefix))
-
-    async def get_audit(self, request: web.Request) -> web.Response:
-        acted = [s for s in self.c.tap.recent("", 2_000) if s.actor][:100]
-        decisions = [
-            s for s in self.c.tap.recent("quarantine.entry.", 500)
-            if s.data.get("released_by") or s.data.get("discarded_by")
-        ][:100]  # fmt: skip
-        return self.render(request, "audit.html", acted=acted, decisions=decisions)
 
 
 def _see_other(location: str) -> web.Response:

@@ -3,7 +3,8 @@
 Quarantine records come through the quarantine worker's own :class:`Repository` (its indexes
 are by status, kind and reason; event type, worker and producer are filtered within the newest
 ``scan_limit`` matches of the indexed filter, and the page says so). Alert states and silences
-come from the health monitor's :class:`AlertBook`.
+come from the health monitor's :class:`AlertBook` (the console only reads them: silences are
+created and expired by events, see :mod:`eventguard.console.requests`).
 """
 
 from __future__ import annotations
@@ -238,19 +239,6 @@ class Alerts:
         silenced = [a for a in ordered if self.book.silenced(a, now)]
         return [a for a in ordered if a not in silenced], silenced, live
 
-    async def silence(
-        self, matchers: dict[str, str], *, duration_s: float, by: str, comment: str
-    ) -> Silence:
-        """Create a silence (the health monitor re-reads silences every evaluation)."""
-        now = self.clock()
-        return await self.book.add_silence(
-            matchers, until=now + duration_s, by=by, comment=comment, now=now
-        )
-
-    async def expire(self, silence_id: str) -> bool:
-        """Expire a silence now."""
-        return await self.book.remove_silence(silence_id)
-
 
 @dataclass(frozen=True)
 class ModelState:
@@ -259,34 +247,48 @@ class ModelState:
     name: str
     cooldown_s: float
     auth_disabled: bool
+    off_by: str = ""  # who switched it off (empty: on)
+    off_note: str = ""
+
+    @property
+    def off(self) -> bool:
+        """Switched off by an operator."""
+        return bool(self.off_by)
 
 
 @dataclass(frozen=True)
 class Spend:
-    """The fleet-wide AI usage in the current budget window, against its limits."""
+    """AI usage in the current budget window (fleet-wide, or one requester's), against its
+    limits."""
 
     tokens: int
     usd: float
     max_tokens: int | None
     max_usd: float | None
     window_s: int
+    scope: str = "global"
 
 
 class AiModels:
-    """Cool-downs, auth disables and the global budget, from the AI fallback worker's keys."""
+    """Disables, cool-downs and budgets, from the AI fallback worker's keys."""
 
     def __init__(
-        self, store: Store, settings: AiFallbackSettings, *, clock: Callable[[], float] = time.time
+        self,
+        store: Store,
+        settings: AiFallbackSettings,
+        *,
+        max_actors: int = 200,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.max_actors = max_actors
         self.clock = clock
 
     async def load(self) -> tuple[list[ModelState], Spend]:
-        """Each configured model's state, and the spend of the current window."""
+        """Each configured model's state, and the fleet's spend in the current window."""
         names = [m.name for m in self.settings.models]
-        window = int(self.clock() // self.settings.budget_window_s)
-        budget = ai_keys.budget(self.store, window, "global")
+        budget = ai_keys.budget(self.store, self._window(), "global")
         store = self.store
 
         async def read(r: Any) -> Any:
@@ -294,18 +296,64 @@ class AiModels:
                 for name in names:
                     pipe.pttl(ai_keys.cooldown(store, name))
                     pipe.exists(ai_keys.disabled(store, name))
+                    pipe.get(ai_keys.off(store, name))
                 pipe.hgetall(budget)
                 return await pipe.execute()
 
         replies: Any = await self.store.execute(read)
-        models = [
-            ModelState(name, max(0, int(replies[2 * i])) / 1000, bool(replies[2 * i + 1]))
-            for i, name in enumerate(names)
+        models = [_model_state(name, replies[3 * i : 3 * i + 3]) for i, name in enumerate(names)]
+        s = self.settings
+        return models, _spend("global", replies[-1], s.global_max_tokens, s.global_max_cost_usd, s)
+
+    def _window(self) -> int:
+        return int(self.clock() // self.settings.budget_window_s)
+
+    async def per_actor(self) -> list[Spend]:
+        """Each requester's spend in the current window (``actor:<subject>``,
+        ``producer:<user>``), most tokens first; at most ``max_actors`` of them. ai_fallback
+        keeps them only while an actor budget is set (``ai_fallback.actor_max_*``)."""
+        prefix = ai_keys.budget(self.store, self._window(), "")
+        limit = self.max_actors
+
+        async def read(r: Any) -> Any:
+            found: list[Any] = []
+            async for key in r.scan_iter(match=prefix + "*", count=500):
+                if _text(key) != prefix + "global":
+                    found.append(key)
+                    if len(found) >= limit:
+                        break
+            async with r.pipeline(transaction=False) as pipe:
+                for key in found:
+                    pipe.hgetall(key)
+                return found, await pipe.execute()
+
+        keys, values = await self.store.execute(read)
+        s = self.settings
+        spends = [
+            _spend(_text(k)[len(prefix) :], v, s.actor_max_tokens, s.actor_max_cost_usd, s)
+            for k, v in zip(keys, values, strict=True)
         ]
-        used = {_text(k): int(v) for k, v in (replies[-1] or {}).items()}
-        spend = Spend(
-            used.get("tokens", 0), used.get("micro_usd", 0) / 1e6,
-            self.settings.global_max_tokens, self.settings.global_max_cost_usd,
-            self.settings.budget_window_s,
-        )  # fmt: skip
-        return models, spend
+        return sorted(spends, key=lambda x: (-x.tokens, x.scope))
+
+
+def _model_state(name: str, replies: list[Any]) -> ModelState:
+    ttl_ms, disabled, off = replies
+    facts: dict[str, Any] = {}
+    if off is not None:
+        try:
+            facts = dict(json.loads(off))
+        except (ValueError, TypeError):
+            facts = {"by": "?"}
+    by = str(facts.get("by", "?"))[:200] if off is not None else ""
+    note = str(facts.get("note", ""))[:500]
+    return ModelState(name, max(0, int(ttl_ms)) / 1000, bool(disabled), by, note)
+
+
+def _spend(
+    scope: str, raw: Any, max_tokens: int | None, max_usd: float | None, s: AiFallbackSettings
+) -> Spend:
+    used = {_text(k): int(v) for k, v in (raw or {}).items()}
+    return Spend(
+        used.get("tokens", 0), used.get("micro_usd", 0) / 1e6, max_tokens, max_usd,
+        s.budget_window_s, scope,
+    )  # fmt: skip

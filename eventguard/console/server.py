@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -33,8 +34,10 @@ from eventguard.console.app import build_app
 from eventguard.console.auth import ConsoleAuth
 from eventguard.console.fleet import FleetView
 from eventguard.console.reads import AiModels, Alerts, Quarantine
+from eventguard.console.requests import Requests
 from eventguard.console.state import Console
 from eventguard.console.tap import Tap
+from workers.quarantine.audit import AuditTrail
 from workers.registry import WORKERS
 
 __all__ = ["Serving", "console_serving", "serve_console"]
@@ -91,6 +94,8 @@ def _console(
         fleet=fleet,
         tap=tap,
         models=AiModels(store, settings.ai_fallback),
+        requests=Requests(publisher, wait_s=settings.console.answer_wait_s),
+        audit=AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, now=time.time),
     )
 
 

@@ -1,5 +1,5 @@
-"""What the console's pages share: the :class:`Console` (its readers and actions) and the
-request key of the signed-in :class:`~eventguard.console.auth.Viewer`."""
+"""What the console's pages share: the :class:`Console` (its readers, actions and requests) and
+the request key of the signed-in :class:`~eventguard.console.auth.Viewer`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from eventguard.console.actions import Actions
 from eventguard.console.auth import ConsoleAuth, Viewer
 from eventguard.console.fleet import FleetView
 from eventguard.console.reads import AiModels, Alerts, Quarantine
+from eventguard.console.requests import Requests
 from eventguard.console.tap import Tap
+from workers.quarantine.audit import AuditTrail
 
 __all__ = ["VIEWER", "Console"]
 
@@ -31,4 +33,6 @@ class Console:
     fleet: FleetView
     tap: Tap
     models: AiModels
+    requests: Requests
+    audit: AuditTrail
     clock: Callable[[], float] = time.time

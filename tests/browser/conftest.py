@@ -1,6 +1,7 @@
 """The console in headless Chromium, over the real RabbitMQ and Redis.
 
-One fleet per module (the quarantine worker, a poison worker that rejects until told to
+One fleet per module (the quarantine worker, ai_fallback with one model nobody calls,
+health_monitor that never evaluates on its own, a poison worker that rejects until told to
 accept, and the console) on the test vhost and a per-run Redis key prefix; a spy queue on the
 events exchange records what the broker really carried. Chromium is Debian's
 (``/usr/bin/chromium``, installed by ``scripts/browser.sh``); axe-core comes from
@@ -38,7 +39,13 @@ from common.bus.topology import (
     work_queue_name,
     worker_topology,
 )
-from common.config import QuarantineSettings, Settings
+from common.config import (
+    AiFallbackSettings,
+    AiModelSettings,
+    HealthMonitorSettings,
+    QuarantineSettings,
+    Settings,
+)
 from common.errors import Reject
 from common.metrics import Metrics
 from common.reliability.guard import Guards
@@ -53,11 +60,16 @@ from eventguard.console import Serving, console_serving
 from schemas.envelope import Envelope
 from schemas.registry import payload_model
 from tests.integration.conftest import rabbit_url, redis_url
+from workers.ai_fallback import create as create_ai_fallback
+from workers.health_monitor import create as create_health_monitor
 from workers.quarantine import create as create_quarantine
 
-__all__ = ["BULK_USER", "POISON_TYPE", "BrowserFleet", "rabbit_url", "redis_url"]
+__all__ = ["BULK_USER", "MODEL", "POISON_TYPE", "BrowserFleet", "rabbit_url", "redis_url"]
 
 POISON_TYPE = "marketplace.strategy.revoked"
+MODEL = "browser-model"
+_WORKERS = ("quarantine", "ai_fallback", "health_monitor")
+_SPY_KEYS = (POISON_TYPE, "quarantine.#", "ai.model.#", "health.silence.#")
 BULK_USER = "bulk"
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,6 +132,7 @@ class BrowserFleet:
     spy: list[IncomingMessage]
     operator_key: str
     viewer_key: str
+    runtime: Runtime
 
     @property
     def url(self) -> str:
@@ -133,6 +146,10 @@ class BrowserFleet:
             for m in self.spy
             if m.type == "quarantine.entry.released"
         ]
+
+    def carried(self, event_type: str) -> list[dict[str, Any]]:
+        """Every ``event_type`` envelope the broker carried (decoded)."""
+        return [json.loads(m.body) for m in self.spy if m.type == event_type]
 
     def released_copies(self, event_id: str) -> list[IncomingMessage]:
         """Copies of ``event_id`` the quarantine worker re-published (they carry a release id)."""
@@ -184,6 +201,20 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
         ),
         # 1,000 dead letters from one producer would be a flood; here they are the test.
         quarantine=QuarantineSettings(flood_producer_threshold=10**6, flood_type_threshold=10**6),
+        # A model nobody calls (the tests only switch it off and on).
+        ai_fallback=AiFallbackSettings(
+            models=(
+                AiModelSettings(
+                    name=MODEL,
+                    provider="openai",
+                    endpoint="http://127.0.0.1:9/v1",
+                    context_window=8_000,
+                    max_output=100,
+                ),
+            )
+        ),
+        # Silences only: the tests write alert states themselves, so no evaluation round.
+        health_monitor=HealthMonitorSettings(interval_s=3600, collect_redis=False),
         security=demo_settings(any_type_producers=frozenset({user})),
     )
     await _purge(rabbit_url)  # what an earlier run left in the shared queues is not this run's
@@ -198,6 +229,8 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
         settings=settings,
         factories=[
             ("quarantine", create_quarantine),
+            ("ai_fallback", create_ai_fallback),
+            ("health_monitor", create_health_monitor),
             (poison_worker, lambda ctx: _PoisonService(ctx, poison)),
         ],
         broker=broker,
@@ -226,7 +259,7 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
                         QueueSpec(
                             spy_queue,
                             {"x-expires": 600_000},
-                            ((EVENTS_EXCHANGE, POISON_TYPE), (EVENTS_EXCHANGE, "quarantine.#")),
+                            tuple((EVENTS_EXCHANGE, key) for key in _SPY_KEYS),
                         ),
                     ),
                 )
@@ -245,7 +278,7 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
             try:
                 yield BrowserFleet(
                     settings, store, broker, publisher, console, browser, poison, poison_worker,
-                    spy, operator_key, viewer_key,
+                    spy, operator_key, viewer_key, runtime,
                 )  # fmt: skip
             finally:
                 await browser.close()
@@ -258,9 +291,9 @@ async def fleet(rabbit_url: str, redis_url: str) -> AsyncIterator[BrowserFleet]:
 
 
 async def _purge(url: str) -> None:
-    """Empty the quarantine worker's queues on the test vhost (absent ones are fine)."""
+    """Empty the workers' queues on the test vhost (absent ones are fine)."""
     async with aiormq.connect(url) as connection:
-        for name in (work_queue_name("quarantine"), DEAD_QUEUE):
+        for name in (*(work_queue_name(w) for w in _WORKERS), DEAD_QUEUE):
             channel = await connection.channel()
             try:
                 await channel.queue_purge(name)

@@ -1,4 +1,5 @@
-"""The console in headless Chromium: sign-in, quarantine, releases, roles, silences, CSRF, a11y."""
+"""The console in headless Chromium: sign-in, quarantine, releases, roles, silences, AI model
+switches, CSRF, a11y."""
 
 from __future__ import annotations
 
@@ -19,8 +20,12 @@ from eventguard.console import COOKIE
 from eventguard.console.reads import Quarantine
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyRevoked
-from tests.browser.conftest import AXE, BULK_USER, OUTPUT, POISON_TYPE, BrowserFleet
+from tests.browser.conftest import AXE, BULK_USER, MODEL, OUTPUT, POISON_TYPE, BrowserFleet
+from workers.ai_fallback import AiFallbackService
+from workers.ai_fallback import keys as ai_keys
 from workers.health_monitor.evaluator import AlertState
+from workers.health_monitor.service import HealthMonitorService
+from workers.health_monitor.silences import silence_id_of
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -207,7 +212,6 @@ async def test_two_operators_group_release_a_thousand_records_each_once(
     await expect(first.locator("#count")).to_contain_text("(1000 released)")
 
 
-
 async def test_a_viewer_sees_no_release_button_and_its_post_is_refused(
     fleet: BrowserFleet, shots: list[Page]
 ) -> None:
@@ -249,6 +253,116 @@ async def test_a_silence_hides_a_firing_alert(fleet: BrowserFleet, shots: list[P
     await expect(page.locator("#silenced")).to_contain_text(rule)
     await page.click("#silences button")
     await expect(page.locator("#alerts")).to_contain_text(rule)
+
+
+async def _carried(fleet: BrowserFleet, event_type: str, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` ``event_type`` events on the broker (waits up to 5 s for them)."""
+    async with asyncio.timeout(5):
+        while len(fleet.carried(event_type)) < count:
+            await asyncio.sleep(0.02)
+    return fleet.carried(event_type)[:count]
+
+
+async def test_an_operator_disables_and_enables_a_model_from_the_ai_page(
+    fleet: BrowserFleet, shots: list[Page]
+) -> None:
+    """Disable: the request and ai_fallback's answer are on the broker, the model is off in
+    Redis and in the worker; Enable puts it back the same way."""
+    service = fleet.runtime.workers["ai_fallback"].service
+    assert isinstance(service, AiFallbackService)
+    before = len(fleet.carried("ai.model.disable.requested"))
+    page = await fleet.signed_in(fleet.operator_key)
+    shots.append(page)
+    await page.goto("/models")
+    row = page.locator(f"#models tr[data-model='{MODEL}']")
+    await expect(row.locator(".state")).to_have_text("on")
+    await row.locator("input[name=note]").fill("browser incident")
+    await row.locator("button.disable").click()
+    await expect(page.locator(".notice")).to_contain_text(f"{MODEL} disabled: ai_fallback answered")
+    await expect(row.locator(".state")).to_contain_text("off by apikey:")
+    await expect(row.locator(".state")).to_contain_text("browser incident")
+    [request] = (await _carried(fleet, "ai.model.disable.requested", before + 1))[before:]
+    assert request["data"] == {"model": MODEL, "note": "browser incident"}
+    assert request["actor"]["role"] == "operator"
+    [answer] = [e for e in fleet.carried("ai.model.disabled") if e["causation_id"] == request["id"]]
+    assert answer["data"]["changed"] is True
+    assert service.health.health[MODEL].off
+    off_key = ai_keys.off(fleet.store, MODEL)
+    assert await fleet.store.execute(lambda r: r.exists(off_key)) == 1
+    await row.locator("button.enable").click()
+    await expect(page.locator(".notice")).to_contain_text(f"{MODEL} enabled: ai_fallback answered")
+    await expect(row.locator(".state")).to_have_text("on")
+    enabled = await _carried(fleet, "ai.model.enabled", 1)
+    assert enabled[-1]["data"]["lifted"] is True
+    assert not service.health.health[MODEL].off
+    assert await fleet.store.execute(lambda r: r.exists(off_key)) == 0
+
+
+async def test_a_silence_created_in_the_console_is_applied_by_health_monitor(
+    fleet: BrowserFleet, shots: list[Page]
+) -> None:
+    """The console publishes health.silence.requested; health_monitor answers
+    health.silence.created, stores the silence under the request's id and mutes the alert."""
+    now = time.time()
+    rule = f"AppliedRule{int(now)}"
+    alert = AlertState(
+        fingerprint="fp-applied", rule=rule, labels={"worker": "billing"}, phase="firing",
+        since=now, severity="warning", wanted="warning", wanted_since=now, value=0.2,
+    )  # fmt: skip
+    key = fleet.store.key("health", "alerts")
+    await fleet.store.execute(lambda r: r.hset(key, alert.fingerprint, alert.to_json()))
+    before = len(fleet.carried("health.silence.requested"))
+    page = await fleet.signed_in(fleet.operator_key)
+    shots.append(page)
+    await page.goto("/alerts")
+    await page.fill("#matchers", f"alertname={rule}, worker=billing")
+    await page.fill("#minutes", "15")
+    await page.fill("#comment", "browser maintenance")
+    await page.click("form.act button[type=submit]")
+    await expect(page.locator(".notice")).to_contain_text("Silence created by health_monitor")
+    await expect(page.locator("#silenced")).to_contain_text(rule)
+    [request] = (await _carried(fleet, "health.silence.requested", before + 1))[before:]
+    assert request["data"]["matchers"] == {"alertname": rule, "worker": "billing"}
+    created = [
+        e for e in fleet.carried("health.silence.created") if e["causation_id"] == request["id"]
+    ]
+    assert [e["data"]["silence_id"] for e in created] == [silence_id_of(request["id"])]
+    monitor = fleet.runtime.workers["health_monitor"].service
+    assert isinstance(monitor, HealthMonitorService)
+    await monitor.book.refresh(time.time())  # what the leader does at every evaluation
+    assert monitor.book.silenced(alert, time.time())
+    row = page.locator("#silences tr", has_text="browser maintenance")
+    await row.locator("button").click()
+    await expect(page.locator(".notice")).to_contain_text("Silence expired by health_monitor")
+    await expect(page.locator("#alerts")).to_contain_text(rule)
+    await monitor.book.refresh(time.time())
+    assert not monitor.book.silenced(alert, time.time())
+
+
+async def test_a_viewer_can_neither_switch_models_nor_silence(
+    fleet: BrowserFleet, shots: list[Page]
+) -> None:
+    """No Disable/Enable button nor silence form for a viewer; the POSTs are 403 and publish
+    nothing."""
+    page = await fleet.signed_in(fleet.viewer_key)
+    shots.append(page)
+    await page.goto("/models")
+    await expect(page.locator(f"#models tr[data-model='{MODEL}']")).to_be_visible()
+    assert await page.locator("#models button").count() == 0
+    await page.goto("/alerts")
+    assert await page.locator("#matchers").count() == 0
+    requested = ("ai.model.disable.requested", "health.silence.requested")
+    before = {t: len(fleet.carried(t)) for t in requested}
+    csrf = await _csrf(page)
+    for path, form in (
+        ("/models/disable", {"model": MODEL}),
+        ("/alerts/silences", {"matchers": "alertname=x", "minutes": "5"}),
+    ):
+        fields: dict[str, str | float | bool] = {"csrf": csrf, **form}
+        response = await page.request.post(path, form=fields)
+        assert response.status == 403, path
+    await asyncio.sleep(0.3)  # long enough for a publish to reach the spy, had there been one
+    assert {t: len(fleet.carried(t)) for t in requested} == before
 
 
 async def test_sign_out_ends_the_session_on_the_server(
@@ -301,7 +415,10 @@ async def test_no_page_has_a_serious_or_critical_accessibility_violation(
     shots.append(page)
     await page.goto("/fleet")
     empty_group: dict[str, str | float | bool] = {
-        "csrf": await _csrf(page), "reason": "unknown", "event_type": "x", "worker": "y"
+        "csrf": await _csrf(page),
+        "reason": "unknown",
+        "event_type": "x",
+        "worker": "y",
     }
     job = await page.request.post("/quarantine/groups/release", form=empty_group)
     assert "/quarantine/jobs/" in job.url

@@ -30,7 +30,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--encoding", choices=["cl100k", "o200k"], default="cl100k", help="the tokenizer"
     )
     tokens.set_defaults(func=_tokens)
-    enable = sub.add_parser("enable", help="lift a model's auth disable and cool-down in Redis")
+    enable = sub.add_parser(
+        "enable", help="lift a model's disables (operator, auth) and cool-down in Redis"
+    )
     enable.add_argument("model", help="a model name of the chain (`eventguard ai models`)")
     enable.set_defaults(func=_enable)
 
@@ -101,8 +103,8 @@ async def _enable(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     store = Store.from_settings(settings, needed_for="model cool-downs")
     try:
-        cool, dis = keys.cooldown(store, args.model), keys.disabled(store, args.model)
-        removed = await store.execute(lambda r: r.delete(cool, dis))
+        gone = [f(store, args.model) for f in (keys.cooldown, keys.disabled, keys.off)]
+        removed = await store.execute(lambda r: r.delete(*gone))
     finally:
         await store.close()
     print(

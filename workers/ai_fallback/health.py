@@ -1,13 +1,16 @@
 """Per-model health: EWMA latency and error rate, cool-downs and auth disables.
 
 Cool-downs and disables are written to Redis (``keys.cooldown`` with a TTL, ``keys.disabled``
-holding the configuration fingerprint that failed) and read back at start, so a restart keeps
-them; a disable lifts by itself when the model's configuration (endpoint, key...) changes.
+holding the configuration fingerprint that failed, ``keys.off`` for a model an operator switched
+off) and read back at start and every resync, so a restart keeps them and replicas converge; an
+auth disable lifts by itself when the model's configuration (endpoint, key...) changes, an
+operator's only when an operator enables the model.
 Latency and error rate are hints for ordering and for the heartbeat and live in memory.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,7 +44,13 @@ class ModelHealth:
     cooldown_until: float = 0.0
     cooldown_reason: str = ""
     disabled: bool = False
+    off: bool = False  # switched off by an operator
     calls: int = 0
+
+    @property
+    def out(self) -> bool:
+        """Kept out of every chain: disabled by an auth failure or by an operator."""
+        return self.disabled or self.off
 
 
 class HealthBook:
@@ -75,14 +84,16 @@ class HealthBook:
             for name in names:
                 pipe.pttl(keys.cooldown(store, name))
                 pipe.get(keys.disabled(store, name))
+                pipe.exists(keys.off(store, name))
             return list(await pipe.execute())
 
         replies = await store.execute(read)
         now = self.monotonic()
         lifted: list[str] = []
         for i, name in enumerate(names):
-            ttl_ms, fingerprint = replies[2 * i], replies[2 * i + 1]
+            ttl_ms, fingerprint, off = replies[3 * i : 3 * i + 3]
             h = self.health[name]
+            h.off = bool(off)
             if isinstance(ttl_ms, int) and ttl_ms > 0:
                 h.cooldown_until = now + ttl_ms / 1000
                 h.cooldown_reason = "persisted"
@@ -129,13 +140,23 @@ class HealthBook:
         key, fingerprint = keys.disabled(self._store, name), self._models[name].fingerprint
         await self._store.execute(lambda r: r.set(key, fingerprint))
 
+    async def switch_off(self, name: str, *, by: str, note: str, at: float) -> bool:
+        """Keep ``name`` out until an operator enables it; False when it already was off."""
+        self.health[name].off = True
+        key = keys.off(self._store, name)
+        value = json.dumps({"by": by, "note": note, "at": at})
+        created: Any = await self._store.execute(lambda r: r.set(key, value, nx=True))
+        return bool(created)
+
     async def enable(self, name: str) -> bool:
-        """Lift ``name``'s auth disable and cool-down, here and in Redis; True when it had one."""
+        """Lift ``name``'s operator and auth disables and cool-down, here and in Redis; True
+        when it had one."""
         h = self.health[name]
-        had = h.disabled or self.cooling(name) > 0
-        h.disabled, h.cooldown_until, h.cooldown_reason = False, 0.0, ""
-        cool, dis = keys.cooldown(self._store, name), keys.disabled(self._store, name)
-        removed: Any = await self._store.execute(lambda r: r.delete(cool, dis))
+        had = h.out or self.cooling(name) > 0
+        h.disabled, h.off, h.cooldown_until, h.cooldown_reason = False, False, 0.0, ""
+        store = self._store
+        gone = (keys.cooldown(store, name), keys.disabled(store, name), keys.off(store, name))
+        removed: Any = await store.execute(lambda r: r.delete(*gone))
         return had or bool(removed)
 
     def state(self, name: str, *, breaker_open: bool, quarantined: bool) -> ModelState:
@@ -143,7 +164,7 @@ class HealthBook:
         h = self.health[name]
         if quarantined:
             return ModelState.QUARANTINED
-        if h.disabled:
+        if h.out:
             return ModelState.DISABLED
         if breaker_open:
             return ModelState.OPEN

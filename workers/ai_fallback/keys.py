@@ -3,6 +3,8 @@
 * ``cache:<sha256>`` -> JSON of a cached answer (string, TTL ``cache_ttl_s``)
 * ``cooldown:<model>`` -> why the model cools down (string, TTL = the cool-down)
 * ``disabled:<model>`` -> the configuration fingerprint that failed authentication (string)
+* ``off:<model>`` -> who switched the model off and why (JSON ``{by, note, at}``), until an
+  operator enables it (``ai.model.disable.requested`` / ``ai.model.enable.requested``)
 * ``budget:<window>:global`` / ``budget:<window>:actor:<subject>`` -> hash {tokens, micro_usd},
   expiring one window after the window ends
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from common.store import Store
 
-__all__ = ["WORKER", "budget", "cache", "cooldown", "disabled"]
+__all__ = ["WORKER", "budget", "cache", "cooldown", "disabled", "off"]
 
 WORKER = "ai_fallback"
 
@@ -29,6 +31,11 @@ def cooldown(store: Store, model: str) -> str:
 def disabled(store: Store, model: str) -> str:
     """A model disabled by an authentication failure, until its configuration changes."""
     return store.key(WORKER, "disabled", model)
+
+
+def off(store: Store, model: str) -> str:
+    """A model an operator switched off, until an operator enables it."""
+    return store.key(WORKER, "off", model)
 
 
 def budget(store: Store, window: int, scope: str) -> str:

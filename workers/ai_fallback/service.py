@@ -21,11 +21,9 @@ from aiohttp import web
 
 from common.bus.router import Emit
 from common.logging import get_logger
-from common.problems import Problem
 from common.reliability.dedup import RequestDeduplicator
 from common.security.admission import requester
 from common.service import AdminRoute, BaseService, WorkerContext
-from common.validation import Answer, EmptyBody
 from schemas.ai import CompletionFailed, CompletionRequested, CompletionSucceeded
 from schemas.envelope import Envelope, new_event
 from workers.ai_fallback.alerts import auth_alert, auth_resolved
@@ -36,6 +34,7 @@ from workers.ai_fallback.chain import Model, load_models
 from workers.ai_fallback.checks import request_problem
 from workers.ai_fallback.health import HealthBook
 from workers.ai_fallback.responses import from_cache, from_walk
+from workers.ai_fallback.switches import ModelSwitches
 from workers.ai_fallback.tokens import EncodingName, TokenCounter, load_o200k
 from workers.ai_fallback.walker import PromptSizes, Walk, Walker
 
@@ -61,13 +60,6 @@ class _Job:
     max_cost: float | None
     actor: str | None
     digest: str | None
-
-
-class ModelEnabled(Answer):
-    """The model's disable and cool-down are lifted (``lifted``: it had one)."""
-
-    model: str
-    lifted: bool
 
 
 class AiFallbackService(BaseService):
@@ -119,6 +111,11 @@ class AiFallbackService(BaseService):
             timeout_s=settings.max_deadline_s + 5.0,
             reply=True,
         )
+        self.switches = ModelSwitches(
+            self.models, self.health, on_change=self._model_changed, reload=self.reload_models,
+            now=now,
+        )  # fmt: skip
+        self.switches.register(self.router)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -136,6 +133,10 @@ class AiFallbackService(BaseService):
         await self.quarantine.load()
         if any(model.encoding == "o200k" for model in self.models.values()):
             await asyncio.to_thread(load_o200k)  # ~1 s to build: not on the first request
+        await self.reload_models()
+
+    async def reload_models(self) -> None:
+        """Re-read the models' disables and cool-downs from Redis; set the state gauges."""
         for name in await self.health.load():
             await self._auth_resolved(self.models[name])
         for model in self.models.values():
@@ -145,10 +146,7 @@ class AiFallbackService(BaseService):
         """Every replica re-reads the quarantine list and the model disables and cool-downs
         (``eventguard ai enable`` lifts them in Redis only)."""
         await self.quarantine.resync()
-        for name in await self.health.load():
-            await self._auth_resolved(self.models[name])
-        for model in self.models.values():
-            self.walker.publish_state(model)
+        await self.reload_models()
 
     async def stop(self) -> None:
         """Close the HTTP session."""
@@ -158,32 +156,18 @@ class AiFallbackService(BaseService):
 
     def admin_routes(self) -> Sequence[AdminRoute]:
         """``GET /admin/ai/models``: the chain with each model's health (no keys);
-        ``POST /admin/ai/models/{model}/enable``: lift a model's auth disable and cool-down
+        ``POST /admin/ai/models/{model}/enable``: lift a model's disables and cool-down
         (audited, like every state-changing call)."""
         return [
             AdminRoute("GET", "ai/models", self._models_page, "operator", "ai.models.read"),
-            AdminRoute(
-                "POST",
-                "ai/models/{model}/enable",
-                self._enable,
-                "operator",
-                "ai.model.enable",
-                body=EmptyBody,
-                response=ModelEnabled,
-                summary="lift a model's auth disable and cool-down",
-            ),
+            self.switches.admin_route(),
         ]
 
-    async def _enable(self, request: web.Request) -> web.StreamResponse:
-        name = request.match_info["model"]
-        if name not in self.models:
-            raise Problem(404, "no such model", code="unknown_model")
-        was_disabled = self.health.health[name].disabled
-        lifted = await self.health.enable(name)
-        if was_disabled:
-            await self._auth_resolved(self.models[name])
-        self.walker.publish_state(self.models[name])
-        return web.json_response(ModelEnabled(model=name, lifted=lifted).model_dump())
+    async def _model_changed(self, model: Model, auth_lifted: bool) -> None:
+        """A switch changed ``model``: resolve its auth alert if that lifted; gauges."""
+        if auth_lifted:
+            await self._auth_resolved(model)
+        self.walker.publish_state(model)
 
     async def _models_page(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"models": self.describe()})

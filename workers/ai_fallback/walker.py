@@ -177,7 +177,7 @@ class Walker:
     ) -> str | None:
         if self.quarantine.is_quarantined("ai_model", model.name):
             return "skipped_quarantined"
-        if self.health.health[model.name].disabled:
+        if self.health.health[model.name].out:
             return "skipped_disabled"
         if self.health.cooling(model.name) > 0:
             return "skipped_cooldown"

@@ -145,10 +145,17 @@ class AlertBook:
         await self.store.execute(lambda r: r.hset(key, fingerprint, by[:200]))
 
     async def add_silence(
-        self, matchers: dict[str, str], *, until: float, by: str, comment: str, now: float
+        self,
+        matchers: dict[str, str],
+        *,
+        until: float,
+        by: str,
+        comment: str,
+        now: float,
+        silence_id: str | None = None,
     ) -> Silence:
-        """Create a silence."""
-        silence = Silence(secrets.token_hex(8), matchers, until, by, comment, now)
+        """Create a silence (``silence_id``: its id, else a random one)."""
+        silence = Silence(silence_id or secrets.token_hex(8), matchers, until, by, comment, now)
         key = self._key("silences")
         value = json.dumps(asdict(silence))
         await self.store.execute(lambda r: r.hset(key, silence.id, value))

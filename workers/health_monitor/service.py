@@ -35,6 +35,7 @@ from workers.health_monitor.evaluator import AlertState, Evaluator
 from workers.health_monitor.leader import Leadership
 from workers.health_monitor.outbox import Outbox, Pending
 from workers.health_monitor.rules import Rule, load_rules
+from workers.health_monitor.silences import SilenceRequests
 
 __all__ = ["HealthMonitorService"]
 
@@ -92,6 +93,7 @@ class HealthMonitorService(BaseService):
         self._lead_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
         self.router.add(Heartbeat, self.on_heartbeat, broadcast=True)
+        SilenceRequests(self.book, now=now, source=self.name).register(self.router)
 
     # -- lifecycle ----------------------------------------------------------------------------
 

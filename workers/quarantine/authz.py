@@ -10,22 +10,9 @@ release needs an operator or admin actor, a permanent block an admin actor.
 
 from __future__ import annotations
 
-from common.errors import Reject
-from schemas.envelope import Actor
+from common.security.actors import require_role
 
 __all__ = ["ADMIN_ROLES", "RELEASE_ROLES", "require_role"]
 
 RELEASE_ROLES = frozenset({"operator", "admin"})
 ADMIN_ROLES = frozenset({"admin"})
-
-
-def require_role(actor: Actor | None, allowed: frozenset[str], *, action: str) -> str:
-    """The acting subject when ``actor`` holds one of ``allowed``; else Reject (unauthorized)."""
-    if actor is None:
-        raise Reject(f"{action} needs an actor with role {sorted(allowed)}", reason="unauthorized")
-    if actor.role not in allowed:
-        raise Reject(
-            f"{action} needs role {' or '.join(sorted(allowed))}, got {actor.role!r}",
-            reason="unauthorized",
-        )
-    return actor.subject

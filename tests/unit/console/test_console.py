@@ -6,9 +6,12 @@ import hashlib
 import json
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -17,7 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
-from common.config import ConsoleSettings, Settings
+from common.config import AiFallbackSettings, AiModelSettings, ConsoleSettings, Settings
 from common.errors import ConfigError
 from common.metrics import Metrics
 from common.security.apikeys import ApiKeyStore
@@ -26,8 +29,14 @@ from common.security.roles import Role
 from common.store import Store
 from eventguard.console import COOKIE, ROUTES, ConsoleAuth, build_app, console_serving
 from eventguard.console.server import _console
+from schemas.envelope import new_event
+from schemas.ops import AuditRecorded
+from workers.quarantine.audit import AuditTrail
 
 STATIC = Path(__file__).resolve().parents[3] / "eventguard" / "console" / "static"
+MODEL = AiModelSettings(
+    name="m1", provider="openai", endpoint="http://x", context_window=8, max_output=8
+)
 
 
 @dataclass
@@ -44,7 +53,11 @@ class Rig:
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
     """The console app, served by aiohttp's test server."""
-    settings = Settings(security=demo_settings(), console=ConsoleSettings(secure_cookie=False))
+    settings = Settings(
+        security=demo_settings(),
+        console=ConsoleSettings(secure_cookie=False, answer_wait_s=0.05),
+        ai_fallback=AiFallbackSettings(models=(MODEL,)),
+    )
     store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
     broker = MemoryBroker()
     await broker.start()
@@ -106,7 +119,7 @@ async def test_a_bad_credential_is_refused_with_the_form(rig: Rig) -> None:
         response = await rig.client.post("/signin", data={"credential": credential})
         assert response.status == 401
         assert COOKIE not in response.cookies
-        assert "class=\"error\"" in await response.text()
+        assert 'class="error"' in await response.text()
 
 
 async def test_a_viewer_is_refused_every_action(rig: Rig) -> None:
@@ -230,3 +243,71 @@ async def test_a_busy_console_port_is_one_clear_error() -> None:
             ):
                 pass
     await broker.close()
+
+
+def _sent(rig: Rig, event_type: str) -> list[dict[str, Any]]:
+    return [json.loads(m.body) for m in rig.broker.published if m.type == event_type]
+
+
+async def test_an_operator_switches_a_model_by_events_and_each_switch_is_audited(rig: Rig) -> None:
+    """Disable and enable publish ai.model.*.requested with the operator as actor; unanswered
+    (no worker here) the page says requested; each is an ops.audit.recorded of the console."""
+    csrf = await _sign_in(rig, "operator")
+    page = await (await rig.client.get("/models")).text()
+    assert 'action="/models/disable"' in page
+    for verb in ("disable", "enable"):
+        response = await rig.client.post(
+            f"/models/{verb}", data={"csrf": csrf, "model": "m1", "note": "n"},
+            allow_redirects=False,
+        )  # fmt: skip
+        assert response.headers["Location"] == f"/models?f={verb}-requested&m=m1"
+        [event] = _sent(rig, f"ai.model.{verb}.requested")
+        assert event["data"] == {"model": "m1", "note": "n"}
+        assert event["actor"]["role"] == "operator"
+        assert event["actor"]["subject"].startswith("apikey:")
+    unknown = await rig.client.post("/models/disable", data={"csrf": csrf, "model": "zz"})
+    assert unknown.status == 404
+    audits = [e["data"] for e in _sent(rig, "ops.audit.recorded")]
+    assert [(a["action"], a["auth"], a["worker"], a["status"]) for a in audits] == [
+        ("ai.model.disable", "session", "console", 202),
+        ("ai.model.enable", "session", "console", 202),
+    ]
+
+
+async def test_a_silence_is_a_request_to_health_monitor_not_a_redis_write(rig: Rig) -> None:
+    """Create and expire publish health.silence.* requests; the console writes no silence."""
+    csrf = await _sign_in(rig, "operator")
+    form = {"csrf": csrf, "matchers": "alertname=Errors, worker=w", "minutes": "30"}
+    response = await rig.client.post("/alerts/silences", data=form, allow_redirects=False)
+    assert response.headers["Location"] == "/alerts?f=silence-requested"
+    [event] = _sent(rig, "health.silence.requested")
+    assert event["data"]["matchers"] == {"alertname": "Errors", "worker": "w"}
+    assert event["data"]["duration_s"] == 1800
+    assert event["actor"]["role"] == "operator"
+    key = rig.store.key("health", "silences")
+    assert await rig.store.execute(lambda r: r.hlen(key)) == 0
+    expire = await rig.client.post(
+        "/alerts/silences/abc/expire", data={"csrf": csrf}, allow_redirects=False
+    )
+    assert expire.headers["Location"] == "/alerts?f=expire-requested"
+    assert [e["data"] for e in _sent(rig, "health.silence.expire.requested")] == [
+        {"silence_id": "abc"}
+    ]
+
+
+async def test_the_audit_page_shows_the_stored_trail_the_admin_api_serves(rig: Rig) -> None:
+    """A record kept by the quarantine worker's trail is on the page; filters narrow it."""
+    trail = AuditTrail(rig.store, retention_s=3600, now=time.time)
+    for subject, action in (("alice", "quarantine.release"), ("bob", "health.silence")):
+        data = AuditRecorded(
+            subject=subject, role="operator", auth="token", action=action, method="POST",
+            route="/admin/x", outcome="ok", status=200, at=datetime.now(UTC), worker="quarantine",
+        )  # fmt: skip
+        await trail.add(new_event("ops.audit.recorded", data, source="t"))
+    await _sign_in(rig, "user")
+    page = await (await rig.client.get("/audit")).text()
+    assert "alice (operator, token)" in page
+    assert "bob (operator, token)" in page
+    only = await (await rig.client.get("/audit?subject=bob")).text()
+    assert "alice (operator" not in only
+    assert "health.silence" in only

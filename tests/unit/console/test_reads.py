@@ -124,7 +124,8 @@ async def test_fleet_rows_say_why_a_worker_is_not_ready() -> None:
 
 
 async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -> None:
-    """Cool-down TTL, an auth disable and the global budget hash are read from Redis."""
+    """Cool-down TTL, auth and operator disables, the global budget and each requester's
+    budget hash are read from Redis."""
     settings = AiFallbackSettings(
         models=(
             AiModelSettings(name="m1", provider="openai", endpoint="http://x", context_window=8,
@@ -141,8 +142,17 @@ async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -
     await store.execute(lambda r: r.set(ai_keys.disabled(store, "m2"), "fp"))
     budget = ai_keys.budget(store, window, "global")
     await store.execute(lambda r: r.hset(budget, mapping={"tokens": 120, "micro_usd": 2_500}))
-    models, spend = await AiModels(store, settings, clock=lambda: now).load()
-    assert [(m.name, m.cooldown_s > 0, m.auth_disabled) for m in models] == [
-        ("m1", True, False), ("m2", False, True),
+    off = json.dumps({"by": "alice", "note": "INC-7", "at": now})
+    await store.execute(lambda r: r.set(ai_keys.off(store, "m1"), off))
+    bob, chat = (ai_keys.budget(store, window, s) for s in ("actor:bob", "producer:chat"))
+    await store.execute(lambda r: r.hset(bob, mapping={"tokens": 40}))
+    await store.execute(lambda r: r.hset(chat, mapping={"tokens": 80}))
+    reads = AiModels(store, settings, clock=lambda: now)
+    models, spend = await reads.load()
+    assert [(m.name, m.cooldown_s > 0, m.auth_disabled, m.off_by) for m in models] == [
+        ("m1", True, False, "alice"), ("m2", False, True, ""),
     ]  # fmt: skip
+    assert models[0].off_note == "INC-7"
     assert (spend.tokens, spend.usd, spend.max_tokens) == (120, 0.0025, 1_000)
+    actors = await reads.per_actor()
+    assert [(a.scope, a.tokens) for a in actors] == [("producer:chat", 80), ("actor:bob", 40)]

@@ -45,3 +45,14 @@ def test_discard_requests_carry_the_operator_and_expect_a_refusal() -> None:
     assert sent.answers == frozenset({"quarantine.release.refused"})
     assert operator is not None
     assert b'"subject":"load-operator"' in message.body
+
+
+def test_the_load_never_pulls_operators_levers() -> None:
+    """Model switches and silences (and their answers) are left out of every load mix."""
+    operator = operator_for(Settings(broker_user="operator"))
+    mix = Mix(
+        {"ai.model.disable.requested": "ai_fallback", "ai.model.enabled": "ai_fallback",
+         "health.silence.requested": "health_monitor", "ops.audit.recorded": "quarantine"},
+        poison_share=0.0, duplicate_share=0.0, operator=operator,
+    )  # fmt: skip
+    assert mix.types == ["ops.audit.recorded"]

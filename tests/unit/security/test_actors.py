@@ -131,3 +131,27 @@ def test_the_cli_asserts_an_actor_without_a_credential() -> None:
     assert parse_actor(None) is None
     with pytest.raises(ValueError, match="role"):
         parse_actor("mallory:root")
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "ai.model.disable.requested",
+        "ai.model.enable.requested",
+        "health.silence.requested",
+        "health.silence.expire.requested",
+    ],
+)
+def test_the_console_and_the_cli_ask_for_operator_levers_for_operators_only(
+    event_type: str,
+) -> None:
+    """Model switches and silences: console and operator assert operators and admins; a viewer
+    is refused by the operator act rule; no other producer may assert anyone on them."""
+    rules = AccessRules()
+    for producer in ("console", "operator"):
+        for role, allowed in (("operator", True), ("admin", True), ("user", False)):
+            actor = Actor.model_validate({"subject": "alice", "role": role})
+            decision = authorize_actor(event_type, actor, producer, _POLICY, rules)
+            assert decision.allowed is allowed, (producer, role)
+    chat = authorize_actor(event_type, Actor(subject="a", role="operator"), "chat", _POLICY, rules)
+    assert chat.reason == "actor_not_allowed"

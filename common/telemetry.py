@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace.sampling import (
 from common import tracing
 from common.errors import ConfigError
 
-__all__ = ["Telemetry", "enable", "from_environment", "sampler_from"]
+__all__ = ["Telemetry", "enable", "from_environment", "otlp_exporter", "sampler_from"]
 
 _DEFAULT_ENDPOINT = "http://localhost:4318"
 _TRACES_PATH = "/v1/traces"
@@ -54,8 +54,9 @@ _SCOPE = "eventguard"
 class Telemetry:
     """A configured tracer provider; :meth:`shutdown` flushes and turns tracing off."""
 
-    def __init__(self, provider: TracerProvider) -> None:
+    def __init__(self, provider: TracerProvider, *, instrumented_http: bool) -> None:
         self.provider = provider
+        self._instrumented_http = instrumented_http
 
     def force_flush(self, timeout_ms: int = 5_000) -> bool:
         """Export every ended span now."""
@@ -64,7 +65,8 @@ class Telemetry:
     def shutdown(self) -> None:
         """Flush, stop exporting and turn the hooks off."""
         tracing.install(None)
-        AioHttpClientInstrumentor().uninstrument()
+        if self._instrumented_http:
+            AioHttpClientInstrumentor().uninstrument()
         self.provider.shutdown()
 
 
@@ -93,7 +95,7 @@ def enable(
     if instrument_http:
         AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     tracing.install(provider.get_tracer(_SCOPE))
-    return Telemetry(provider)
+    return Telemetry(provider, instrumented_http=instrument_http)
 
 
 def from_environment(
@@ -102,9 +104,7 @@ def from_environment(
     """Tracing as the ``OTEL_*`` variables in ``environ`` say (None: off)."""
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    names = [
-        n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "none").split(",")
-    ]
+    names = [n.strip().lower() for n in environ.get("OTEL_TRACES_EXPORTER", "none").split(",")]
     names = [n for n in names if n and n != "none"]
     if not names:
         return None
@@ -113,7 +113,7 @@ def from_environment(
             f"OTEL_TRACES_EXPORTER={environ['OTEL_TRACES_EXPORTER']!r}: "
             "EventGuard ships the otlp (HTTP/protobuf) and console exporters"
         )
-    exporter = _otlp_exporter(environ) if names[0] == "otlp" else ConsoleSpanExporter()
+    exporter = otlp_exporter(environ) if names[0] == "otlp" else ConsoleSpanExporter()
     return enable(
         exporter,
         sampler=sampler_from(environ),
@@ -122,7 +122,8 @@ def from_environment(
     )
 
 
-def _otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
+def otlp_exporter(environ: Mapping[str, str]) -> SpanExporter:
+    """The OTLP HTTP/protobuf exporter for the endpoint the standard variables name."""
     for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         protocol = environ.get(name, "").strip()
         if protocol and protocol != "http/protobuf":

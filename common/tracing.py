@@ -198,10 +198,12 @@ def client_span(dependency: str, breaker_state: str) -> Iterator[Span]:
     }
     if kind == "redis":
         attributes["db.system.name"] = "redis"
-    elif kind == "llm" and target:
-        attributes["gen_ai.request.model"] = target
+    elif kind == "llm" and target:  # llm:<provider>:<model>:<key ref>
+        provider, _, rest = target.partition(":")
+        attributes["gen_ai.system"] = provider
+        attributes["gen_ai.request.model"] = rest.partition(":")[0] or provider
     elif target:
-        attributes["server.address"] = target
+        attributes["eventguard.dependency.target"] = target
     client = _tracer().start_as_current_span(
         dependency, kind=SpanKind.CLIENT, attributes=attributes
     )

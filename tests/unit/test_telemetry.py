@@ -65,9 +65,9 @@ async def test_an_open_breaker_refusal_is_an_event(spans: InMemorySpanExporter) 
     """The breaker's decision to refuse is recorded on the call's span, with the error."""
     guards = Guards(
         metrics=Metrics(CollectorRegistry()),
-        overrides={"llm:m1": {"max_attempts": 1, "breaker_minimum_calls": 1}},
+        overrides={"llm:openai:m1:key": {"max_attempts": 1, "breaker_minimum_calls": 1}},
     )
-    guard = guards.guard("llm:m1", config=None)
+    guard = guards.guard("llm:openai:m1:key", config=None)
     guard.breaker.force_open()
 
     async def never() -> None:
@@ -79,6 +79,7 @@ async def test_an_open_breaker_refusal_is_an_event(spans: InMemorySpanExporter) 
     assert "breaker.rejected" in [e.name for e in span.events]
     assert span.attributes is not None
     assert span.attributes["gen_ai.request.model"] == "m1"
+    assert span.attributes["gen_ai.system"] == "openai"
     assert not span.status.is_ok
 
 

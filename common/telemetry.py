@@ -21,7 +21,8 @@ span per request inside the guard's span, and ``traceparent`` on the request).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -44,7 +45,14 @@ from opentelemetry.sdk.trace.sampling import (
 from common import tracing
 from common.errors import ConfigError
 
-__all__ = ["Telemetry", "enable", "from_environment", "otlp_exporter", "sampler_from"]
+__all__ = [
+    "Telemetry",
+    "enable",
+    "enabled",
+    "from_environment",
+    "otlp_exporter",
+    "sampler_from",
+]
 
 _DEFAULT_ENDPOINT = "http://localhost:4318"
 _TRACES_PATH = "/v1/traces"
@@ -96,6 +104,25 @@ def enable(
         AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     tracing.install(provider.get_tracer(_SCOPE))
     return Telemetry(provider, instrumented_http=instrument_http)
+
+
+@contextlib.contextmanager
+def enabled(
+    exporter: SpanExporter,
+    *,
+    sampler: Sampler | None = None,
+    service_name: str = "eventguard",
+    instrument_http: bool = False,
+) -> Iterator[Telemetry]:
+    """Tracing on for the block, exporting to ``exporter`` (benchmarks: the traced contender);
+    flushed and off again after it."""
+    telemetry = enable(
+        exporter, sampler=sampler, service_name=service_name, instrument_http=instrument_http
+    )
+    try:
+        yield telemetry
+    finally:
+        telemetry.shutdown()
 
 
 def from_environment(

@@ -100,20 +100,34 @@ def _origin_links(headers: Mapping[str, HeaderValue]) -> list[Link]:
     return [Link(context, {"eventguard.link": "released_from"})]
 
 
-def _message_attributes(
-    operation: str, kind: str, destination: str, routing_key: str, message_id: str | None
-) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
+def _sampling_attributes(operation: str, kind: str, destination: str) -> dict[str, Any]:
+    """What a sampler sees when a span starts; the rest is set only on recorded spans, so an
+    unsampled message costs little more than its context."""
+    return {
         "messaging.system": SYSTEM,
         "messaging.operation.name": operation,
         "messaging.operation.type": kind,
-        "messaging.operation": operation,  # the name before semantic conventions 1.26
         "messaging.destination.name": destination,
-        "messaging.rabbitmq.destination.routing_key": routing_key,
     }
-    if message_id:
-        attributes["messaging.message.id"] = message_id
-    return attributes
+
+
+def _describe(
+    span: Span,
+    message: IncomingMessage | OutgoingMessage,
+    extra: Mapping[str, str | int | bool],
+) -> None:
+    attributes: dict[str, str | int | bool] = {
+        "messaging.rabbitmq.destination.routing_key": message.routing_key,
+        "messaging.message.body.size": len(message.body),
+        **extra,
+    }
+    if message.message_id:
+        attributes["messaging.message.id"] = message.message_id
+    if message.correlation_id:
+        attributes["messaging.message.conversation_id"] = message.correlation_id
+    if message.type:
+        attributes["eventguard.event.type"] = message.type
+    span.set_attributes(attributes)
 
 
 async def publish(
@@ -125,20 +139,14 @@ async def publish(
     span's: a retry copy is published inside the failed delivery's ``process`` span, so its
     trace goes on; a release links to the dead message's trace by its origin header."""
     destination = message.exchange or message.routing_key  # "" is the default exchange
-    attributes = _message_attributes(
-        "publish", "send", destination, message.routing_key, message.message_id
-    )
-    if message.correlation_id:
-        attributes["messaging.message.conversation_id"] = message.correlation_id
-    attributes["messaging.message.body.size"] = len(message.body)
-    if message.type:
-        attributes["eventguard.event.type"] = message.type
     with _tracer().start_as_current_span(
         f"{destination} publish",
         kind=SpanKind.PRODUCER,
-        attributes=attributes,
+        attributes=_sampling_attributes("publish", "send", destination),
         links=_origin_links(message.headers),
-    ):
+    ) as span:
+        if span.is_recording():
+            _describe(span, message, {})
         headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
         _PROPAGATOR.inject(headers)
         await send(replace(message, headers=headers))
@@ -148,30 +156,24 @@ async def publish(
 def process_span(message: IncomingMessage, worker: str) -> Iterator[Span]:
     """The CONSUMER span of one delivery, child of the context its headers carry."""
     headers = message.headers
-    attributes = _message_attributes(
-        "process", "process", message.queue, message.routing_key, message.message_id
-    )
-    attributes["messaging.consumer.group.name"] = message.queue
-    attributes["messaging.message.body.size"] = len(message.body)
-    attributes["eventguard.worker"] = worker
-    if message.correlation_id:
-        attributes["messaging.message.conversation_id"] = message.correlation_id
-    if message.type:
-        attributes["eventguard.event.type"] = message.type
-    if message.exchange:
-        attributes["eventguard.exchange"] = message.exchange
-    attempt = headers.get(h.ATTEMPT)
-    if isinstance(attempt, int):
-        attributes["eventguard.attempt"] = attempt
-    if message.redelivered:
-        attributes["eventguard.redelivered"] = True
     with _tracer().start_as_current_span(
         f"{message.queue} process",
         context=_extract(headers),
         kind=SpanKind.CONSUMER,
-        attributes=attributes,
+        attributes=_sampling_attributes("process", "process", message.queue),
         links=_origin_links(headers),
     ) as span:
+        if span.is_recording():
+            extra: dict[str, str | int | bool] = {
+                "messaging.consumer.group.name": message.queue,
+                "eventguard.worker": worker,
+            }
+            attempt = headers.get(h.ATTEMPT)
+            if isinstance(attempt, int):
+                extra["eventguard.attempt"] = attempt
+            if message.redelivered:
+                extra["eventguard.redelivered"] = True
+            _describe(span, message, extra)
         yield span
 
 

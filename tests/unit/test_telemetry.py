@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -23,19 +21,8 @@ from common.reliability.errors import CircuitOpen
 from common.reliability.guard import Guards
 from common.security.http import AdminAuth
 from common.security.keys import demo_settings
-from common.telemetry import Telemetry, enable, from_environment, otlp_exporter, sampler_from
+from common.telemetry import Telemetry, from_environment, otlp_exporter, sampler_from
 from common.testing import fast_runtime_settings, run_workers
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for one test, every span exported as it ends."""
-    exporter = InMemorySpanExporter()
-    telemetry = enable(exporter, batch=False, instrument_http=False, service_name="test")
-    try:
-        yield exporter
-    finally:
-        telemetry.shutdown()
 
 
 async def test_a_guarded_call_is_a_client_span_with_its_retries(

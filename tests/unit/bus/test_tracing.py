@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -15,7 +14,6 @@ from common.bus import headers as h
 from common.bus.router import Emit
 from common.errors import Reject, RetryLater
 from common.service import BaseService, WorkerContext
-from common.telemetry import enable
 from common.testing import run_workers
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineReleaseRequested, QuarantineRequested
@@ -51,17 +49,6 @@ def _factory(ctx: WorkerContext) -> Relay:
 
 def _request(reason: str) -> QuarantineRequested:
     return QuarantineRequested(kind="ai_model", entity_id="m1", reason=reason, requested_by="t")
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for one test, every span exported as it ends."""
-    exporter = InMemorySpanExporter()
-    telemetry = enable(exporter, batch=False, instrument_http=False, service_name="test")
-    try:
-        yield exporter
-    finally:
-        telemetry.shutdown()
 
 
 def _named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:

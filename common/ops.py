@@ -7,7 +7,8 @@
 * ``/readyz``: broker connected, consumers active (not paused), Redis answers (the probes run
   at most once a second; callers in between get the cached answer, so the public endpoint
   cannot be used to load Redis and the broker);
-* ``/metrics``: Prometheus text format;
+* ``/metrics``: Prometheus text format, or OpenMetrics (with exemplars: the trace ids of
+  observations made under a span) when the scrape's ``Accept`` asks for it;
 * ``/admin/*``: the workers' admin routes plus ``/admin/stream``, a WebSocket of the events the
   workers publish. Every admin request is authenticated and checked against the access rules
   by the security middleware; anything without a rule is denied. The stream re-checks its
@@ -29,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from pydantic import RootModel
 
 from common.audit import STATE_CHANGING, Auditor
@@ -145,9 +146,10 @@ def build_app(
         body = await ready_cache.get()
         return web.json_response(body, status=200 if body["ready"] else 503)
 
-    async def metrics(_request: web.Request) -> web.Response:
-        payload = generate_latest(runtime.metrics.registry)
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        payload = encode(runtime.metrics.registry)
+        return web.Response(body=payload, headers={"Content-Type": content_type})
 
     async def workers(_request: web.Request) -> web.Response:
         answer = Workers(

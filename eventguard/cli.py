@@ -35,7 +35,7 @@ from common.clitools import (
     print_rows,
     progress_bar,
 )
-from common.config import Settings, require_production
+from common.config import Settings, otel_environment, require_production
 from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
@@ -48,6 +48,7 @@ from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
+from common.telemetry import from_environment
 from eventguard import load as load_cli
 from eventguard import setup_local as setup_cli
 from eventguard.admin_api import admin_openapi
@@ -294,6 +295,11 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
         authorize=Admission.from_settings(settings),
     )
     store = runtime.store
+    telemetry = from_environment(
+        otel_environment(),
+        service_name="+".join(name for name, _ in factories),
+        instance=settings.instance,
+    )
     stop = asyncio.Event()
     install_signal_handlers(stop)
     stream = EventStream()
@@ -315,6 +321,8 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
                 _log.info("worker.stopping", reason="signal")
     finally:
         await store.close()
+        if telemetry is not None:
+            telemetry.shutdown()  # flushes the spans still queued
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
+from common import tracing as _tracing
 from common.bus import headers as h
 from common.bus.admission import DeadLetter, admit
 from common.bus.broker import Broker
@@ -114,6 +115,13 @@ class Pipeline:
 
     async def __call__(self, message: IncomingMessage) -> None:
         """Handle one delivery; never raises."""
+        if _tracing.tracer is None:
+            await self._deliver(message)
+            return
+        with _tracing.process_span(message, self.worker):
+            await self._deliver(message)
+
+    async def _deliver(self, message: IncomingMessage) -> None:
         self._active += 1
         self._idle.clear()
         self._in_flight.inc()
@@ -133,7 +141,11 @@ class Pipeline:
         elapsed = time.perf_counter() - started
         counter, histogram = self._series(event_type, outcome)
         counter.inc()
-        histogram.observe(elapsed)
+        if _tracing.tracer is None:
+            histogram.observe(elapsed)
+        else:
+            _tracing.record_fate(outcome)
+            histogram.observe(elapsed, _tracing.exemplar())
         self.stats.latencies.append(elapsed)
         if outcome in {"ack", "duplicate"}:
             self.stats.handled += 1
@@ -346,6 +358,8 @@ class Pipeline:
             await message.reject(requeue=True)
             return "retry"
         _log.info("message.retry_scheduled", attempt=attempt, queue=queue, reason=reason[:200])
+        if _tracing.tracer is not None:
+            _tracing.record_fate("retry", attempt=attempt, queue=queue, reason=reason[:200])
         await message.ack()
         return "retry"
 
@@ -381,6 +395,8 @@ class Pipeline:
         }
         self._m.dead_letters.labels(self.worker, reason).inc()
         _log.warning("message.dead_lettered", reason=reason, detail=detail[:200], attempt=attempt)
+        if _tracing.tracer is not None:
+            _tracing.record_fate("dead_letter", reason=reason, detail=detail[:200], attempt=attempt)
         try:
             await self.broker.publish(
                 message.to_outgoing(

@@ -78,6 +78,7 @@ def test_messages_carry_properties_headers_and_reasons() -> None:
     )
     headers = doc["components"]["schemas"]["AmqpHeaders"]["properties"]
     assert {"traceparent", "x-eventguard-producer", "x-eventguard-release-id"} <= set(headers)
+    assert {"tracestate", "x-eventguard-origin-traceparent"} <= set(headers)
     assert all(reason in trait["description"] for reason in DEAD_REASONS)
     message = doc["components"]["messages"]["ai_completion_requested"]
     assert message["examples"][0]["payload"]["type"] == "ai.completion.requested"

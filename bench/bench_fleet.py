@@ -187,7 +187,7 @@ async def runtime_single(messages: int) -> dict[str, float]:
         queue = await infra.queue("fleet-reference")
         await infra.fill(queue, bodies)
         cpu = time.process_time()
-        elapsed = await consume_eventguard(queue, messages, PREFETCH, idempotent=True)
+        elapsed = (await consume_eventguard(queue, messages, PREFETCH, idempotent=True)).elapsed
         cpu_us = (time.process_time() - cpu) / messages * 1e6
         await infra.cleanup()
     return {"msg_per_s": messages / elapsed, "worker_cpu_us_per_msg": cpu_us}

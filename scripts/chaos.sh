@@ -23,8 +23,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The workers' and the load's logs stay here after the run (replaced by the next run).
+logs=${EG_CHAOS_LOGS:-${TMPDIR:-/tmp}/eventguard-chaos-logs-$(id -u)}
 started=$(date +%s)
-EVENTGUARD_CHAOS=1 timeout 600 .venv/bin/python -m pytest -q tests/chaos -p no:cacheprovider
+EVENTGUARD_CHAOS=1 timeout 600 .venv/bin/python -m pytest -q tests/chaos -p no:cacheprovider \
+  --basetemp "$logs" -s
 rc=$?
-echo "chaos: $(($(date +%s) - started)) s, exit $rc"
+echo "chaos: $(($(date +%s) - started)) s, exit $rc, logs in $logs"
 exit $rc

@@ -76,7 +76,8 @@ async def test_record_changes_wait_for_a_replica_and_a_resend_changes_nothing_tw
     with pytest.raises(NotReplicated):
         await waiting.add_dead(_dead("r1"), now=NOW, window_s=60)
     record = await plain.get("r1")
-    assert record is not None and record["status"] == "quarantined"
+    assert record is not None
+    assert record["status"] == "quarantined"
     with pytest.raises(NotReplicated):
         await waiting.transition(
             "r1", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 1
@@ -86,7 +87,8 @@ async def test_record_changes_wait_for_a_replica_and_a_resend_changes_nothing_tw
     )
     assert resent.outcome == "ok"  # the same change sent again: already done
     record = await plain.get("r1")
-    assert record is not None and record["status"] == "discarded"
+    assert record is not None
+    assert record["status"] == "discarded"
     assert [entry["to"] for entry in record["history"]] == ["quarantined", "discarded"]
     again = await plain.transition(
         "r1", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 2

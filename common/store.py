@@ -30,11 +30,12 @@ from common.reliability.guard import Guard, Guards
 __all__ = ["FAILOVER_BREAKER", "Store", "connect_redis", "connect_sentinel", "guard_overrides"]
 
 # Sentinel promotes a replica 2-3 s after the primary dies. The Redis breaker's defaults (open
-# 2 s, doubling) would often probe just before the promotion and then stay open 4 s more, with
-# every consumer paused; behind Sentinels it probes after 1 s and then every 1.5 times longer.
+# 2 s, doubling) often probed just before the promotion and then stayed open 4 s more, with
+# every consumer paused; behind Sentinels it probes every second while open, so consumers
+# resume at most about a second after the promotion.
 FAILOVER_BREAKER: dict[str, bool | int | float | str | None] = {
     "breaker_open_s": 1.0,
-    "breaker_open_multiplier": 1.5,
+    "breaker_open_multiplier": 1.0,
 }
 
 T = TypeVar("T")

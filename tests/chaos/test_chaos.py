@@ -206,6 +206,8 @@ async def scenario(rig: Rig, name: str, fault: Fault, recover: Recover) -> dict[
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    with (rig.cluster.state_dir / "fleet.pids").open("a") as pids:  # for make chaos's trap
+        pids.write(f"{load.pid}\n")
     figures: dict[str, Any] = {}
     try:
         assert load.stderr is not None

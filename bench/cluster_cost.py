@@ -7,12 +7,13 @@ Broker (publish with confirms + consume with acks through ``AmqpBroker``, 1 KiB 
   cluster, 1 copy the private three-node cluster, a quorum queue with one replica
   cluster, 3 copies the same cluster, three replicas (``EVENTGUARD_QUORUM_INITIAL_GROUP_SIZE``)
 
-Redis (the idempotency claim and done mark of ``--count`` messages, 100 at a time):
+Redis (the idempotency claim and done mark of ``--count`` messages, 100 at a time; and
+``--count`` dead letters recorded by the quarantine worker's ADD_DEAD script, 100 at a time):
 
   one node        the machine's own Redis (``EVENTGUARD_TEST_REDIS_URL``)
   sentinel        the private primary found through Sentinel, WAIT off
-  sentinel + WAIT the same with ``EVENTGUARD_REDIS_WAIT_REPLICAS=1`` (done marks wait for a
-                  replica)
+  sentinel + WAIT the same with ``EVENTGUARD_REDIS_WAIT_REPLICAS=1`` (done marks and quarantine
+                  records wait for a replica)
 
 Starts the private cluster with scripts/rabbit-cluster.sh and scripts/redis-ha.sh and always
 removes it. Not part of ``make bench`` (it needs the cluster, which saturates two cores while
@@ -45,6 +46,8 @@ from common.config import Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
+from workers.quarantine.records import DeadMessage
+from workers.quarantine.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[1]
 _LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/"  # pragma: allowlist secret
@@ -128,6 +131,42 @@ async def idempotency_rate(store: Store, count: int) -> float:
     return rate
 
 
+def _dead(n: int) -> DeadMessage:
+    return DeadMessage(
+        record_id=f"d{n}",
+        body=BODY,
+        headers={},
+        properties={},
+        reason="invalid_json",
+        detail="bench",
+        exception="",
+        attempts=1,
+        worker="bench",
+        queue="bench",
+        producer="bench",
+        event_type="bench.dead",
+        event_id=f"e{n}",
+        dead_at="",
+        destination=None,
+    )
+
+
+async def quarantine_rate(store: Store, count: int) -> float:
+    """Dead letters per second recorded by the quarantine's ADD_DEAD script, 100 at a time."""
+    repository = Repository(store)
+    gate = asyncio.Semaphore(100)
+
+    async def one(n: int) -> None:
+        async with gate:
+            await repository.add_dead(_dead(n), now=time.time(), window_s=60, announce=False)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(n) for n in range(count)))
+    rate = count / (time.perf_counter() - started)
+    await forget_prefix(store.client, store.prefix)
+    return rate
+
+
 async def run(count: int, rounds: int) -> dict[str, Any]:
     """Every variant ``rounds`` times, alternating; the best round of each."""
     urls = _script("rabbit-cluster.sh", "urls").split(",")
@@ -147,7 +186,11 @@ async def run(count: int, rounds: int) -> dict[str, Any]:
         "cluster, 1 copy": (urls, 1),
         "cluster, 3 copies": (urls, 3),
     }
-    best: dict[str, dict[str, float]] = {"broker_msg_per_s": {}, "redis_msg_per_s": {}}
+    best: dict[str, dict[str, float]] = {
+        "broker_msg_per_s": {},
+        "redis_msg_per_s": {},
+        "quarantine_records_per_s": {},
+    }
     try:
         for _ in range(rounds):
             for name, (nodes, size) in brokers.items():
@@ -156,6 +199,9 @@ async def run(count: int, rounds: int) -> dict[str, Any]:
             for name, store in stores.items():
                 rate = await idempotency_rate(store, count)
                 best["redis_msg_per_s"][name] = max(rate, best["redis_msg_per_s"].get(name, 0))
+                rate = await quarantine_rate(store, count)
+                records = best["quarantine_records_per_s"]
+                records[name] = max(rate, records.get(name, 0))
     finally:
         for store in stores.values():
             await store.close()
@@ -163,12 +209,16 @@ async def run(count: int, rounds: int) -> dict[str, Any]:
         k: {n: round(v) for n, v in rates.items()} for k, rates in best.items()
     }
     broker, redis = best["broker_msg_per_s"], best["redis_msg_per_s"]
+    records = best["quarantine_records_per_s"]
     figures["ratios"] = {
         "cluster 3 copies / one node": round(broker["cluster, 3 copies"] / broker["one node"], 2),
         "cluster 3 copies / 1 copy": round(
             broker["cluster, 3 copies"] / broker["cluster, 1 copy"], 2
         ),
         "WAIT on / off": round(redis["sentinel + WAIT"] / redis["sentinel"], 2),
+        "quarantine records, WAIT on / off": round(
+            records["sentinel + WAIT"] / records["sentinel"], 2
+        ),
     }
     return figures
 

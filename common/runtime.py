@@ -36,7 +36,7 @@ from common.reliability.breaker import CircuitBreaker, State
 from common.reliability.guard import Guard, Guards
 from common.security.admission import admit_unblocked
 from common.service import Service, ServiceFactory, WorkerContext
-from common.store import Store
+from common.store import Store, guard_overrides
 from schemas.envelope import new_event
 from schemas.health import Heartbeat
 
@@ -108,7 +108,7 @@ class Runtime:
         the settings' overrides, the store behind their ``redis`` guard (``store`` builds it),
         and shared breakers bound to that store."""
         if guards is None:
-            guards = Guards(metrics=metrics, overrides=settings.reliability.dependencies)
+            guards = Guards(metrics=metrics, overrides=guard_overrides(settings))
         built = store(guards.guard("redis"))
         guards.bind_store(built)
         return cls(

@@ -36,7 +36,24 @@ from common.config import Settings
 from common.errors import ConfigError, NotReplicated
 from common.reliability.guard import Guard, Guards
 
-__all__ = ["Arg", "Store", "connect_redis", "connect_sentinel", "pack_commands"]
+__all__ = [
+    "FAILOVER_BREAKER",
+    "Arg",
+    "Store",
+    "connect_redis",
+    "connect_sentinel",
+    "guard_overrides",
+    "pack_commands",
+]
+
+# Sentinel promotes a replica 2-3 s after the primary dies. The Redis breaker's defaults (open
+# 2 s, doubling) often probed just before the promotion and then stayed open 4 s more, with
+# every consumer paused; behind Sentinels it probes every second while open, so consumers
+# resume at most about a second after the promotion.
+FAILOVER_BREAKER: dict[str, bool | int | float | str | None] = {
+    "breaker_open_s": 1.0,
+    "breaker_open_multiplier": 1.0,
+}
 
 T = TypeVar("T")
 # One part of a command as :meth:`Store.execute_batch` sends it: bytes as they are, text as
@@ -125,6 +142,15 @@ def connect_sentinel(settings: Settings) -> Redis:
         health_check_interval=15,
     )
     return client
+
+
+def guard_overrides(settings: Settings) -> dict[str, dict[str, bool | int | float | str | None]]:
+    """The guards' overrides of ``settings``; behind Sentinels, :data:`FAILOVER_BREAKER` under
+    whatever ``EVENTGUARD_RELIABILITY__DEPENDENCIES`` sets for ``redis``."""
+    overrides = dict(settings.reliability.dependencies)
+    if settings.redis_sentinels:
+        overrides["redis"] = {**FAILOVER_BREAKER, **overrides.get("redis", {})}
+    return overrides
 
 
 class Store:

@@ -10,8 +10,8 @@ export EG_CLUSTER_DIR=${EG_CLUSTER_DIR:-${TMPDIR:-/tmp}/eventguard-cluster-$(id 
 cleanup() {
   local pids="$EG_CLUSTER_DIR/fleet.pids" pid
   if [ -s "$pids" ]; then
-    while read -r pid; do  # only our own worker processes, should a pid have been reused
-      if [ -r "/proc/$pid/cmdline" ] && tr "\0" " " <"/proc/$pid/cmdline" | grep -q "eventguard.cli run"; then
+    while read -r pid; do  # only our own workers and loads, should a pid have been reused
+      if [ -r "/proc/$pid/cmdline" ] && tr "\0" " " <"/proc/$pid/cmdline" | grep -Eq "eventguard.cli (run|load)"; then
         kill -KILL "$pid" 2>/dev/null || true
       fi
     done <"$pids"
@@ -23,8 +23,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# The workers' and the load's logs stay here after the run (replaced by the next run).
+logs=${EG_CHAOS_LOGS:-${TMPDIR:-/tmp}/eventguard-chaos-logs-$(id -u)}
 started=$(date +%s)
-EVENTGUARD_CHAOS=1 timeout 600 .venv/bin/python -m pytest -q tests/chaos -p no:cacheprovider
+EVENTGUARD_CHAOS=1 timeout -k 20 600 .venv/bin/python -m pytest -q tests/chaos -p no:cacheprovider \
+  --basetemp "$logs" -s
 rc=$?
-echo "chaos: $(($(date +%s) - started)) s, exit $rc"
+echo "chaos: $(($(date +%s) - started)) s, exit $rc, logs in $logs"
 exit $rc

@@ -95,6 +95,7 @@ class _Consumer:
     unsettled: int = 0
     retired: bool = False
     task: asyncio.Task[None] | None = None
+    redeclare: bool = False  # the broker cancelled it: its queue may be gone
 
 
 class Consumers:
@@ -212,6 +213,7 @@ class Consumers:
                     await self._basic_cancel(consumer, channel)
                 elif cancelled.done():
                     _log.warning("consumer.cancelled_by_broker", queue=consumer.queue)
+                    consumer.redeclare = True
                     await self._pause(consumer, 0)
                 else:
                     _log.warning("consumer.channel_lost", queue=consumer.queue)
@@ -228,9 +230,15 @@ class Consumers:
             channel = await conn.channel(publisher_confirms=False)
             await channel.basic_qos(prefetch_count=consumer.prefetch)
             consumer.channel = channel
+        # A durable queue and its bindings were declared with the topology, and again on each
+        # new connection before any consumer registers: declared again here only when the
+        # broker cancelled the consumer (the queue may have been deleted). Each binding is a
+        # cluster-wide transaction, which a consumer resuming after a failover need not wait
+        # for. A replica's exclusive queue dies with its connection: always declared.
         spec_ = self._queue_specs.get(consumer.queue)
-        if spec_ is not None:  # it may have been deleted: bring it back before consuming
+        if spec_ is not None and (spec_.exclusive or consumer.redeclare):
             await declare_queue(channel, spec_)
+            consumer.redeclare = False
 
         def on_cancel(frame: Any) -> None:
             if getattr(frame, "consumer_tag", None) == consumer.tag and not cancelled.done():

@@ -9,6 +9,7 @@ time range and a page is one ``ZREVRANGEBYSCORE ... LIMIT`` plus one pipelined `
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,17 +81,23 @@ def _history(to: str, by: str, note: str, now: float, **extra: Any) -> str:
     return json.dumps({"to": to, "by": by, "note": note, "at": now, **extra})
 
 
+def _change(to: str, by: str, note: str, now: float, **extra: Any) -> str:
+    """A history entry unique to this one change: a script sent again (a retried write) finds
+    it last and knows the change is made; another request, however alike, does not."""
+    return _history(to, by, note, now, change=uuid.uuid4().hex[:16], **extra)
+
+
 class Repository:
     """Quarantine records over one :class:`Store`."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.keys = Keys(store)
-        self._add_dead = Script(ADD_DEAD)
-        self._add_entity = Script(ADD_ENTITY)
-        self._transition = Script(TRANSITION)
+        self._add_dead = Script(ADD_DEAD, durable=True)
+        self._add_entity = Script(ADD_ENTITY, durable=True)
+        self._transition = Script(TRANSITION, durable=True)
         self._purge = Script(PURGE)
-        self._extend = Script(EXTEND)
+        self._extend = Script(EXTEND, durable=True)
         self._claim_outbox = Script(CLAIM_OUTBOX)
         self._batch = RedisBatch(store)  # concurrent dead-letter writes share a round trip
 
@@ -203,7 +210,7 @@ class Repository:
             to,
             " ".join(allowed),
             repr(now),
-            _history(to, by, note, now, **history),
+            _change(to, by, note, now, **history),
             expect_release_id,
             owner,
             "" if expired_by is None else repr(expired_by),
@@ -224,7 +231,7 @@ class Repository:
             record_id,
             "" if expires_at is None else repr(expires_at),
             repr(now),
-            _history("extended", by, note, now, expires_at=expires_at),
+            _change("extended", by, note, now, expires_at=expires_at),
         ]
         outcome, status = await self._extend(self.store, self.keys.record(record_id), args)
         return Transition(_text(outcome), _text(status), "")

@@ -128,6 +128,9 @@ local rk = base .. 'rec:' .. id
 local cur = redis.call('HGET', rk, 'status')
 if not cur then return {'missing', '', ''} end
 local rid = redis.call('HGET', rk, 'release_id') or ''
+if cur == to and redis.call('LINDEX', base .. 'hist:' .. id, -1) == ARGV[6] then
+  return {'ok', cur, rid}  -- this very change, sent again (a retried write): already done
+end
 if ARGV[7] ~= '' and rid ~= ARGV[7] then return {'conflict', cur, rid} end
 local allowed = false
 for s in string.gmatch(ARGV[4], '%S+') do if s == cur then allowed = true end end
@@ -172,6 +175,9 @@ local meta = redis.call('HMGET', rk, 'status', 'kind')
 if not meta[1] then return {'missing', ''} end
 if meta[2] == 'message' or (meta[1] ~= 'quarantined' and meta[1] ~= 'under_review') then
   return {'conflict', meta[1]}
+end
+if redis.call('LINDEX', base .. 'hist:' .. id, -1) == ARGV[5] then
+  return {'ok', meta[1]}  -- this very change, sent again (a retried write): already done
 end
 local permanent = '0'
 if ARGV[3] == '' then permanent = '1' end
@@ -237,10 +243,17 @@ return {purged, kept, bytes}
 
 
 class Script:
-    """A Lua script run by SHA, loaded on first use (one round trip in the common case)."""
+    """A Lua script run by SHA, loaded on first use (one round trip in the common case).
 
-    def __init__(self, source: str) -> None:
+    A ``durable`` script changes a record: with ``EVENTGUARD_REDIS_WAIT_REPLICAS`` set, its
+    reply waits for that many replicas to hold the change (``WAIT`` in the same round trip,
+    no shared batch), so what a message's ack or an admin answer reports survives a failover.
+    Running one again after a lost reply or a short ``WAIT`` is harmless: ADD_DEAD and
+    ADD_ENTITY find the record, TRANSITION and EXTEND find their own history entry last."""
+
+    def __init__(self, source: str, *, durable: bool = False) -> None:
         self.source = source
+        self.durable = durable
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
     async def __call__(
@@ -250,6 +263,15 @@ class Script:
         hash tag; ``route_key`` (a record key) is the one KEYS entry, so Redis Cluster sends
         the script to the node owning that slot. With ``batch``, calls issued in the same
         loop tick share one pipelined round trip (the dead-letter hot path)."""
+        if self.durable and store.wait_replicas:
+            try:
+                return await store.execute_durable(
+                    lambda p: p.evalsha(self.sha, 1, route_key, *args)
+                )
+            except NoScriptError:
+                return await store.execute_durable(
+                    lambda p: p.eval(self.source, 1, route_key, *args)
+                )
         try:
             if batch is not None:
                 return await batch.execute("EVALSHA", self.sha, 1, route_key, *args)

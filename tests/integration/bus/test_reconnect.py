@@ -70,7 +70,7 @@ async def test_ack_from_a_dead_channel_is_dropped_counted_and_redelivered(rig: R
         return []
 
     router = Router()
-    router.add(QuarantineRequested, handler)
+    router.add(QuarantineRequested, handler, timeout_s=60)  # outlives the slow connection kill
     await rig.pipeline(broker, router)
     event = new_event("quarantine.requested", _request(1), source="it")
     await rig.publisher(broker).publish(event)

@@ -16,7 +16,7 @@ from common.config import Settings, require_production
 from common.errors import ConfigError, NotReplicated
 from common.reliability.breaker import default_is_failure
 from common.reliability.retry import default_is_retryable
-from common.store import Store
+from common.store import FAILOVER_BREAKER, Store, guard_overrides
 
 ONE = "amqp://w:pw@rabbit:5672/"  # pragma: allowlist secret
 NODES = [f"amqp://w:pw@rabbit-{n}:5672/" for n in (1, 2, 3)]  # pragma: allowlist secret
@@ -121,3 +121,17 @@ def test_a_store_from_sentinels_finds_its_primary_through_them() -> None:
     assert store.wait_replicas == 1
     with pytest.raises(ConfigError, match="not host:port"):
         Store.from_settings(Settings(redis_sentinels=("nope",)))
+
+
+def test_behind_sentinels_the_redis_breaker_probes_sooner() -> None:
+    """With Sentinels the Redis breaker probes every second while open (a failover takes 2-3 s);
+    an explicit redis override still wins, and without Sentinels nothing is added."""
+    sentinel = Settings(redis_sentinels=("127.0.0.1:26379",))
+    assert guard_overrides(sentinel)["redis"] == FAILOVER_BREAKER
+    tuned = Settings(
+        redis_sentinels=("127.0.0.1:26379",),
+        reliability={"dependencies": {"redis": {"breaker_open_s": 3.0}}},
+    )
+    assert guard_overrides(tuned)["redis"]["breaker_open_s"] == 3.0
+    assert guard_overrides(tuned)["redis"]["breaker_open_multiplier"] == 1.0
+    assert "redis" not in guard_overrides(Settings(redis_url=SecretStr("redis://r:6379/0")))

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
 from common.metrics import Metrics
-from common.reliability.breaker import BreakerConfig, CircuitBreaker
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig
 from common.reliability.budget import RetryBudget
 from common.reliability.bulkhead import Bulkhead
 from common.reliability.clock import Clock, system_clock

@@ -38,7 +38,8 @@ from common.bus.topology import (
     work_queue_name,
     worker_topology,
 )
-from common.config import QuarantineSettings, Settings
+from common.config import Settings
+from common.config.workers import QuarantineSettings
 from common.errors import Reject
 from common.metrics import Metrics
 from common.reliability.guard import Guards

@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
-from common.config import ConsoleSettings, Settings
+from common.config import Settings
+from common.config.sections import ConsoleSettings
 from common.errors import ConfigError
 from common.metrics import Metrics
 from common.security.apikeys import ApiKeyStore

@@ -38,7 +38,8 @@ from common.bus.pipeline import allow_all
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import retry_queue_name, work_queue_name
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.runtime import Runtime
 from common.store import Store, connect_redis

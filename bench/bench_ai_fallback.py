@@ -34,7 +34,8 @@ from pydantic import SecretStr
 
 from bench.ai_litellm_proxy import proxy_samples
 from bench.ai_rabbit import REDIS_URL, floor_samples, process_samples, rabbit_samples
-from common.config import AiFallbackSettings, AiModelSettings, Settings
+from common.config import Settings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.store import connect_redis
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.ai import CompletionRequested, Message

@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry
 
 from common.bus import headers as h
 from common.bus.memory import MemoryBroker
-from common.config import ConsoleSettings, Settings
+from common.config import Settings
+from common.config.sections import ConsoleSettings
 from common.logging import configure_logging
 from common.metrics import Metrics
 from common.security.apikeys import ApiKeyStore

@@ -26,7 +26,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from common.bus.rpc import request
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.metrics import Metrics
 from common.reliability.guard import Guards
 from common.service import ServiceFactory, WorkerContext

@@ -41,7 +41,8 @@ from common.bus.publisher import Publisher, to_message
 from common.bus.raw import RawPipeline
 from common.bus.router import Emit, Router
 from common.bus.topology import ExchangeSpec, QueueSpec, Topology
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.logging import configure_logging
 from common.metrics import Metrics
 from common.service import WorkerContext

@@ -22,7 +22,8 @@ import pybreaker
 import tenacity
 from redis.asyncio import Redis
 
-from common.reliability.breaker import BreakerConfig, CircuitBreaker
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig
 from common.reliability.guard import Guards
 from common.reliability.retry import RetryPolicy
 from common.reliability.shared import SharedBreakerState

@@ -33,7 +33,8 @@ from typing import Any
 from common.bus.message import OutgoingMessage
 from common.bus.router import Emit
 from common.bus.topology import EVENTS_EXCHANGE
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.service import BaseService, WorkerContext
 from common.store import connect_redis
 from common.testing import run_workers

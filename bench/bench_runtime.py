@@ -59,7 +59,7 @@ from common.bus.idempotency import Idempotency
 from common.bus.pipeline import Pipeline, allow_all
 from common.bus.publisher import Publisher
 from common.bus.router import Emit, Router
-from common.config import RuntimeSettings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix

@@ -40,7 +40,8 @@ from common.bus.pipeline import Pipeline, allow_all
 from common.bus.publisher import Publisher, to_message
 from common.bus.router import Emit, Router
 from common.bus.topology import worker_topology
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.telemetry import Telemetry, enabled
 from schemas.envelope import Envelope, new_event

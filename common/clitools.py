@@ -21,7 +21,12 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+VERSION = "0.1.0"  # the distribution's (pyproject.toml), shown by --version and in exports
+TOOL_START_S = 15.0  # a one-shot command gives the broker this long to accept the login
+
 __all__ = [
+    "TOOL_START_S",
+    "VERSION",
     "HelpFormatter",
     "add_json_flag",
     "iso_time",

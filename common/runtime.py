@@ -12,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -32,36 +29,18 @@ from common.config import Settings
 from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import Metrics
-from common.reliability.breaker import CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import State
 from common.reliability.guard import Guard, Guards
+from common.running import RunningWorker
 from common.security.admission import admit_unblocked
 from common.service import Service, ServiceFactory, WorkerContext
 from common.store import Store, guard_overrides
 from schemas.envelope import new_event
-from schemas.health import Heartbeat
 
-__all__ = ["RunningWorker", "Runtime", "install_signal_handlers"]
+__all__ = ["Runtime", "install_signal_handlers"]
 
 _log = get_logger("eventguard.worker")
-
-
-@dataclass
-class RunningWorker:
-    """One service with its pipeline and consumer tags."""
-
-    service: Service
-    publisher: Publisher
-    pipeline: Pipeline
-    queues: list[str]
-    raw: list[RawPipeline] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)  # work-queue consumers (paused with the worker)
-    raw_tags: list[str] = field(default_factory=list)
-    # The replica's own queue (types every replica must see) and its pipeline: no idempotency
-    # claim, since each replica handles its copy; a failed copy is dropped (common/bus/replica).
-    replica_queue: str = ""
-    replica_pipeline: Pipeline | None = None
-    paused: bool = False
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class Runtime:
@@ -351,11 +330,10 @@ class Runtime:
 
     async def _heartbeats(self) -> None:
         interval = self.settings.runtime.heartbeat_interval_s
-        last: dict[str, tuple[float, int, int]] = {}
         while True:
             for name, running in self.workers.items():
                 try:
-                    await self._heartbeat(name, running, last)
+                    await self._heartbeat(name, running)
                 except (EventGuardError, OSError, TimeoutError) as error:
                     _log.warning("heartbeat.failed", worker=name, error=repr(error))
             await asyncio.sleep(interval)
@@ -376,32 +354,12 @@ class Runtime:
     def _breaker_states(self) -> dict[str, str]:
         return {name[:200]: b.state.value for name, b in self.guards.breakers().items()}
 
-    async def _heartbeat(
-        self, name: str, running: RunningWorker, last: dict[str, tuple[float, int, int]]
-    ) -> None:
-        now = time.monotonic()
-        stats = running.pipeline.stats
-        then, handled, failed = last.get(name, (now, 0, 0))
-        last[name] = (now, stats.handled, stats.failed)
-        elapsed = max(now - then, 1e-9)
-        done = stats.handled - handled
-        errors = stats.failed - failed
-        latencies = sorted(stats.latencies)
-        uptime = (datetime.now(UTC) - running.started_at).total_seconds()
-        beat = Heartbeat(
-            worker=name,
-            instance=self.settings.instance,
-            started_at=running.started_at,
-            uptime_s=uptime,
-            messages_per_s=(done + errors) / elapsed if then != now else 0.0,
-            error_rate=errors / (done + errors) if done + errors else 0.0,
-            latency_p50_s=_percentile(latencies, 0.5),
-            latency_p99_s=_percentile(latencies, 0.99),
-            in_flight=running.pipeline.in_flight,
+    async def _heartbeat(self, name: str, running: RunningWorker) -> None:
+        beat = running.heartbeat(
+            name,
+            self.settings.instance,
             consumers=sum(self.broker.active_consumers(q) for q in running.queues),
-            paused=running.paused,
-            breakers=dict(list(self._breaker_states().items())[:200]),
-            entity_error_rates=dict(list(running.service.entity_error_rates().items())[:500]),
+            breakers=self._breaker_states(),
         )
         await running.publisher.publish(new_event("health.heartbeat", beat, source=name))
         self.metrics.runtime.heartbeats.labels(name).inc()
@@ -410,12 +368,6 @@ class Runtime:
 def _blocked_in(service: Service) -> Callable[[str], bool]:
     view = service.quarantine
     return lambda producer: view.is_quarantined("producer", producer)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

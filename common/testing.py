@@ -19,7 +19,8 @@ from common.bus.message import OutgoingMessage
 from common.bus.pipeline import Authorizer, allow_all
 from common.bus.publisher import Publisher
 from common.bus.topology import DEAD_QUEUE
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.reliability.guard import Guards
 from common.runtime import Runtime

@@ -17,7 +17,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, TypeAlias, cast
 
 from pydantic import ValidationError
@@ -27,13 +26,11 @@ from common.bus.amqp import AmqpBroker
 from common.bus.nodes import broker_urls
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
-from common.bus.topology import worker_topology
 from common.clitools import (
+    TOOL_START_S,
+    VERSION,
     HelpFormatter,
-    add_json_flag,
     parse_duration,
-    print_rows,
-    progress_bar,
 )
 from common.config import Settings, otel_environment, require_production
 from common.errors import ConfigError, EventGuardError
@@ -49,20 +46,17 @@ from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
 from common.telemetry import from_environment
+from eventguard import fleet_cli
 from eventguard import load as load_cli
 from eventguard import setup_local as setup_cli
-from eventguard.admin_api import admin_openapi
 from eventguard.console import serve_console
-from eventguard.contract import contract_from
-from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import Actor, Envelope, new_event
-from schemas.export import write_all
 from schemas.registry import CATALOGUE, payload_model
 from workers.ai_fallback import cli as ai_cli
 from workers.health_monitor import cli as health_cli
 from workers.opportunity_discovery import cli as opportunity_cli
 from workers.quarantine import cli as quarantine_cli
-from workers.registry import WORKERS, consumed_types
+from workers.registry import WORKERS
 
 try:  # the `demo` extra (fakeredis, lupa): the containers install without it and never need it
     from eventguard.demo import run_demo
@@ -77,8 +71,6 @@ __all__ = ["main", "serve"]
 
 Command = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 _log = get_logger("eventguard.cli")
-_VERSION = "0.1.0"
-_TOOL_START_S = 15.0  # a one-shot command gives the broker this long to accept the login
 
 
 _DESCRIPTION = """\
@@ -101,7 +93,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="eventguard", description=_DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"eventguard {_VERSION}")
+    parser.add_argument("--version", action="version", version=f"eventguard {VERSION}")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -118,9 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         _add_demo,
         _add_console,
         _add_publish,
-        _add_topology,
-        _add_schema,
-        _add_workers,
+        fleet_cli.add_commands,
         security_cli.add_commands,
         quarantine_cli.add_commands,
         health_cli.add_commands,
@@ -194,35 +184,6 @@ def _add_publish(sub: Subparsers) -> None:
         help="who asked, as this AMQP user asserts it (never a token; see docs/actors.md)",
     )
     publish.set_defaults(func=_publish)
-
-
-def _add_topology(sub: Subparsers) -> None:
-    topology = sub.add_parser("topology", help="broker topology")
-    topology_sub = topology.add_subparsers(dest="topology_command", required=True)
-    apply = topology_sub.add_parser("apply", help="declare every worker's exchanges and queues")
-    apply.set_defaults(func=_topology_apply)
-    definitions = topology_sub.add_parser(
-        "definitions", help="print RabbitMQ definitions (JSON) for the whole fleet"
-    )
-    definitions.set_defaults(func=_topology_definitions)
-
-
-def _add_schema(sub: Subparsers) -> None:
-    schema = sub.add_parser("schema", help="event schemas")
-    schema_sub = schema.add_subparsers(dest="schema_command", required=True)
-    export = schema_sub.add_parser(
-        "export", help="write JSON Schema and AsyncAPI 3.1 (events), OpenAPI 3.1 (admin API)"
-    )
-    export.add_argument(
-        "--out", type=Path, default=Path("schema-out"), help="directory to write into"
-    )
-    export.set_defaults(func=_schema_export)
-
-
-def _add_workers(sub: Subparsers) -> None:
-    workers = sub.add_parser("workers", help="list the workers and what they consume")
-    add_json_flag(workers)
-    workers.set_defaults(func=_workers)
 
 
 def _log_level(args: argparse.Namespace, settings: Settings) -> str:
@@ -356,7 +317,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     metrics = Metrics()
     broker = AmqpBroker(
-        broker_urls(settings), metrics=metrics, name="eventguard-cli", start_timeout_s=_TOOL_START_S
+        broker_urls(settings), metrics=metrics, name="eventguard-cli", start_timeout_s=TOOL_START_S
     )
     await broker.start()
     reply: Envelope[Any] | None = None
@@ -392,49 +353,6 @@ def parse_actor(text: str | None) -> Actor | None:
     subject, _, rest = text.partition(":")
     role, _, tenant = rest.partition(":")
     return Actor.model_validate({"subject": subject, "role": role, "tenant": tenant or None})
-
-
-async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
-    broker = AmqpBroker(
-        broker_urls(settings),
-        metrics=Metrics(),
-        name="eventguard-cli",
-        start_timeout_s=_TOOL_START_S,
-    )
-    await broker.start()
-    try:
-        catalogue = consumed_types()
-        with progress_bar("declaring", len(catalogue)) as advance:
-            for name, types in catalogue.items():
-                await broker.declare(
-                    worker_topology(name, types, settings)
-                )
-                advance(1)
-                print(f"declared eventguard.{name} ({len(types)} bindings)")
-    finally:
-        await broker.close()
-    return 0
-
-
-async def _topology_definitions(_args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(rabbitmq_definitions(settings), indent=2))
-    return 0
-
-
-async def _schema_export(args: argparse.Namespace, settings: Settings) -> int:
-    contract = contract_from(settings)
-    written = write_all(args.out, consumed_types(), version=_VERSION, contract=contract)
-    openapi = args.out / "openapi.json"
-    openapi.write_text(json.dumps(admin_openapi(), indent=2) + "\n")
-    written.append(openapi)
-    print(f"wrote {len(written)} files to {args.out}")
-    return 0
-
-
-async def _workers(args: argparse.Namespace, _settings: Settings) -> int:
-    rows = [{"worker": name, "consumes": types} for name, types in consumed_types().items()]
-    print_rows(rows, ["worker", "consumes"], as_json=args.json)
-    return 0
 
 
 if __name__ == "__main__":

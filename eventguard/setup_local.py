@@ -32,7 +32,8 @@ import aiohttp
 from pydantic import SecretStr
 
 from common.clitools import add_json_flag, print_rows
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.errors import ConfigError
 from common.security.producers import WORKER_USERS
 from common.security.tokens import TokenService

@@ -29,7 +29,7 @@ from common.bus.message import IncomingMessage
 from common.bus.topology import QueueSpec
 from common.errors import DeliveryError
 from common.logging import get_logger
-from common.metrics import RuntimeMetrics
+from common.metrics.shared import RuntimeMetrics
 
 __all__ = ["Consumers", "declare_queue", "incoming"]
 

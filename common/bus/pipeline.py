@@ -35,7 +35,7 @@ from common.bus.message import HeaderValue, IncomingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import Emit, Route, Router
 from common.bus.topology import DEAD_LETTER_EXCHANGE
-from common.config import RuntimeSettings
+from common.config.sections import RuntimeSettings
 from common.errors import DeliveryError, EventGuardError, Reject, RetryLater
 from common.logging import bind_message, get_logger
 from common.metrics import Metrics

@@ -23,7 +23,8 @@ from typing import Any, ParamSpec, TypeVar
 
 from common import tracing
 from common.metrics import Metrics
-from common.reliability.breaker import BreakerConfig, CircuitBreaker
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig
 from common.reliability.budget import RetryBudget
 from common.reliability.bulkhead import Bulkhead
 from common.reliability.clock import Clock, system_clock
@@ -77,53 +78,35 @@ class GuardConfig:
         return replace(self, **mine)
 
 
+# A table: per kind, a row of attempts (timeout, retries, backoff, deadline), the breaker, and
+# a row of concurrency (bulkhead slots and queue).
 KIND_DEFAULTS: Mapping[str, GuardConfig] = {
     # Redis: short timeouts, two attempts, a breaker that needs real evidence.
     "redis": GuardConfig(
-        timeout_s=1.0,
-        max_attempts=2,
-        base_backoff_s=0.02,
-        max_backoff_s=0.2,
-        deadline_s=3.0,
+        timeout_s=1.0, max_attempts=2, base_backoff_s=0.02, max_backoff_s=0.2, deadline_s=3.0,
         breaker=BreakerConfig(window_size=50, minimum_calls=20, open_s=2.0, max_open_s=30.0),
-        max_concurrent=512,
-        max_waiting=4096,
+        max_concurrent=512, max_waiting=4096,
     ),
     "http": GuardConfig(
-        timeout_s=5.0,
-        max_attempts=3,
-        base_backoff_s=0.1,
-        max_backoff_s=2.0,
-        deadline_s=15.0,
+        timeout_s=5.0, max_attempts=3, base_backoff_s=0.1, max_backoff_s=2.0, deadline_s=15.0,
         breaker=BreakerConfig(window_size=20, minimum_calls=10, open_s=15.0),
-        max_concurrent=64,
-        max_waiting=256,
+        max_concurrent=64, max_waiting=256,
     ),
     # LLM providers: long attempts, few retries (the fallback chain is the real retry), a
     # breaker that trips on few calls and treats a minute-long answer as slow.
     "llm": GuardConfig(
-        timeout_s=60.0,
-        max_attempts=1,
-        base_backoff_s=0.5,
-        max_backoff_s=5.0,
-        deadline_s=120.0,
+        timeout_s=60.0, max_attempts=1, base_backoff_s=0.5, max_backoff_s=5.0, deadline_s=120.0,
         breaker=BreakerConfig(
             window_size=10, minimum_calls=4, open_s=30.0, slow_call_s=45.0, slow_call_rate=0.8
         ),
-        max_concurrent=32,
-        max_waiting=128,
+        max_concurrent=32, max_waiting=128,
     ),
     "exchange": GuardConfig(
-        timeout_s=5.0,
-        max_attempts=2,
-        base_backoff_s=0.1,
-        max_backoff_s=1.0,
-        deadline_s=10.0,
+        timeout_s=5.0, max_attempts=2, base_backoff_s=0.1, max_backoff_s=1.0, deadline_s=10.0,
         breaker=BreakerConfig(window_size=20, minimum_calls=5, open_s=15.0),
-        max_concurrent=15,
-        max_waiting=1000,
+        max_concurrent=15, max_waiting=1000,
     ),
-}
+}  # fmt: skip
 
 
 @dataclass

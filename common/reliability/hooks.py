@@ -18,7 +18,8 @@ import structlog
 
 from common import tracing
 from common.metrics import Metrics
-from common.reliability.breaker import STATE_CODES, CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import STATE_CODES, State
 from common.reliability.retry import RetryPolicy
 
 __all__ = ["CallObserver", "ReliabilityHooks"]

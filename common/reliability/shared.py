@@ -23,7 +23,8 @@ from redis.exceptions import RedisError
 from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import Metrics
-from common.reliability.breaker import CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import State
 
 _T = TypeVar("_T")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from common.security.redis_index import live_members
 from common.security.roles import Role, parse_role
 
 if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
@@ -162,19 +163,6 @@ class ApiKeyStore:
 
     async def list(self) -> list[ApiKey]:
         """Every live key's facts, by id (expired ones are pruned from the index)."""
-        ids: Any = await self._store.execute(lambda r: r.smembers(self._index))
-        key_ids = sorted(raw.decode() for raw in ids)
-        records = [self._record(key_id) for key_id in key_ids]
-
-        async def read(r: Any) -> Any:
-            async with r.pipeline(transaction=False) as pipe:
-                for record in records:
-                    pipe.hgetall(record)
-                return await pipe.execute()
-
-        rows: Any = await self._store.execute(read) if records else []
-        gone = [key_id for key_id, fields in zip(key_ids, rows, strict=True) if not fields]
-        if gone:
-            await self._store.execute(lambda r: r.srem(self._index, *gone))
-        facts = (_facts(k, f) for k, f in zip(key_ids, rows, strict=True) if f)
+        live = await live_members(self._store, self._index, self._record, "hgetall")
+        facts = (_facts(key_id, fields) for key_id, fields in live)
         return [key for key in facts if key is not None]

@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from common.config import SecuritySettings
+from common.config.sections import SecuritySettings
 from common.errors import ConfigError
 
 __all__ = [

@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from common.security.redis_index import live_members
+
 if TYPE_CHECKING:  # annotations only: importing common.store here would cycle via logging
     from common.store import Store
 
@@ -78,22 +80,8 @@ class SessionStore:
 
     async def list_for(self, sub: str) -> list[str]:
         """The live session ids of ``sub`` (expired ones are pruned from the index)."""
-        user_key = self._user(sub)
-        ids: Any = await self._store.execute(lambda r: r.smembers(user_key))
-        sids = sorted(raw.decode() for raw in ids)
-        keys = [self._session(sid) for sid in sids]
-
-        async def check(r: Any) -> Any:
-            async with r.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.exists(key)
-                return await pipe.execute()
-
-        alive: Any = await self._store.execute(check) if keys else []
-        gone = [sid for sid, ok in zip(sids, alive, strict=True) if not ok]
-        if gone:
-            await self._store.execute(lambda r: r.srem(user_key, *gone))
-        return [sid for sid, ok in zip(sids, alive, strict=True) if ok]
+        live = await live_members(self._store, self._user(sub), self._session, "exists")
+        return [sid for sid, _ in live]
 
     async def revoke(self, token: str) -> bool:
         """End the session of ``token``; False when there was none."""

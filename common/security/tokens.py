@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import jwt
 import structlog
 
-from common.config import SecuritySettings
+from common.config.sections import SecuritySettings
 from common.errors import ConfigError, EventGuardError
 from common.security.keys import KeyRing
 from common.security.roles import Role, parse_role

@@ -21,7 +21,7 @@ import aiohttp
 
 from common.bus.broker import Broker
 from common.bus.topology import DEAD_QUEUE, work_queue_name
-from common.config import HealthMonitorSettings
+from common.config.workers import HealthMonitorSettings
 from common.logging import get_logger
 from eventguard.console.tap import Tap
 

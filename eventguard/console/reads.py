@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from common.config import AiFallbackSettings
+from common.config.workers import AiFallbackSettings
 from common.security.redaction import redact, redact_text
 from common.store import Store
 from workers.ai_fallback import keys as ai_keys

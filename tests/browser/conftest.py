@@ -39,12 +39,12 @@ from common.bus.topology import (
     work_queue_name,
     worker_topology,
 )
-from common.config import (
+from common.config import Settings
+from common.config.workers import (
     AiFallbackSettings,
     AiModelSettings,
     HealthMonitorSettings,
     QuarantineSettings,
-    Settings,
 )
 from common.errors import Reject
 from common.metrics import Metrics

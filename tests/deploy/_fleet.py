@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.ops import EventStream, OpsServer, build_app
 from common.security.http import AdminAuth
 from common.security.keys import demo_settings

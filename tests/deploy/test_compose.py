@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from common.config import RuntimeSettings
+from common.config.sections import RuntimeSettings
 from tests.deploy._tools import DEPLOY, ROOT
 
 try:

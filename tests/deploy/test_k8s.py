@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from common.bus.topology import work_queue_name
-from common.config import RuntimeSettings
+from common.config.sections import RuntimeSettings
 from tests.deploy._tools import DEPLOY, require_module, require_tool
 
 try:

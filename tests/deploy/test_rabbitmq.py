@@ -7,7 +7,8 @@ import re
 from typing import Any
 
 from common.bus.topology import EVENTS_EXCHANGE, UNROUTED_EXCHANGE, worker_topology
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.security.producers import DEFAULT_PRODUCERS
 from eventguard.definitions import rabbitmq_definitions
 from tests.deploy._tools import DEPLOY

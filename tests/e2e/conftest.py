@@ -32,12 +32,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
-from eventguard.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
+from eventguard.load import LoadGenerator, consumers_of, fleet_topologies
 from eventguard.load_ledger import Report
+from eventguard.load_mix import Mix, operator_for
 from tests.integration.conftest import rabbit_url, redis_url
 from workers.registry import consumed_types
 

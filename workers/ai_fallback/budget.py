@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from common.config import AiFallbackSettings
+from common.config.workers import AiFallbackSettings
 from common.store import Store
 from workers.ai_fallback import keys
 

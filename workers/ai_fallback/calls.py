@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from common.config import AiFallbackSettings
-from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.config.workers import AiFallbackSettings
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig, State
 from common.reliability.guard import Guard, GuardConfig, Guards
 from workers.ai_fallback.chain import Model
 from workers.ai_fallback.providers import ModelFailureError

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 from tiktoken.model import encoding_name_for_model
 
-from common.config import AiFallbackSettings, AiModelSettings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.errors import ConfigError
 from workers.ai_fallback.tokens import EncodingName
 

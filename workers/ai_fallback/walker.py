@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from common.config import AiFallbackSettings
+from common.config.workers import AiFallbackSettings
 from common.logging import get_logger
-from common.metrics import AiFallbackMetrics
+from common.metrics.workers import AiFallbackMetrics
 from common.quarantine_view import QuarantineView
 from common.reliability.errors import BulkheadFull, CircuitOpen
 from schemas.ai import Attempt, CompletionRequested

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import aiohttp
 
 from common.bus.topology import DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE, work_queue_name
-from common.config import HealthMonitorSettings
+from common.config.workers import HealthMonitorSettings
 from common.logging import get_logger
 from common.metrics import Metrics
 from common.reliability.guard import Guards

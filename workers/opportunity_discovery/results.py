@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from common.config import OpportunitySettings
-from common.metrics import OpportunityMetrics
+from common.config.workers import OpportunitySettings
+from common.metrics.workers import OpportunityMetrics
 from common.store import Store
 from workers.opportunity_discovery import keys
 from workers.opportunity_discovery.scan import ScanResult

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.config import OpportunitySettings
+from common.config.workers import OpportunitySettings
 from common.metrics import Metrics
 from common.reliability.dedup import RequestDeduplicator
 from common.reliability.errors import CircuitOpen

@@ -225,6 +225,49 @@ def _closes(candles: Sequence[Candle]) -> list[float]:
     return [c.close for c in candles]
 
 
+@dataclass(frozen=True)
+class _Leg:
+    """The one unhedged position of a directional strategy, its edge (bps) and the strength of
+    its signal (clamped to 0..1 for the confidence)."""
+
+    side: str
+    entry: float
+    target: float
+    stop: float
+    edge: float
+    strength: float
+
+
+def _directional(
+    strategy: str,
+    venue: str,
+    symbol: str,
+    candles: Sequence[Candle],
+    leg: _Leg,
+    *,
+    size_usd: float,
+    risk: str,
+) -> list[Candidate]:
+    """The candidate of a directional strategy: ``leg`` on one venue, its confidence scaled
+    from the leg's strength up to the directional ceiling."""
+    return [
+        Candidate(
+            strategy=strategy,
+            symbol=symbol,
+            venues=(venue,),
+            sides=(leg.side,),
+            entry=leg.entry,
+            target=leg.target,
+            stop=leg.stop,
+            edge_bps=round(leg.edge, 4),
+            required_capital=size_usd,
+            confidence=_DIRECTIONAL_MAX * _clamp(leg.strength),
+            risk=risk,
+            data_time=_bar_close(candles),
+        )
+    ]
+
+
 def momentum(
     venue: str,
     symbol: str,
@@ -249,22 +292,10 @@ def momentum(
         return []
     last = closes[-1]
     up = change > 0
-    return [
-        Candidate(
-            strategy="momentum",
-            symbol=symbol,
-            venues=(venue,),
-            sides=("long",) if up else ("short",),
-            entry=last,
-            target=last * (1 + expected if up else 1 - expected),
-            stop=last * (1 - expected / 2 if up else 1 + expected / 2),
-            edge_bps=round(edge, 4),
-            required_capital=size_usd,
-            confidence=_DIRECTIONAL_MAX * _clamp(abs(change) / (4 * threshold)),
-            risk="high",
-            data_time=_bar_close(candles),
-        )
-    ]
+    target = last * (1 + expected if up else 1 - expected)
+    stop = last * (1 - expected / 2 if up else 1 + expected / 2)
+    leg = _Leg("long" if up else "short", last, target, stop, edge, abs(change) / (4 * threshold))
+    return _directional("momentum", venue, symbol, candles, leg, size_usd=size_usd, risk="high")
 
 
 def mean_reversion(
@@ -294,22 +325,11 @@ def mean_reversion(
     edge = (expected - 2 * fee) * 10_000 - 2 * slippage_bps  # in and out
     if edge <= 0:
         return []
-    return [
-        Candidate(
-            strategy="mean_reversion",
-            symbol=symbol,
-            venues=(venue,),
-            sides=("short",) if z > 0 else ("long",),
-            entry=last,
-            target=mean,
-            stop=last + (last - mean) / 2,
-            edge_bps=round(edge, 4),
-            required_capital=size_usd,
-            confidence=_DIRECTIONAL_MAX * _clamp((abs(z) - z_entry) / 2 + 0.3),
-            risk="medium",
-            data_time=_bar_close(candles),
-        )
-    ]
+    strength = (abs(z) - z_entry) / 2 + 0.3
+    leg = _Leg("short" if z > 0 else "long", last, mean, last + (last - mean) / 2, edge, strength)
+    return _directional(
+        "mean_reversion", venue, symbol, candles, leg, size_usd=size_usd, risk="medium"
+    )
 
 
 def breakout(
@@ -336,19 +356,6 @@ def breakout(
     edge = (expected - 2 * fee) * 10_000 - 2 * slippage_bps  # in and out
     if edge <= 0 or not math.isfinite(edge):
         return []
-    return [
-        Candidate(
-            strategy="breakout",
-            symbol=symbol,
-            venues=(venue,),
-            sides=("long",),
-            entry=last,
-            target=last + height,
-            stop=ceiling,
-            edge_bps=round(edge, 4),
-            required_capital=size_usd,
-            confidence=_DIRECTIONAL_MAX * _clamp(0.3 + (last - ceiling) / max(height, 1e-12)),
-            risk="high",
-            data_time=_bar_close(candles),
-        )
-    ]
+    strength = 0.3 + (last - ceiling) / max(height, 1e-12)
+    leg = _Leg("long", last, last + height, ceiling, edge, strength)
+    return _directional("breakout", venue, symbol, candles, leg, size_usd=size_usd, risk="high")

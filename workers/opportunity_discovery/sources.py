@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from common.config import OpportunitySettings
+from common.config.workers import OpportunitySettings
 from common.errors import ConfigError
 from workers.opportunity_discovery.market import MarketSource
 from workers.opportunity_discovery.simulator import MarketSimulator

@@ -25,7 +25,7 @@ from aiohttp import web
 from pydantic import ConfigDict, Field, field_validator
 
 from common.bus.publisher import Publisher
-from common.config import QuarantineSettings
+from common.config.workers import QuarantineSettings
 from common.problems import Problem
 from common.security.http import PRINCIPAL
 from common.service import AdminRoute

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from common.bus.publisher import Publisher
-from common.config import QuarantineSettings
+from common.config.workers import QuarantineSettings
 from common.errors import EventGuardError
 from common.logging import get_logger
 from common.metrics import Metrics

@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from common.bus.rpc import request
-from common.config import AiFallbackSettings, AiModelSettings, Settings
+from common.config import Settings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.service import WorkerContext
 from common.store import Store
 from schemas.ai import CompletionRequested, Message

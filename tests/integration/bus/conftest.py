@@ -40,7 +40,8 @@ from common.bus.topology import (
     Topology,
     worker_topology,
 )
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix

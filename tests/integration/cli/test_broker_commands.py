@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from common.config import Settings
-from eventguard import cli
+from eventguard import cli, fleet_cli
 
 
 def _settings(rabbit_url: str) -> Settings:
@@ -27,7 +27,7 @@ async def test_topology_apply_and_publish_need_only_the_broker(
 ) -> None:
     """Both commands succeed with the broker URL alone; the heartbeat reaches its queue."""
     settings = _settings(rabbit_url)
-    assert await cli._topology_apply(argparse.Namespace(), settings) == 0
+    assert await fleet_cli._topology_apply(argparse.Namespace(), settings) == 0
     assert "declared eventguard.health_monitor" in capsys.readouterr().out
     heartbeat = {
         "worker": "cli-test",

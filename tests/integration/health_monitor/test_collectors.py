@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from common.config import HealthMonitorSettings
+from common.config.workers import HealthMonitorSettings
 from common.metrics import Metrics
 from common.preflight import url_vhost
 from common.reliability.guard import Guards

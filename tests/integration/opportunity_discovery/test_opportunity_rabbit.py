@@ -10,7 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from common.bus.rpc import request
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.service import WorkerContext
 from common.store import Store
 from schemas.envelope import new_event

@@ -19,7 +19,8 @@ from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
 from common.bus.router import Emit, Router
 from common.bus.topology import DEAD_LETTER_EXCHANGE, DEAD_QUEUE, QueueSpec, Topology
-from common.config import QuarantineSettings, Settings
+from common.config import Settings
+from common.config.workers import QuarantineSettings
 from common.errors import Reject
 from common.service import WorkerContext
 from common.store import Store, connect_redis

@@ -9,7 +9,7 @@ import secrets
 from typing import Any
 
 from common.bus.message import OutgoingMessage
-from common.config import SecuritySettings
+from common.config.sections import SecuritySettings
 from common.security.tokens import TokenService
 from schemas.envelope import new_event
 from schemas.marketplace import StrategyRevoked

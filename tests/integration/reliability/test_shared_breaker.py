@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from common.metrics import Metrics
-from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig, State
 from common.reliability.clock import ManualClock
 from common.reliability.errors import CircuitOpen
 from common.reliability.guard import KIND_DEFAULTS, Guards

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from common.config import SecuritySettings
+from common.config.sections import SecuritySettings
 from common.security.tokens import TokenService
 
 ROOT = Path(__file__).resolve().parents[3]

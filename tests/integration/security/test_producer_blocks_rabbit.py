@@ -27,7 +27,8 @@ from common.bus.pipeline import allow_all
 from common.bus.publisher import to_message
 from common.bus.router import Emit
 from common.bus.topology import worker_topology
-from common.config import QuarantineSettings, Settings
+from common.config import Settings
+from common.config.workers import QuarantineSettings
 from common.metrics import Metrics
 from common.runtime import Runtime
 from common.service import BaseService, ServiceFactory, WorkerContext

@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from common.config import AiFallbackSettings, AiModelSettings, Settings
+from common.config import Settings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.reliability.guard import Guards
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.ai import CompletionRequested, Message

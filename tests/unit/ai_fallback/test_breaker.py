@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from common.config import Settings
-from common.reliability.breaker import State
+from common.reliability.breaker_types import State
 from common.reliability.clock import ManualClock
 from common.reliability.guard import Guards
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model, reply_to

@@ -6,7 +6,7 @@ import asyncio
 
 import fakeredis
 
-from common.config import AiFallbackSettings
+from common.config.workers import AiFallbackSettings
 from common.store import Store
 from workers.ai_fallback.budget import Budgets, Reservation, Usage
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from common.config import AiFallbackSettings, AiModelSettings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.errors import ConfigError
 from schemas.ai import Message
 from workers.ai_fallback.chain import load_models

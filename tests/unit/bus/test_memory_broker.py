@@ -15,7 +15,8 @@ from common.bus.topology import (
     topic_matches,
     worker_topology,
 )
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.errors import DeliveryError
 
 

@@ -14,7 +14,7 @@ from common.bus.nodes import broker_urls, quorum_group_size
 from common.bus.topology import QUORUM_GROUP_SIZE, worker_topology
 from common.config import Settings, require_production
 from common.errors import ConfigError, NotReplicated
-from common.reliability.breaker import default_is_failure
+from common.reliability.breaker_types import default_is_failure
 from common.reliability.retry import default_is_retryable
 from common.store import FAILOVER_BREAKER, Store, guard_overrides
 

@@ -8,7 +8,8 @@ import socket
 import pytest
 from pydantic import SecretStr
 
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.errors import ConfigError
 from common.preflight import (
     check_broker_user,

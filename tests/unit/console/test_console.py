@@ -20,7 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker
-from common.config import AiFallbackSettings, AiModelSettings, ConsoleSettings, Settings
+from common.config import Settings
+from common.config.sections import ConsoleSettings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.errors import ConfigError
 from common.metrics import Metrics
 from common.security.apikeys import ApiKeyStore

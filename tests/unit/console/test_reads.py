@@ -9,7 +9,7 @@ import fakeredis
 
 from common.bus import headers as h
 from common.bus.memory import MemoryBroker
-from common.config import AiFallbackSettings, AiModelSettings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.store import Store
 from eventguard.console.fleet import FleetView
 from eventguard.console.reads import AiModels, Filters, Quarantine

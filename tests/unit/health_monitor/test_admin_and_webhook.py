@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.config import HealthMonitorSettings, Settings
+from common.config import Settings
+from common.config.workers import HealthMonitorSettings
 from common.ops import EventStream, build_app
 from common.security.http import AdminAuth
 from common.security.keys import demo_settings

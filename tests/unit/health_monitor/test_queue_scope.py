@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from common.config import HealthMonitorSettings
+from common.config.workers import HealthMonitorSettings
 from common.reliability.guard import Guards
 from workers.health_monitor.collectors import fleet_queue_kind, rabbitmq_collector
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Sequence
 import fakeredis
 import pytest
 
-from common.config import HealthMonitorSettings, Settings
+from common.config import Settings
+from common.config.workers import HealthMonitorSettings
 from common.service import WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from workers.health_monitor.alerts import Fenced, Notification

@@ -12,7 +12,8 @@ import fakeredis
 from common.bus import headers as h
 from common.bus.message import OutgoingMessage
 from common.bus.topology import EVENTS_EXCHANGE
-from common.config import HealthMonitorSettings, Settings
+from common.config import Settings
+from common.config.workers import HealthMonitorSettings
 from common.service import ServiceFactory, WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from schemas.envelope import new_event

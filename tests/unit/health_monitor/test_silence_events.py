@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from common.config import HealthMonitorSettings, Settings
+from common.config import Settings
+from common.config.workers import HealthMonitorSettings
 from common.service import WorkerContext
 from common.testing import fast_runtime_settings, run_workers
 from schemas.envelope import Actor

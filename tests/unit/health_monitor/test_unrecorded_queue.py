@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from common.bus.topology import DEAD_QUEUE, UNRECORDED_QUEUE, UNROUTED_QUEUE
-from common.config import HealthMonitorSettings
+from common.config.workers import HealthMonitorSettings
 from common.reliability.guard import Guards
 from workers.health_monitor.collectors import rabbitmq_collector
 from workers.health_monitor.rules import load_rules

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from common.config import SecuritySettings, Settings
-from eventguard.load import Mix, operator_for
+from common.config import Settings
+from common.config.sections import SecuritySettings
+from eventguard.load_mix import Mix, operator_for
 
 
 def test_release_requests_carry_the_operator_without_a_credential() -> None:

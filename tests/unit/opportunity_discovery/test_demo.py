@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.testing import fast_runtime_settings, run_workers
 from workers.opportunity_discovery import create, demo
 

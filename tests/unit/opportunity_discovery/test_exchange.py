@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.testing import fast_runtime_settings, run_workers
 from schemas.marketplace import StrategyPurchased
 from schemas.opportunity import ScanRequested

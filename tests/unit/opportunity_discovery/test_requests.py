@@ -9,7 +9,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.metrics import Metrics
 from common.reliability.guard import Guards
 from common.service import ServiceFactory, WorkerContext

@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from common.bus.rpc import request
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.problems import problem_middleware
 from common.service import ServiceFactory, WorkerContext
 from common.store import Store

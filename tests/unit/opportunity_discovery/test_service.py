@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from common.bus import headers as h
-from common.config import OpportunitySettings, Settings
+from common.config import Settings
+from common.config.workers import OpportunitySettings
 from common.errors import ConfigError
-from common.reliability.breaker import State
+from common.reliability.breaker_types import State
 from common.service import ServiceFactory, WorkerContext
 from common.testing import Harness, fast_runtime_settings, run_workers
 from schemas.envelope import Actor, Envelope

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from common.bus.router import Emit
-from common.config import QuarantineSettings, Settings
+from common.config import Settings
+from common.config.workers import QuarantineSettings
 from common.errors import Reject
 from common.service import BaseService, WorkerContext
 from common.testing import fast_runtime_settings

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 
-from common.config import QuarantineSettings, Settings
+from common.config import Settings
+from common.config.workers import QuarantineSettings
 from common.security.admission import Admission
 from common.security.keys import demo_settings
 from common.testing import fast_runtime_settings, run_workers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 from prometheus_client import CollectorRegistry
 
-from common.config import QuarantineSettings
+from common.config.workers import QuarantineSettings
 from common.metrics import Metrics
 from common.store import Store
 from workers.quarantine.housekeeping import Housekeeping

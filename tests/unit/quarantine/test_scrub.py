@@ -9,7 +9,8 @@ import json
 import secrets
 import time
 
-from common.config import QuarantineSettings, SecuritySettings
+from common.config.sections import SecuritySettings
+from common.config.workers import QuarantineSettings
 from common.security.tokens import TokenService
 from workers.quarantine.records import DeadMessage
 from workers.quarantine.scrub import scrub, scrub_body

@@ -20,7 +20,8 @@ from common.bus.topology import (
     UNRECORDED_QUEUE,
     worker_topology,
 )
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
+from common.config.sections import RuntimeSettings
 from common.metrics import Metrics
 from common.testing import run_workers
 from tests.unit.quarantine.conftest import Clock, factories, settings, until

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig, State
 from common.reliability.clock import ManualClock
 from common.reliability.errors import CircuitOpen
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from common.errors import ExternalCallError
-from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig, State
 from common.reliability.clock import ManualClock
 from common.reliability.errors import CircuitOpen
 

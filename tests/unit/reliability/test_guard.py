@@ -15,7 +15,8 @@ from common.bus.router import Emit
 from common.config import Settings
 from common.errors import RetryLater
 from common.metrics import Metrics
-from common.reliability.breaker import BreakerConfig, CircuitBreaker, State
+from common.reliability.breaker import CircuitBreaker
+from common.reliability.breaker_types import BreakerConfig, State
 from common.reliability.clock import ManualClock
 from common.reliability.errors import BulkheadFull, CallTimeout, CircuitOpen
 from common.reliability.guard import KIND_DEFAULTS, Guards

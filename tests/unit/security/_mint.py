@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from common.config import SecuritySettings
+from common.config.sections import SecuritySettings
 from common.security.tokens import TokenService
 from common.store import Store
 

@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.ops import EventStream, build_app
 from common.security.apikeys import ApiKeyStore
 from common.security.http import AdminAuth

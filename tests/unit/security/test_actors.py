@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.security.actors import DEFAULT_ACTOR_ASSERTERS, ActorPolicy, authorize_actor
 from common.security.admission import Admission
 from common.security.roles import Role

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.config import VerificationKey
+from common.config.sections import VerificationKey
 from common.errors import ConfigError
 from common.security.keys import KeyRing, demo_settings, load_signing_key, load_verify_key
 from tests.unit.security import _mint as m

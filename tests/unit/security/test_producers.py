@@ -7,7 +7,8 @@ from structlog.testing import capture_logs
 
 from common.bus import headers as h
 from common.bus.router import Emit
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.security.admission import Admission
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS, ProducerPolicy
 from common.service import BaseService, WorkerContext

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from common.config import SecuritySettings, Settings, VerificationKey, require_production
+from common.config import Settings, require_production
+from common.config.sections import SecuritySettings, VerificationKey
 from common.errors import ConfigError
 from common.security.keys import demo_settings
 

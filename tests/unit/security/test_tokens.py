@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from structlog.testing import capture_logs
 
-from common.config import VerificationKey
+from common.config.sections import VerificationKey
 from common.errors import ConfigError
 from common.security.tokens import TokenError, TokenService
 from tests.unit.security import _mint as m

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from structlog.testing import capture_logs
 
-from common.config import SecuritySettings, Settings
+from common.config import Settings
+from common.config.sections import SecuritySettings
 from common.errors import ConfigError
 from common.security import cli
 from common.security.keys import KeyRing, load_signing_key, load_verify_key

@@ -48,15 +48,15 @@ from bench.bench_runtime import Infra, consume_eventguard, make_events
 from common.bus.amqp import AmqpBroker
 from common.bus.publisher import to_message
 from common.bus.topology import worker_topology
-from common.config import RuntimeSettings
+from common.config import Settings
 from common.metrics import Metrics
 from common.store import connect_redis
 from common.testing import forget_prefix
-from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope, Payload, new_event
 from schemas.health import AlertRaised, Heartbeat
 from schemas.marketplace import StrategyPurchased
 from schemas.quarantine import QuarantineEntryReleased
+from workers.registry import consumed_types
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -88,19 +88,14 @@ def _event(worker: str, i: int) -> Envelope[Any]:
 
 async def _backlog(workers: tuple[str, ...], per_worker: int) -> dict[str, str]:
     """Declare each worker's topology, publish its backlog; return worker -> work queue."""
-    runtime = RuntimeSettings()
+    settings = Settings()
     types = consumed_types()
     broker = AmqpBroker(AMQP, metrics=Metrics(CollectorRegistry()), name="bench-fleet")
     await broker.start()
     queues = {}
     try:
         for worker in workers:
-            topology = worker_topology(
-                worker,
-                types[worker],
-                retry_delays_s=runtime.retry_delays_s,
-                delivery_limit=runtime.delivery_limit,
-            )
+            topology = worker_topology(worker, types[worker], settings)
             await broker.declare(topology)
             queues[worker] = topology.work_queue
         window = asyncio.Semaphore(256)
@@ -192,7 +187,7 @@ async def runtime_single(messages: int) -> dict[str, float]:
         queue = await infra.queue("fleet-reference")
         await infra.fill(queue, bodies)
         cpu = time.process_time()
-        elapsed = await consume_eventguard(queue, messages, PREFETCH, idempotent=True)
+        elapsed = (await consume_eventguard(queue, messages, PREFETCH, idempotent=True)).elapsed
         cpu_us = (time.process_time() - cpu) / messages * 1e6
         await infra.cleanup()
     return {"msg_per_s": messages / elapsed, "worker_cpu_us_per_msg": cpu_us}

@@ -48,6 +48,7 @@ from common.service import WorkerContext
 from common.store import Store, connect_redis
 from schemas.envelope import Envelope, new_event
 from schemas.marketplace import StrategyRevoked
+from schemas.registry import payload_model
 from workers.quarantine import QuarantineService
 from workers.quarantine.records import DeadMessage
 
@@ -163,7 +164,7 @@ async def run(n: int, n_list: int, amqp_url: str, redis_url: str) -> dict[str, A
     try:
         # -- the runtime's plain consume rate --------------------------------------------------
         router = Router()
-        router.add(TYPE, _noop)
+        router.add(payload_model(TYPE), _noop)
         runtime = RuntimeSettings(prefetch=PREFETCH)
         pipeline = Pipeline(
             worker=tag,

@@ -49,7 +49,7 @@ class _Noop(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.handled = 0
-        self.router.add("quarantine.requested", self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         self.handled += 1

@@ -2,20 +2,26 @@
 
 Same run, same quorum queue type, the same 1 KiB JSON envelopes, the same prefetch:
 
-consume (a queue pre-filled with N messages, timed from consume start to the N-th handled):
-  raw         aio-pika, manual ack, the body validated with the same pydantic envelope model
-  faststream  FastStream's RabbitBroker, a handler typed with that model, logging off
-  eventguard  EventGuard's AmqpBroker + Pipeline, no idempotency
-  eg_idem     the same with the Redis idempotency claim (claim + done: two round trips)
+consume (a queue pre-filled with N messages, timed from consume start to the N-th handled;
+the peers live in bench/runtime_peers.py, every contender is one entry of CONTENDERS):
+  raw              aio-pika, manual ack, the body validated with the same pydantic envelope model
+  faststream       FastStream's RabbitBroker, a handler typed with that model, logging off
+  taskiq           Taskiq's worker over taskiq-aio-pika, a task typed with that model
+  eventguard       EventGuard's AmqpBroker + Pipeline, no idempotency
+  eventguard_idem  the same with the Redis idempotency claim (claim, then done before the ack)
 
 publish (N events through a topic exchange into a quorum queue, W in flight):
   raw         aio-pika, publisher confirms, mandatory, pipelined (each awaits its confirm)
   eventguard  EventGuard's Publisher over AmqpBroker (confirms, mandatory, persistent)
 
 Both publishers serialise the pydantic envelope per message. Each scenario runs ROUNDS times,
-alternating, and the best round counts. Writes bench/results/runtime.json.
+the consumers in a rotating order; the best round gives the rates and ratios (as before), the
+median and the spread ((max - min) / median) of the rounds stand beside it, and
+``cpu_us_per_msg_<contender>`` is the median CPU time the process spent per message over the
+timed window (steadier than rates on a shared machine). Writes bench/results/runtime.json.
 
-    .venv/bin/python bench/bench_runtime.py [--messages N] [--prefetch P] [--rounds R]
+    .venv/bin/python -m bench.bench_runtime [--messages N] [--prefetch P] [--rounds R]
+        [--note TEXT]   (EVENTGUARD_BENCH_AMQP_URL / EVENTGUARD_BENCH_REDIS_URL pick the servers)
 """
 
 from __future__ import annotations
@@ -25,18 +31,29 @@ import asyncio
 import json
 import os
 import platform
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import aiormq
-from faststream.rabbit import Channel, QueueType, RabbitBroker, RabbitQueue
 from pamqp import commands as spec
 from prometheus_client import CollectorRegistry
 
+from bench.runtime_peers import (
+    AMQP_URL,
+    EVENT_TYPE,
+    Done,
+    Window,
+    consume_faststream,
+    consume_raw,
+    consume_taskiq,
+    taskiq_bodies,
+)
 from common.bus.amqp import AmqpBroker
 from common.bus.idempotency import Idempotency
 from common.bus.pipeline import Pipeline, allow_all
@@ -48,14 +65,10 @@ from common.store import Store, connect_redis
 from common.testing import forget_prefix
 from schemas.envelope import Envelope, new_event
 from schemas.quarantine import QuarantineRequested
-from schemas.registry import envelope_model
 
-AMQP_URL = os.environ.get("EVENTGUARD_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 REDIS_URL = os.environ.get("EVENTGUARD_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
-EVENT_TYPE = "quarantine.requested"
 RESULTS = Path(__file__).parent / "results" / "runtime.json"
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
-Model = envelope_model(EVENT_TYPE)
 
 
 def make_events(n: int, size: int = 1024) -> list[Envelope[QuarantineRequested]]:
@@ -69,21 +82,6 @@ def make_events(n: int, size: int = 1024) -> list[Envelope[QuarantineRequested]]
     events = [event("x" * pad) for _ in range(n)]
     assert all(len(e.model_dump_json()) == size for e in events[:10])
     return events
-
-
-class Done:
-    """Counts handled messages; resolves when ``target`` is reached."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.count = 0
-        self.event = asyncio.Event()
-
-    def hit(self) -> None:
-        """One more handled."""
-        self.count += 1
-        if self.count >= self.target:
-            self.event.set()
 
 
 class Infra:
@@ -145,48 +143,7 @@ class Infra:
         await channel.close()
 
 
-async def consume_raw(queue: str, n: int, prefetch: int) -> float:
-    """aio-pika consumer: validate with pydantic, ack."""
-    done = Done(n)
-    connection = await aio_pika.connect(AMQP_URL)
-    channel = await connection.channel()
-    await channel.set_qos(prefetch_count=prefetch)
-    amqp_queue = await channel.get_queue(queue, ensure=False)
-
-    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        Model.model_validate_json(message.body)
-        await message.ack()
-        done.hit()
-
-    started = time.perf_counter()
-    await amqp_queue.consume(on_message)
-    await done.event.wait()
-    elapsed = time.perf_counter() - started
-    await connection.close()
-    return elapsed
-
-
-async def consume_faststream(queue: str, n: int, prefetch: int) -> float:
-    """FastStream subscriber typed with the envelope model, logging off."""
-    done = Done(n)
-    broker = RabbitBroker(AMQP_URL, logger=None)
-
-    @broker.subscriber(
-        RabbitQueue(queue, queue_type=QueueType.QUORUM, durable=True, declare=False),
-        channel=Channel(prefetch_count=prefetch),
-    )
-    async def handle(body: Envelope[QuarantineRequested]) -> None:
-        done.hit()
-
-    started = time.perf_counter()
-    await broker.start()
-    await done.event.wait()
-    elapsed = time.perf_counter() - started
-    await broker.stop()
-    return elapsed
-
-
-async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: bool) -> float:
+async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: bool) -> Window:
     """EventGuard's broker and pipeline, with or without the Redis claim."""
     done = Done(n)
     metrics = Metrics(CollectorRegistry())
@@ -201,7 +158,7 @@ async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: b
         return []
 
     router = Router()
-    router.add(EVENT_TYPE, handle)
+    router.add(QuarantineRequested, handle)
     idempotency = (
         Idempotency(Store(redis, prefix=prefix), worker="bench", lease_s=30, done_ttl_s=600)
         if idempotent
@@ -218,15 +175,14 @@ async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: b
         authorize=allow_all,
         retry_queues={},
     )
-    started = time.perf_counter()
+    done.start()
     await broker.consume(queue, pipeline, prefetch=prefetch)
-    await done.event.wait()
-    elapsed = time.perf_counter() - started
+    window = await done.wait()
     await pipeline.drained()
     await broker.close()
     await forget_prefix(redis, prefix)
     await redis.aclose()
-    return elapsed
+    return window
 
 
 async def _windowed(n: int, window: int, publish_one: Callable[[int], Awaitable[None]]) -> None:
@@ -291,46 +247,85 @@ async def publish_eventguard(
     return elapsed
 
 
+@dataclass(frozen=True)
+class Contender:
+    """One consumer in the race: its figures are ``consume_<name>_msg_per_s`` (best round),
+    ``..._median``, ``..._spread`` and ``cpu_us_per_msg_<name>``. ``encode`` turns the events
+    into the bodies it consumes (the envelope JSON unless it has a format of its own)."""
+
+    name: str
+    run: Callable[[str, int, int, Infra], Awaitable[Window]]
+    encode: Callable[[list[Envelope[QuarantineRequested]]], list[bytes]] | None = None
+
+
+CONTENDERS = [
+    Contender("raw", lambda q, n, p, infra: consume_raw(q, n, p)),
+    Contender("faststream", lambda q, n, p, infra: consume_faststream(q, n, p)),
+    Contender(
+        "taskiq",
+        lambda q, n, p, infra: consume_taskiq(q, n, p, f"{infra.exchange}.taskiq"),
+        taskiq_bodies,
+    ),
+    Contender("eventguard", lambda q, n, p, infra: consume_eventguard(q, n, p, idempotent=False)),
+    Contender(
+        "eventguard_idem", lambda q, n, p, infra: consume_eventguard(q, n, p, idempotent=True)
+    ),
+]
+# (key, numerator, denominator, target or None): ratios of the best rounds' rates.
+RATIOS = [
+    ("ratio_vs_raw", "consume_eventguard", "consume_raw", 0.85),
+    ("ratio_idempotent_vs_raw", "consume_eventguard_idem", "consume_raw", 0.80),
+    ("ratio_eventguard_vs_faststream", "consume_eventguard", "consume_faststream", 1.3),
+    ("ratio_idempotent_vs_faststream", "consume_eventguard_idem", "consume_faststream", 1.35),
+    ("ratio_idempotent_vs_taskiq", "consume_eventguard_idem", "consume_taskiq", None),
+    ("ratio_publish_vs_raw", "publish_eventguard", "publish_raw", 0.9),
+]
+
+
+def _spread(rates: list[float]) -> float:
+    """(max - min) / median of the rounds."""
+    return round((max(rates) - min(rates)) / statistics.median(rates), 3)
+
+
 async def main(messages: int, prefetch: int, rounds: int, window: int) -> dict[str, Any]:
-    """Run every scenario ``rounds`` times; return the figures."""
+    """Run every scenario ``rounds`` times (the contenders' order rotates each round, so none
+    always runs first or last); return the figures."""
     events = make_events(messages)
-    bodies = [e.model_dump_json().encode() for e in events]
-    best: dict[str, float] = {}
+    plain = [e.model_dump_json().encode() for e in events]
+    bodies = {c.name: c.encode(events) if c.encode else plain for c in CONTENDERS}
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
 
-    def record(name: str, elapsed: float) -> None:
-        rate = messages / elapsed
-        best[name] = max(best.get(name, 0.0), rate)
-        print(f"  {name:<22} {rate:>9.0f} msg/s")
+    def record(name: str, elapsed: float, cpu_s: float | None = None) -> None:
+        rates.setdefault(name, []).append(messages / elapsed)
+        line = f"  {name:<26} {messages / elapsed:>9.0f} msg/s"
+        if cpu_s is not None:
+            cpu.setdefault(name, []).append(cpu_s / messages * 1e6)
+            line += f"  {cpu_s / messages * 1e6:>6.0f} us CPU/msg"
+        print(line)
 
-    consumers: dict[str, Callable[[str], Awaitable[float]]] = {
-        "consume_raw": lambda q: consume_raw(q, messages, prefetch),
-        "consume_faststream": lambda q: consume_faststream(q, messages, prefetch),
-        "consume_eventguard": lambda q: consume_eventguard(q, messages, prefetch, idempotent=False),
-        "consume_eventguard_idem": lambda q: consume_eventguard(
-            q, messages, prefetch, idempotent=True
-        ),
-    }
     async with aiormq.connect(
         AMQP_URL, client_properties={"connection_name": "eventguard-bench.infra"}
     ) as conn:
         infra = Infra(conn, uuid.uuid4().hex[:6])
         try:
-            for round_ in range(1, rounds + 1):
-                print(f"round {round_}/{rounds}")
-                for name, run in consumers.items():
-                    queue = await infra.queue(name)
-                    await infra.fill(queue, bodies)
-                    record(name, await run(queue))
+            for round_ in range(rounds):
+                print(f"round {round_ + 1}/{rounds}")
+                shift = round_ % len(CONTENDERS)
+                for contender in CONTENDERS[shift:] + CONTENDERS[:shift]:
+                    queue = await infra.queue(contender.name)
+                    await infra.fill(queue, bodies[contender.name])
+                    run = await contender.run(queue, messages, prefetch, infra)
+                    record(f"consume_{contender.name}", run.elapsed, run.cpu_s)
                     await infra.drop(queue)
                 record("publish_raw", await publish_raw(infra, events, window))
                 record("publish_eventguard", await publish_eventguard(infra, events, window))
         finally:
             await infra.cleanup()
-    raw, fast = best["consume_raw"], best["consume_faststream"]
-    eg, eg_idem = best["consume_eventguard"], best["consume_eventguard_idem"]
-    return {
+    best = {name: max(values) for name, values in rates.items()}
+    figures: dict[str, Any] = {
         "messages": messages,
-        "body_bytes": len(bodies[0]),
+        "body_bytes": len(plain[0]),
         "prefetch": prefetch,
         "publish_window": window,
         "rounds": rounds,
@@ -338,19 +333,22 @@ async def main(messages: int, prefetch: int, rounds: int, window: int) -> dict[s
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         **{f"{name}_msg_per_s": round(rate, 1) for name, rate in best.items()},
-        "ratio_vs_raw": round(eg / raw, 3),
-        "ratio_idempotent_vs_raw": round(eg_idem / raw, 3),
-        "ratio_vs_faststream": round(min(eg, eg_idem) / fast, 3),
-        "ratio_eventguard_vs_faststream": round(eg / fast, 3),
-        "ratio_idempotent_vs_faststream": round(eg_idem / fast, 3),
-        "ratio_publish_vs_raw": round(best["publish_eventguard"] / best["publish_raw"], 3),
-        "targets": {
-            "ratio_vs_raw": 0.85,
-            "ratio_idempotent_vs_raw": 0.70,
-            "ratio_vs_faststream": 1.3,
-            "ratio_publish_vs_raw": 0.9,
+        **{f"{n}_msg_per_s_median": round(statistics.median(v), 1) for n, v in rates.items()},
+        **{f"{name}_spread": _spread(values) for name, values in rates.items()},
+        **{
+            f"cpu_us_per_msg_{name.removeprefix('consume_')}": round(statistics.median(v), 1)
+            for name, v in cpu.items()
         },
+        **{key: round(best[a] / best[b], 3) for key, a, b, _ in RATIOS},
+        "ratio_vs_faststream": round(
+            min(best["consume_eventguard"], best["consume_eventguard_idem"])
+            / best["consume_faststream"],
+            3,
+        ),
+        "targets": {key: target for key, _, _, target in RATIOS if target is not None},
     }
+    figures["targets"]["ratio_vs_faststream"] = 1.3
+    return figures
 
 
 def _report(figures: dict[str, Any]) -> None:
@@ -358,18 +356,25 @@ def _report(figures: dict[str, Any]) -> None:
     for key, target in figures["targets"].items():
         value = figures[key]
         verdict = "ok" if value >= target else "BELOW TARGET"
-        print(f"{key:<26} {value:>6.3f}  (target >= {target})  {verdict}")
+        print(f"{key:<32} {value:>6.3f}  (target >= {target})  {verdict}")
+    print(f"{'ratio_idempotent_vs_taskiq':<32} {figures['ratio_idempotent_vs_taskiq']:>6.3f}")
+    for key, value in figures.items():
+        if key.startswith("cpu_us_per_msg_"):
+            print(f"{key:<32} {value:>6.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--prefetch", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--note", default="", help="kept in the JSON (e.g. the machine was shared)")
     args = parser.parse_args()
     figures = asyncio.run(main(args.messages, args.prefetch, args.rounds, args.window))
     _report(figures)
+    if args.note:
+        figures["note"] = args.note
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")

@@ -19,8 +19,9 @@ from common.config import Settings
 from common.logging import configure_logging
 from common.service import BaseService, Service, ServiceFactory, WorkerContext
 from eventguard.cli import serve
-from eventguard.consumes import consumed_types
 from schemas.envelope import Envelope
+from schemas.registry import payload_model
+from workers.registry import consumed_types
 
 
 async def _noop(_event: Envelope[Any]) -> Emit:
@@ -34,7 +35,7 @@ def noop_worker(name: str, types: list[str]) -> ServiceFactory:
         service = BaseService(ctx)
         service.name = name
         for event_type in types:
-            service.router.add(event_type, _noop)
+            service.router.add(payload_model(event_type), _noop)
         return service
 
     return create
@@ -44,7 +45,7 @@ def main(name: str) -> int:
     """Serve the noop version of worker ``name`` until SIGTERM."""
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
-    factory = noop_worker(name, consumed_types(settings)[name])
+    factory = noop_worker(name, consumed_types()[name])
     return asyncio.run(serve(settings, [(name, factory)]))
 
 

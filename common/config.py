@@ -1,6 +1,7 @@
 """Settings: read once from the environment (prefix ``EVENTGUARD_``), then frozen and passed down.
 
-Nothing else in EventGuard reads ``os.environ``. Secrets are :class:`~pydantic.SecretStr` and
+Nothing else in EventGuard reads ``os.environ`` (the ``OTEL_*`` variables of OpenTelemetry are
+handed on from here by :func:`otel_environment`). Secrets are :class:`~pydantic.SecretStr` and
 have no defaults: ``eventguard run`` refuses to start without them (see :func:`require_production`),
 while ``eventguard demo`` fills them with throwaway values it generates and says so.
 
@@ -10,7 +11,9 @@ Nested sections are set with a double underscore, e.g. ``EVENTGUARD_RUNTIME__PRE
 from __future__ import annotations
 
 import json
+import os
 import socket
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,6 +34,7 @@ __all__ = [
     "SecuritySettings",
     "Settings",
     "VerificationKey",
+    "otel_environment",
     "require_production",
 ]
 
@@ -550,3 +554,8 @@ def require_production(settings: Settings) -> None:
             )
     if problems:
         raise ConfigError("refusing to start: " + "; ".join(problems))
+
+
+def otel_environment() -> Mapping[str, str]:
+    """The OpenTelemetry SDK's own ``OTEL_*`` variables (tracing: :mod:`common.telemetry`)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}

@@ -20,6 +20,7 @@ from structlog.contextvars import bound_contextvars
 from structlog.typing import Processor
 
 from common.security.redaction import redact_secrets
+from common.tracing import add_trace_ids
 
 __all__ = ["bind_message", "configure_logging", "get_logger"]
 
@@ -42,6 +43,7 @@ def configure_logging(
     )
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,  # trace_id and span_id while a span is current (tracing on)
         *([_add_instance(instance)] if instance else []),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -7,7 +7,8 @@
 * ``/readyz``: broker connected, consumers active (not paused), Redis answers (the probes run
   at most once a second; callers in between get the cached answer, so the public endpoint
   cannot be used to load Redis and the broker);
-* ``/metrics``: Prometheus text format;
+* ``/metrics``: Prometheus text format, or OpenMetrics (with exemplars: the trace ids of
+  observations made under a span) when the scrape's ``Accept`` asks for it;
 * ``/admin/*``: the workers' admin routes plus ``/admin/stream``, a WebSocket of the events the
   workers publish. Every admin request is authenticated and checked against the access rules
   by the security middleware; anything without a rule is denied. The stream re-checks its
@@ -29,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 from pydantic import RootModel
 
 from common.audit import STATE_CHANGING, Auditor
@@ -89,18 +90,18 @@ class _Cached:
         probe: Callable[[], Coroutine[Any, Any, dict[str, Any]]],
         *,
         ttl_s: float,
-        clock: Callable[[], float],
+        monotonic: Callable[[], float],
     ) -> None:
         self._probe = probe
         self._ttl_s = ttl_s
-        self._clock = clock
+        self._monotonic = monotonic
         self._value: dict[str, Any] | None = None
         self._at = 0.0
         self._running: asyncio.Task[dict[str, Any]] | None = None
 
     async def get(self) -> dict[str, Any]:
         """The cached answer, or a fresh one."""
-        now = self._clock()
+        now = self._monotonic()
         if self._value is not None and now - self._at < self._ttl_s:
             return self._value
         if self._running is None or self._running.done():
@@ -116,7 +117,7 @@ def build_app(
     auth: AdminAuth,
     stream: EventStream,
     ready_cache_s: float = _READY_CACHE_S,
-    clock: Callable[[], float] = time.monotonic,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     """The ops application for ``runtime``."""
     app = web.Application(
@@ -129,7 +130,7 @@ def build_app(
         paused = [name for name, w in runtime.workers.items() if w.paused]
         return {"ready": all(checks.values()) and not paused, "checks": checks, "paused": paused}
 
-    ready_cache = _Cached(probe, ttl_s=ready_cache_s, clock=clock)
+    ready_cache = _Cached(probe, ttl_s=ready_cache_s, monotonic=monotonic)
 
     async def healthz(_request: web.Request) -> web.Response:
         ok = runtime.alive()
@@ -145,9 +146,10 @@ def build_app(
         body = await ready_cache.get()
         return web.json_response(body, status=200 if body["ready"] else 503)
 
-    async def metrics(_request: web.Request) -> web.Response:
-        payload = generate_latest(runtime.metrics.registry)
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        payload = encode(runtime.metrics.registry)
+        return web.Response(body=payload, headers={"Content-Type": content_type})
 
     async def workers(_request: web.Request) -> web.Response:
         answer = Workers(

@@ -20,7 +20,7 @@ uses it for other kinds too::
 What it guarantees:
 
 * ``is_quarantined`` is a dict lookup: no await, no I/O. Expiry is honoured on every call
-  (``expires_at`` against the injectable ``clock``), so an entity whose TTL passed is free
+  (``expires_at`` against the injectable ``now``), so an entity whose TTL passed is free
   even before the quarantine worker's ``quarantine.entry.released`` arrives.
 * Only entity kinds are tracked (``ai_model``, ``exchange_source``, ``producer``,
   ``strategy``, ``event_type``); records of single dead messages (kind ``message``) are
@@ -95,7 +95,7 @@ class QuarantineView:
         store: Store | None = None,
         owner: str = "",
         kinds: Collection[str] = ENTITY_KINDS,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         if store is not None and not owner:
             raise ValueError("a persisted QuarantineView needs its owner worker's name")
@@ -106,7 +106,7 @@ class QuarantineView:
         self._owner = owner
         self._base = store.key(*QUARANTINE_BASE) + ":" if store is not None else ""
         self._kinds = frozenset(kinds)
-        self._clock = clock
+        self._now = now
         self._entries: dict[tuple[str, str], ViewEntry] = {}
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._listeners: list[Listener] = []
@@ -118,8 +118,8 @@ class QuarantineView:
     def register(self, router: Router) -> None:
         """Handle ``quarantine.entry.added`` and ``quarantine.entry.released`` on ``router``, on
         every replica (broadcast routes)."""
-        router.add("quarantine.entry.added", self.on_added, broadcast=True)
-        router.add("quarantine.entry.released", self.on_released, broadcast=True)
+        router.add(QuarantineEntryAdded, self.on_added, broadcast=True)
+        router.add(QuarantineEntryReleased, self.on_released, broadcast=True)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(kind, entity_id, quarantined)`` whenever an entry changes."""
@@ -169,16 +169,16 @@ class QuarantineView:
     def is_quarantined(self, kind: str, entity_id: str) -> bool:
         """True when ``kind``/``entity_id`` is blocked now (expiry honoured)."""
         entry = self._entries.get((kind, entity_id))
-        return entry is not None and entry.active(self._clock())
+        return entry is not None and entry.active(self._now())
 
     def get(self, kind: str, entity_id: str) -> ViewEntry | None:
         """The active entry for ``kind``/``entity_id``, if any."""
         entry = self._entries.get((kind, entity_id))
-        return entry if entry is not None and entry.active(self._clock()) else None
+        return entry if entry is not None and entry.active(self._now()) else None
 
     def quarantined(self, kind: str | None = None) -> list[ViewEntry]:
         """Every active entry (of ``kind``), sorted by kind and id."""
-        now = self._clock()
+        now = self._now()
         return sorted(
             (e for e in self._entries.values() if e.active(now) and kind in {None, e.kind}),
             key=lambda e: (e.kind, e.entity_id),

@@ -23,7 +23,6 @@ from redis.exceptions import RedisError
 
 from common.bus.broker import Broker
 from common.bus.idempotency import Idempotency
-from common.bus.nodes import quorum_group_size
 from common.bus.pipeline import Authorizer, Pipeline
 from common.bus.publisher import Publisher
 from common.bus.raw import RawPipeline
@@ -158,13 +157,7 @@ class Runtime:
         # The work queue takes every type, broadcast ones included: that copy is durable (it
         # waits while no replica runs) and is handled once under the idempotency claim; each
         # replica also gets its own copy of the broadcast types on its own queue.
-        topology = worker_topology(
-            name,
-            service.router.event_types,
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-            group_size=quorum_group_size(self.settings),
-        )
+        topology = worker_topology(name, service.router.event_types, self.settings)
         await self.broker.declare(topology)
         idempotency = Idempotency(
             self.store,

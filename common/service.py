@@ -24,8 +24,27 @@ from common.metrics import Metrics
 from common.quarantine_view import QuarantineView
 from common.reliability.guard import Guards
 from common.store import Store
+from schemas.envelope import Payload
+from schemas.health import Heartbeat
+from schemas.ops import AuditRecorded
+from schemas.quarantine import QuarantineEntryAdded, QuarantineEntryReleased, QuarantineRequested
 
-__all__ = ["AdminRoute", "BaseService", "Service", "ServiceFactory", "WorkerContext"]
+__all__ = [
+    "BASE_CONSUMES",
+    "BASE_PUBLISHES",
+    "AdminRoute",
+    "BaseService",
+    "Service",
+    "ServiceFactory",
+    "WorkerContext",
+]
+
+# What every worker consumes (its quarantine view's broadcast routes, see BaseService) and may
+# publish (its heartbeat, the admin audit trail, a quarantine request). A worker package adds
+# its own to these in its ``CONSUMES``/``PUBLISHES`` (a test checks them against its router
+# and the producer policy).
+BASE_CONSUMES: tuple[type[Payload], ...] = (QuarantineEntryAdded, QuarantineEntryReleased)
+BASE_PUBLISHES: tuple[type[Payload], ...] = (Heartbeat, AuditRecorded, QuarantineRequested)
 
 
 @dataclass(frozen=True)
@@ -111,10 +130,10 @@ class BaseService:
 
     name: str = ""
 
-    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ctx: WorkerContext, *, now: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
         self.router = Router()
-        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, clock=clock)
+        self.quarantine = QuarantineView(store=ctx.store, owner=ctx.name, now=now)
         self.quarantine.register(self.router)
 
     def raw_consumers(self) -> Mapping[str, RawHandler]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import fakeredis
+import lupa  # noqa: F401 - fakeredis runs the Lua scripts with it: missing, fail at import, not at the first EVAL
 from prometheus_client import CollectorRegistry
 
 from common.bus.memory import MemoryBroker

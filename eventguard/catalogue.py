@@ -12,10 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.config import Settings
 from common.security.producers import DEFAULT_PRODUCERS, WORKER_USERS
-from eventguard.consumes import consumed_types
 from schemas.registry import CATALOGUE, REPLIES
+from workers.registry import consumed_types
 
 __all__ = ["BEGIN", "END", "catalogue_table", "replace_block"]
 
@@ -35,7 +34,7 @@ def _producers(event_type: str) -> str:
 
 def catalogue_table(consumers: dict[str, list[str]] | None = None) -> str:
     """The catalogue as a Markdown table: one row per event type."""
-    consumers = consumers if consumers is not None else consumed_types(Settings())
+    consumers = consumers if consumers is not None else consumed_types()
     answers = {a: request for request, replies in REPLIES.items() for a in replies}
     lines = [
         "| type | producers (AMQP user) | consumers (queue bindings) |",

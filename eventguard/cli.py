@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from common.bus.amqp import AmqpBroker
-from common.bus.nodes import broker_urls, quorum_group_size
+from common.bus.nodes import broker_urls
 from common.bus.publisher import Publisher
 from common.bus.rpc import request
 from common.bus.topology import worker_topology
@@ -35,7 +35,7 @@ from common.clitools import (
     print_rows,
     progress_bar,
 )
-from common.config import Settings, require_production
+from common.config import Settings, otel_environment, require_production
 from common.errors import ConfigError, EventGuardError
 from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
@@ -48,12 +48,11 @@ from common.security.http import AdminAuth
 from common.security.producers import ProducerPolicy
 from common.service import ServiceFactory
 from common.store import Store
-from eventguard import demo as demo_module
+from common.telemetry import from_environment
 from eventguard import load as load_cli
 from eventguard import setup_local as setup_cli
 from eventguard.admin_api import admin_openapi
 from eventguard.console import serve_console
-from eventguard.consumes import consumed_types
 from eventguard.contract import contract_from
 from eventguard.definitions import rabbitmq_definitions
 from schemas.envelope import Actor, Envelope, new_event
@@ -63,7 +62,16 @@ from workers.ai_fallback import cli as ai_cli
 from workers.health_monitor import cli as health_cli
 from workers.opportunity_discovery import cli as opportunity_cli
 from workers.quarantine import cli as quarantine_cli
-from workers.registry import WORKERS
+from workers.registry import WORKERS, consumed_types
+
+try:  # the `demo` extra (fakeredis, lupa): the containers install without it and never need it
+    from eventguard.demo import run_demo
+except ModuleNotFoundError as _missing:
+    if _missing.name not in {"fakeredis", "lupa"}:
+        raise
+    _DEMO_MISSING: str | None = _missing.name
+else:
+    _DEMO_MISSING = None
 
 __all__ = ["main", "serve"]
 
@@ -287,6 +295,11 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
         authorize=Admission.from_settings(settings),
     )
     store = runtime.store
+    telemetry = from_environment(
+        otel_environment(),
+        service_name="+".join(name for name, _ in factories),
+        instance=settings.instance,
+    )
     stop = asyncio.Event()
     install_signal_handlers(stop)
     stream = EventStream()
@@ -308,11 +321,20 @@ async def serve(settings: Settings, factories: Sequence[tuple[str, ServiceFactor
                 _log.info("worker.stopping", reason="signal")
     finally:
         await store.close()
+        if telemetry is not None:
+            telemetry.shutdown()  # flushes the spans still queued
     return 0
 
 
 async def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    return await demo_module.run_demo(
+    if _DEMO_MISSING is not None:
+        print(
+            f"eventguard: the demo needs the demo extra ({_DEMO_MISSING} is not installed): "
+            "pip install 'eventguard[demo]', or run `make demo`",
+            file=sys.stderr,
+        )
+        return 2
+    return await run_demo(
         settings, once=args.once, port=args.port, console_port=settings.console.port
     )
 
@@ -385,13 +407,7 @@ async def _topology_apply(_args: argparse.Namespace, settings: Settings) -> int:
         with progress_bar("declaring", len(catalogue)) as advance:
             for name, types in catalogue.items():
                 await broker.declare(
-                    worker_topology(
-                        name,
-                        types,
-                        retry_delays_s=settings.runtime.retry_delays_s,
-                        delivery_limit=settings.runtime.delivery_limit,
-                        group_size=quorum_group_size(settings),
-                    )
+                    worker_topology(name, types, settings)
                 )
                 advance(1)
                 print(f"declared eventguard.{name} ({len(types)} bindings)")

@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from common.bus.nodes import quorum_group_size
 from common.bus.topology import worker_topology
 from common.config import Settings
 from common.security.producers import CONSOLE_USER, DEFAULT_PRODUCERS, WORKER_USERS
-from eventguard.consumes import consumed_types
+from workers.registry import consumed_types
 
 __all__ = ["PRODUCER_USERS", "rabbitmq_definitions"]
 
@@ -66,18 +65,11 @@ def _console_permissions() -> dict[str, str]:
 def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
     """The definitions document RabbitMQ loads at boot."""
     settings = settings or Settings()
-    runtime = settings.runtime
     exchanges: dict[str, dict[str, Any]] = {}
     queues: dict[str, dict[str, Any]] = {}
     bindings: list[dict[str, Any]] = []
-    for worker, types in sorted(consumed_types(settings).items()):
-        topology = worker_topology(
-            worker,
-            types,
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-            group_size=quorum_group_size(settings),
-        )
+    for worker, types in sorted(consumed_types().items()):
+        topology = worker_topology(worker, types, settings)
         for exchange in topology.exchanges:
             exchanges[exchange.name] = {
                 "name": exchange.name,
@@ -109,7 +101,7 @@ def rabbitmq_definitions(settings: Settings | None = None) -> dict[str, Any]:
                 }
                 if binding not in bindings:
                     bindings.append(binding)
-    workers = sorted(consumed_types(settings))
+    workers = sorted(consumed_types())
     users = [
         {
             "name": name,

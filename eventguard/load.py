@@ -32,7 +32,7 @@ from common.bus.amqp import AmqpBroker
 from common.bus.broker import Broker
 from common.bus.idempotency import is_done
 from common.bus.message import IncomingMessage, OutgoingMessage
-from common.bus.nodes import broker_urls, quorum_group_size
+from common.bus.nodes import broker_urls
 from common.bus.publisher import to_message
 from common.bus.topology import (
     EVENTS_EXCHANGE,
@@ -42,13 +42,12 @@ from common.bus.topology import (
     worker_topology,
 )
 from common.clitools import progress_bar
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
 from common.errors import ConfigError, EventGuardError
 from common.metrics import Metrics
 from common.security.actors import ActorPolicy
 from common.security.roles import Role
 from common.store import Store
-from eventguard.consumes import consumed_types
 from eventguard.load_ledger import Ledger, Report, Sent
 from eventguard.synthetic import refuse_unless_test_vhost
 from schemas.ai import CompletionRequested, Message
@@ -64,6 +63,7 @@ from schemas.quarantine import (
     QuarantineReleaseRequested,
     QuarantineRequested,
 )
+from workers.registry import consumed_types
 
 __all__ = [
     "ANSWERS",
@@ -404,22 +404,10 @@ def consumers_of(types: Mapping[str, list[str]], workers: Iterable[str]) -> dict
 
 
 def fleet_topologies(
-    catalogue: Mapping[str, list[str]],
-    workers: Iterable[str],
-    runtime: RuntimeSettings,
-    group_size: int | None = None,
+    catalogue: Mapping[str, list[str]], workers: Iterable[str], settings: Settings
 ) -> list[Topology]:
     """The topologies of ``workers``, as the workers themselves declare them."""
-    return [
-        worker_topology(
-            worker,
-            catalogue[worker],
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-            group_size=group_size,
-        )
-        for worker in workers
-    ]
+    return [worker_topology(worker, catalogue[worker], settings) for worker in workers]
 
 
 class Operator:
@@ -479,7 +467,7 @@ def add_commands(subparsers: Any) -> None:
 async def _load(args: argparse.Namespace, settings: Settings) -> int:
     urls = broker_urls(settings)
     refuse_unless_test_vhost(urls[0], confirmed=args.synthetic_ok)
-    catalogue = consumed_types(settings)
+    catalogue = consumed_types()
     workers = args.workers or sorted(catalogue)
     consumers = consumers_of(catalogue, workers)
     has_redis = settings.redis_url is not None or bool(settings.redis_sentinels)
@@ -500,7 +488,7 @@ async def _load(args: argparse.Namespace, settings: Settings) -> int:
     )
     try:
         await generator.start(
-            fleet_topologies(catalogue, workers, settings.runtime, quorum_group_size(settings))
+            fleet_topologies(catalogue, workers, settings)
         )
         if args.timeline:  # the timeline starts now: say so to whoever injects faults
             print("load: publishing", file=sys.stderr, flush=True)

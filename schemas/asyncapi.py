@@ -66,14 +66,27 @@ AMQP_PROPERTIES: dict[str, dict[str, Any]] = {
 
 _HEADERS: dict[str, Any] = {
     "type": "object",
-    "description": "AMQP headers. A producer may set traceparent; the x-eventguard-* headers "
-    "are written by the runtime on retry copies, dead letters and releases, and believed only "
-    "from a worker's own user or a relay user.",
+    "description": "AMQP headers. A producer may set traceparent and tracestate (W3C trace "
+    "context): a worker with tracing on continues that trace and writes its own publish span's "
+    "context on everything it publishes; with tracing off they are copied unchanged onto retry "
+    "copies and dead letters. The x-eventguard-* headers are written by the runtime on retry "
+    "copies, dead letters and releases, and believed only from a worker's own user or a relay "
+    "user.",
     "properties": {
         "traceparent": {
             "type": "string",
-            "description": "W3C trace context.",
+            "description": "W3C trace context: the span that published this message.",
             "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$",
+        },
+        "tracestate": {
+            "type": "string",
+            "description": "W3C trace state (vendor entries), travels with traceparent.",
+            "maxLength": 512,
+        },
+        "x-eventguard-origin-traceparent": {
+            "type": "string",
+            "description": "Set on a quarantine release: the traceparent the dead message "
+            "carried; the spans of the released copy link to that trace.",
         },
         "x-eventguard-producer": {
             "type": "string",

@@ -8,7 +8,7 @@ from typing import Any
 from schemas import ai, health, marketplace, opportunity, ops, quarantine
 from schemas.envelope import Envelope, Payload
 
-__all__ = ["CATALOGUE", "REPLIES", "envelope_model", "is_known", "payload_model"]
+__all__ = ["CATALOGUE", "REPLIES", "envelope_model", "event_type_of", "is_known", "payload_model"]
 
 CATALOGUE: dict[str, type[Payload]] = {
     **health.EVENTS,
@@ -18,6 +18,11 @@ CATALOGUE: dict[str, type[Payload]] = {
     **marketplace.EVENTS,
     **ops.EVENTS,
 }
+
+# Payload model -> event type: each model names exactly one type (checked at import).
+_TYPES: dict[type[Payload], str] = {model: event_type for event_type, model in CATALOGUE.items()}
+if len(_TYPES) != len(CATALOGUE):  # pragma: no cover - a catalogue edit that breaks routing
+    raise RuntimeError("a payload model is the data of two event types")
 
 # Request/reply: the answers a requester with an AMQP reply_to gets back, by request type (a
 # test checks the workers' routes against this table).
@@ -36,6 +41,14 @@ REPLIES: dict[str, tuple[str, ...]] = {
 def is_known(event_type: str) -> bool:
     """True when ``event_type`` is in the catalogue."""
     return event_type in CATALOGUE
+
+
+def event_type_of(model: type[Payload]) -> str:
+    """The event type whose payload is ``model`` (ValueError when it is not in the catalogue)."""
+    try:
+        return _TYPES[model]
+    except KeyError:
+        raise ValueError(f"{model.__name__} is not the payload of a catalogue type") from None
 
 
 def payload_model(event_type: str) -> type[Payload]:

@@ -41,6 +41,7 @@ from aiormq.exceptions import (
 )
 from pamqp import commands as spec
 
+from common import tracing
 from common.bus.broker import MessageHandler
 from common.bus.consumers import Consumers, declare_queue, incoming
 from common.bus.link import CONNECTION_ERRORS, Link
@@ -211,6 +212,12 @@ class AmqpBroker:
         """Publish persistent and (by default) mandatory; wait for the confirm, sending the
         message again (same id) while its outcome is unknown (within ``publish_timeout_s``) or
         it was nacked (``nack_retries`` times at most)."""
+        if tracing.tracer is not None:  # a PRODUCER span, its context in the headers
+            await tracing.publish(self._publish, message)
+        else:
+            await self._publish(message)
+
+    async def _publish(self, message: OutgoingMessage) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._publish_timeout_s
         nacks = 0

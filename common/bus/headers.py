@@ -1,4 +1,4 @@
-"""Header names the runtime writes on retried and dead-lettered messages."""
+"""Header names the runtime writes on retried, dead-lettered and released messages."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ __all__ = [
     "EXCEPTION",
     "ORIGINAL_EXCHANGE",
     "ORIGINAL_ROUTING_KEY",
+    "ORIGIN_TRACEPARENT",
     "PRODUCER",
     "QUEUE",
     "REASON",
     "RELEASE_ID",
+    "TRACEPARENT",
+    "TRACESTATE",
     "WORKER",
     "DeadReason",
 ]
@@ -32,6 +35,11 @@ QUEUE: Final = PREFIX + "queue"
 DEAD_AT: Final = PREFIX + "dead-at"
 PRODUCER: Final = PREFIX + "producer"
 RELEASE_ID: Final = PREFIX + "release-id"
+# W3C trace context (written when tracing is on, kept on copies either way); a quarantine
+# release carries the dead message's traceparent in ORIGIN_TRACEPARENT, and spans link to it.
+TRACEPARENT: Final = "traceparent"
+TRACESTATE: Final = "tracestate"
+ORIGIN_TRACEPARENT: Final = PREFIX + "origin-traceparent"
 
 # Every reason the runtime dead-letters a message for (docs/wire-contract.md says when each
 # applies). Closed: every raise site names one of these, and a test checks the docs list them.

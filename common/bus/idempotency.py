@@ -28,15 +28,15 @@ import contextlib
 import enum
 import hashlib
 import json
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from common.bus.redis_batch import Command, RedisBatch
+from common.bus.redis_batch import RedisBatch
 from common.errors import RetryLater
 from common.logging import get_logger
-from common.store import Store
+from common.store import Arg, Store
 
 __all__ = ["Claim", "ClaimLost", "ClaimState", "Idempotency", "body_digest", "is_done"]
 
@@ -111,7 +111,8 @@ class Idempotency:
         self._clock = clock
         self._tokens: dict[str, bytes] = {}  # event id -> our lease value, while we hold it
         self._held: dict[str, _Held] = {}  # event id -> its running handler
-        self._keeper: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the next renewal round, while armed
+        self._renewing: asyncio.Task[None] | None = None  # a renewal round in progress
 
     @property
     def lease_s(self) -> float:
@@ -125,9 +126,9 @@ class Idempotency:
         """Claim ``event_id`` for processing (one round trip); ``digest`` is the body's
         :func:`body_digest`, compared with the one a finished claim kept."""
         key = self._key(event_id)
-        token = _PROCESSING + b":" + uuid.uuid4().hex[:16].encode()
+        token = _PROCESSING + b":" + os.urandom(8).hex().encode()
         previous: Any = await self._redis.execute(
-            lambda r: r.set(key, token, nx=True, px=self._lease_ms, get=True)
+            "SET", key, token, "NX", "PX", self._lease_ms, "GET"
         )
         if previous is None:
             self._tokens[event_id] = token
@@ -151,33 +152,33 @@ class Idempotency:
         """Record the output events before publishing them (durable: see :meth:`_write`)."""
         value = _OUTBOX + (digest + b":" if digest else b"") + json.dumps(bodies).encode()
         key = self._key(event_id)
-        await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._write("SET", key, value, "EX", self._done_ttl_s)
         self._tokens.pop(event_id, None)
 
     async def done(self, event_id: str, digest: bytes = b"") -> None:
         """Mark ``event_id`` handled, keeping the body's digest (durable: see :meth:`_write`)."""
         key = self._key(event_id)
         value = _DONE + b":" + digest if digest else _DONE
-        await self._write(lambda r: r.set(key, value, ex=self._done_ttl_s))
+        await self._write("SET", key, value, "EX", self._done_ttl_s)
         self._tokens.pop(event_id, None)
 
-    async def _write(self, command: Command) -> None:
+    async def _write(self, *command: Arg) -> None:
         """The marks an ack depends on: with ``WAIT`` configured, a replica must hold them
         before the message is acked (a failover then loses neither the outbox, which would run
         the handler again with new output ids, nor the done mark); otherwise batched."""
         if self._store.wait_replicas:
-            await self._store.execute_durable(command)
+            await self._store.execute_durable(lambda pipe: pipe.execute_command(*command))
         else:
-            await self._redis.execute(command)
+            await self._redis.execute(*command)
 
     async def release(self, event_id: str) -> None:
         """Forget the claim so the next delivery runs the handler (only while it is ours)."""
         key = self._key(event_id)
         token = self._tokens.pop(event_id, None)
         if token is None:
-            await self._redis.execute(lambda r: r.delete(key))
+            await self._redis.execute("DEL", key)
         else:
-            await self._redis.execute(lambda r: r.eval(_RELEASE, 1, key, token))
+            await self._redis.execute("EVAL", _RELEASE, 1, key, token)
 
     async def renew(self, event_id: str) -> bool:
         """Extend our lease on ``event_id`` by a full lease; False when it is no longer ours."""
@@ -185,15 +186,14 @@ class Idempotency:
         if token is None:
             return False
         key = self._key(event_id)
-        renewed: Any = await self._redis.execute(
-            lambda r: r.eval(_RENEW, 1, key, token, self._lease_ms)
-        )
+        renewed: Any = await self._redis.execute("EVAL", _RENEW, 1, key, token, self._lease_ms)
         return bool(renewed)
 
     @contextlib.asynccontextmanager
     async def hold(self, event_id: str) -> AsyncIterator[None]:
-        """Renew the claim every third of a lease while the body runs (one keeper task renews
-        every held claim of this worker together, so a message costs no task of its own).
+        """Renew the claim every third of a lease while the body runs (one timer renews every
+        held claim of this worker together, so a message costs no task or timer of its own; a
+        round finding nothing held leaves nothing behind until the next claim is held).
 
         If the claim is lost (taken by another holder, or not renewed for two thirds of a lease
         because Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the
@@ -206,8 +206,8 @@ class Idempotency:
             raise RuntimeError("Idempotency.hold needs to run inside a task")
         held = _Held(task, self._clock())
         self._held[event_id] = held
-        if self._keeper is None:
-            self._keeper = asyncio.create_task(self._keep(), name="claim-keeper")
+        if self._timer is None and self._renewing is None:
+            self._arm()
         try:
             yield
         except asyncio.CancelledError:
@@ -216,34 +216,44 @@ class Idempotency:
             raise
         finally:
             self._held.pop(event_id, None)
-            if not self._held and self._keeper is not None:
-                self._keeper.cancel()  # idle: no sleeping task left behind
-                self._keeper = None
 
-    async def _keep(self) -> None:
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.lease_s / 3, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._held:
+            return  # idle: nothing armed, no task left behind
+        self._renewing = asyncio.get_running_loop().create_task(self._renew_held())
+        self._renewing.add_done_callback(self._renewed)
+
+    def _renewed(self, task: asyncio.Task[None]) -> None:
+        self._renewing = None
+        if self._held and not task.cancelled():
+            self._arm()
+
+    async def _renew_held(self) -> None:
         lease_s = self.lease_s
-        while True:
-            await asyncio.sleep(lease_s / 3)
-            held = list(self._held.items())
-            results = await asyncio.gather(
-                *(self.renew(event_id) for event_id, _ in held), return_exceptions=True
-            )
-            now = self._clock()
-            for (event_id, entry), result in zip(held, results, strict=True):
-                if self._held.get(event_id) is not entry or entry.lost:
-                    continue  # finished meanwhile, or already being cancelled
-                if isinstance(result, BaseException):
-                    _log.warning("idempotency.renew_failed", error=repr(result)[:200])
-                    if now - entry.renewed_at < lease_s * 2 / 3:
-                        continue
-                    entry.lost = f"claim not renewed for {lease_s:.1f} s (Redis unreachable)"
-                elif result:
-                    entry.renewed_at = now
+        held = list(self._held.items())
+        results = await asyncio.gather(
+            *(self.renew(event_id) for event_id, _ in held), return_exceptions=True
+        )
+        now = self._clock()
+        for (event_id, entry), result in zip(held, results, strict=True):
+            if self._held.get(event_id) is not entry or entry.lost:
+                continue  # finished meanwhile, or already being cancelled
+            if isinstance(result, BaseException):
+                _log.warning("idempotency.renew_failed", error=repr(result)[:200])
+                if now - entry.renewed_at < lease_s * 2 / 3:
                     continue
-                else:
-                    entry.lost = "claim expired or taken by another holder"
-                _log.warning("idempotency.claim_lost", reason=entry.lost)
-                entry.task.cancel()
+                entry.lost = f"claim not renewed for {lease_s:.1f} s (Redis unreachable)"
+            elif result:
+                entry.renewed_at = now
+                continue
+            else:
+                entry.lost = "claim expired or taken by another holder"
+            _log.warning("idempotency.claim_lost", reason=entry.lost)
+            entry.task.cancel()
 
 
 class _Held:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from common import tracing
 from common.bus.broker import MessageHandler
 from common.bus.message import IncomingMessage, OutgoingMessage
 from common.bus.topology import Topology, topic_matches
@@ -107,6 +108,12 @@ class MemoryBroker:
 
     async def publish(self, message: OutgoingMessage) -> None:
         """Route ``message``; raise DeliveryError when unroutable or a queue refuses it."""
+        if tracing.tracer is not None:  # a PRODUCER span, its context in the headers
+            await tracing.publish(self._publish, message)
+        else:
+            await self._publish(message)
+
+    async def _publish(self, message: OutgoingMessage) -> None:
         if not self._connected:
             raise DeliveryError("broker is not connected")
         targets = self._route(message.exchange, message.routing_key)

@@ -26,6 +26,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
+from common import tracing as _tracing
 from common.bus import headers as h
 from common.bus.admission import DeadLetter, admit
 from common.bus.broker import Broker
@@ -114,6 +115,13 @@ class Pipeline:
 
     async def __call__(self, message: IncomingMessage) -> None:
         """Handle one delivery; never raises."""
+        if _tracing.tracer is None:
+            await self._deliver(message)
+            return
+        with _tracing.process_span(message, self.worker):
+            await self._deliver(message)
+
+    async def _deliver(self, message: IncomingMessage) -> None:
         self._active += 1
         self._idle.clear()
         self._in_flight.inc()
@@ -133,7 +141,11 @@ class Pipeline:
         elapsed = time.perf_counter() - started
         counter, histogram = self._series(event_type, outcome)
         counter.inc()
-        histogram.observe(elapsed)
+        if _tracing.tracer is None:
+            histogram.observe(elapsed)
+        else:
+            _tracing.record_fate(outcome)
+            histogram.observe(elapsed, _tracing.exemplar())
         self.stats.latencies.append(elapsed)
         if outcome in {"ack", "duplicate"}:
             self.stats.handled += 1
@@ -260,9 +272,20 @@ class Pipeline:
         idem = self.idempotency
         try:
             digest = body_digest(message.body) if idem is not None else b""
+            # A reply to the requester (direct reply-to: never stored, never redelivered) goes
+            # out beside the outbox write instead of after it; the durable topic copies wait
+            # for the outbox, and the ack for every confirm.
+            first: list[Awaitable[None]] = [
+                self._reply(out, message.reply_to, message.correlation_id)
+                for out in output
+                if message.reply_to and route.replies_with(out.type)
+            ]
             if output and idem is not None:
-                await idem.save_outbox(event.id, [e.model_dump_json() for e in output], digest)
-            await self._emit(message, route, output)
+                bodies = [e.model_dump_json() for e in output]
+                first.append(idem.save_outbox(event.id, bodies, digest))
+            await _all_of(*first)
+            for out in output:  # in order
+                await self.publisher.publish(out)
             if idem is not None:
                 await idem.done(event.id, digest)
         except _UNAVAILABLE as error:
@@ -284,16 +307,6 @@ class Pipeline:
             for e in [Envelope[dict[str, Any]].model_validate_json(body)]  # type: ignore[type-var]
         ]
         return await self._publish_and_ack(message, event, route, output, attempt)
-
-    async def _emit(self, message: IncomingMessage, route: Route, output: Emit) -> None:
-        # An event's topic copy and its reply go out together and both confirms are awaited
-        # (one confirm round trip, not two); the events themselves go out in order.
-        for out in output:
-            if message.reply_to and route.replies_with(out.type):
-                reply = self._reply(out, message.reply_to, message.correlation_id)
-                await _all_of(self.publisher.publish(out), reply)
-            else:
-                await self.publisher.publish(out)
 
     async def _reply(self, out: Envelope[Any], reply_to: str, correlation_id: str | None) -> None:
         try:
@@ -345,6 +358,8 @@ class Pipeline:
             await message.reject(requeue=True)
             return "retry"
         _log.info("message.retry_scheduled", attempt=attempt, queue=queue, reason=reason[:200])
+        if _tracing.tracer is not None:
+            _tracing.record_fate("retry", attempt=attempt, queue=queue, reason=reason[:200])
         await message.ack()
         return "retry"
 
@@ -380,6 +395,8 @@ class Pipeline:
         }
         self._m.dead_letters.labels(self.worker, reason).inc()
         _log.warning("message.dead_lettered", reason=reason, detail=detail[:200], attempt=attempt)
+        if _tracing.tracer is not None:
+            _tracing.record_fate("dead_letter", reason=reason, detail=detail[:200], attempt=attempt)
         try:
             await self.broker.publish(
                 message.to_outgoing(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from common import tracing
 from common.bus.message import IncomingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import RawHandler
@@ -50,6 +51,13 @@ class RawPipeline:
 
     async def __call__(self, message: IncomingMessage) -> None:
         """Handle one raw delivery; never raises."""
+        if tracing.tracer is None:
+            await self._deliver(message)
+            return
+        with tracing.process_span(message, self.worker):
+            await self._deliver(message)
+
+    async def _deliver(self, message: IncomingMessage) -> None:
         self._active += 1
         self._idle.clear()
         started = time.perf_counter()

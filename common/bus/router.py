@@ -1,4 +1,8 @@
-"""Handlers: typed async functions registered per event type.
+"""Handlers: typed async functions registered by their payload model.
+
+``router.add(QuarantineRequested, handler)``: the event type comes from the catalogue
+(:func:`schemas.registry.event_type_of`), so the handler's annotation
+(``Envelope[QuarantineRequested]``) and the type it is bound to cannot disagree.
 
 A handler takes the validated envelope and returns the events it wants published (or
 nothing). It never acks: the pipeline publishes its output, waits for the confirms, then acks.
@@ -13,15 +17,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from common.bus.message import IncomingMessage
-from schemas.envelope import Envelope
-from schemas.registry import is_known
+from schemas.envelope import Envelope, Payload
+from schemas.registry import event_type_of
 
 __all__ = ["Emit", "Handler", "RawHandler", "Route", "Router"]
 
 Emit = Sequence[Envelope[Any]]
 Handler = Callable[[Envelope[Any]], Awaitable[Emit | None]]
 RawHandler = Callable[[IncomingMessage], Awaitable[Emit | None]]
-H = TypeVar("H", bound=Handler)
+P = TypeVar("P", bound=Payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +56,17 @@ class Router:
 
     def add(
         self,
-        event_type: str,
-        handler: Handler,
+        model: type[P],
+        handler: Callable[[Envelope[P]], Awaitable[Emit | None]],
         *,
         timeout_s: float | None = None,
         reply: bool | frozenset[str] = False,
         broadcast: bool = False,
     ) -> None:
-        """Register ``handler`` for ``event_type`` (a catalogue type, once). A ``broadcast``
-        type reaches every replica of the worker (its per-replica queue), not just one."""
-        if not is_known(event_type):
-            raise ValueError(f"{event_type!r} is not in the event catalogue")
+        """Register ``handler`` for the catalogue type whose payload is ``model`` (once). A
+        ``broadcast`` type reaches every replica of the worker (its per-replica queue), not
+        just one."""
+        event_type = event_type_of(model)
         if event_type in self.routes:
             raise ValueError(f"{event_type!r} already has a handler")
         self.routes[event_type] = Route(event_type, handler, timeout_s, reply, broadcast)

@@ -23,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from common.bus.nodes import quorum_group_size
+from common.config import Settings
+
 __all__ = [
     "DEAD_DELIVERY_LIMIT",
     "DEAD_LETTER_EXCHANGE",
@@ -158,16 +161,14 @@ def unrouted_queue_spec(
 
 
 def worker_topology(
-    worker: str,
-    event_types: Sequence[str],
-    *,
-    retry_delays_s: Sequence[float],
-    delivery_limit: int,
-    max_length: int = 1_000_000,
-    group_size: int | None = None,
+    worker: str, event_types: Sequence[str], settings: Settings, *, max_length: int = 1_000_000
 ) -> Topology:
-    """The exchanges and queues ``worker`` consumes from, declared idempotently at start;
-    ``group_size``: the replicas of each quorum queue (see :func:`_quorum`)."""
+    """The exchanges and queues ``worker`` consumes from, declared idempotently at start, as
+    ``settings`` shape them: the retry tiers and delivery limit of ``settings.runtime``, and the
+    replicas of each quorum queue (:func:`~common.bus.nodes.quorum_group_size`)."""
+    delivery_limit = settings.runtime.delivery_limit
+    retry_delays_s = settings.runtime.retry_delays_s
+    group_size = quorum_group_size(settings)
     queue = work_queue_name(worker)
     work = QueueSpec(
         name=queue,

@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, TypeVar
 
+from common import tracing
 from common.metrics import Metrics
 from common.reliability.breaker import BreakerConfig, CircuitBreaker
 from common.reliability.budget import RetryBudget
 from common.reliability.bulkhead import Bulkhead
 from common.reliability.clock import Clock, system_clock
-from common.reliability.errors import BulkheadFull
+from common.reliability.errors import BulkheadFull, CircuitOpen
 from common.reliability.hooks import CallObserver, ReliabilityHooks
 from common.reliability.retry import RetryPolicy
 from common.reliability.shared import SharedBreakerState, SharedStateStore
@@ -141,7 +142,20 @@ class Guard:
         """Run ``fn()`` under retry, breaker, bulkhead and timeout; re-raises the last error.
 
         ``timeout_s`` replaces the configured per-attempt timeout for this call; the retry
-        deadline caps it further."""
+        deadline caps it further. With tracing on, the call runs under a CLIENT span."""
+        if tracing.tracer is None:
+            return await self._call(fn, timeout_s)
+        with tracing.client_span(self.name, self.breaker.state.value):
+            try:
+                return await self._call(fn, timeout_s)
+            except CircuitOpen as refused:  # the breaker's decision, beside the exception
+                tracing.add_event(
+                    "breaker.rejected",
+                    {"state": refused.state, "retry_after_s": refused.retry_after_s},
+                )
+                raise
+
+    async def _call(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None) -> T:
         per_attempt = timeout_s or self.config.timeout_s
 
         async def attempt(remaining: float | None) -> T:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from common import tracing
 from common.metrics import Metrics
 from common.reliability.breaker import STATE_CODES, CircuitBreaker, State
 from common.reliability.retry import RetryPolicy
@@ -60,6 +61,8 @@ class ReliabilityHooks:
             to_state=new.value,
             open_s=round(breaker.remaining_open_s(), 3) if new is State.OPEN else None,
         )
+        if tracing.tracer is not None:  # on the span of the call that moved it, if any
+            tracing.add_event(_EVENTS[new], {"dependency": breaker.name, "from_state": old.value})
         if self.metrics is not None:
             r = self.metrics.reliability
             r.breaker_state.labels(breaker.name).set(STATE_CODES[new])
@@ -92,6 +95,11 @@ class ReliabilityHooks:
                 delay_s=round(delay, 3),
                 error=type(error).__name__,
             )
+            if tracing.tracer is not None:
+                tracing.add_event(
+                    "retry.scheduled",
+                    {"attempt": attempt, "delay_s": delay, "error": type(error).__name__},
+                )
             if inner_retry is not None:
                 inner_retry(attempt, error, delay)
 
@@ -110,6 +118,11 @@ class ReliabilityHooks:
                 reason=reason,
                 error=type(error).__name__,
             )
+            if tracing.tracer is not None:
+                tracing.add_event(
+                    "retry.gave_up",
+                    {"attempts": attempts, "reason": reason, "error": type(error).__name__},
+                )
             if inner_giveup is not None:
                 inner_giveup(attempts, error, reason)
 
@@ -131,7 +144,10 @@ class ReliabilityHooks:
         rejected = r.bulkhead_rejected.labels(name)
 
         def observe(outcome: str, seconds: float) -> None:
-            children[outcome].observe(seconds)
+            if tracing.tracer is None:
+                children[outcome].observe(seconds)
+            else:
+                children[outcome].observe(seconds, tracing.exemplar())
             if outcome == "rejected":
                 rejected.inc()
 

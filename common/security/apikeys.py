@@ -73,12 +73,12 @@ class ApiKeyStore:
         store: Store,
         *,
         default_ttl_s: int | None = None,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._index = store.key("security", "apikeys")
         self._default_ttl_s = default_ttl_s
-        self._clock = clock
+        self._now = now
 
     def _record(self, key_id: str) -> str:
         return self._store.key("security", "apikey", key_id)
@@ -97,7 +97,7 @@ class ApiKeyStore:
             raise ValueError("ttl must be positive")
         key_id = secrets.token_hex(_ID_BYTES)
         secret = secrets.token_urlsafe(_SECRET_BYTES)
-        now = self._clock()
+        now = self._now()
         expires = now + ttl if ttl is not None else None
         mapping = {
             "digest": _digest(key_id, secret),
@@ -132,7 +132,7 @@ class ApiKeyStore:
         if not hmac.compare_digest(expected, _digest(key_id, secret)) or expected is _DUMMY:
             return None
         key = _facts(key_id, fields)
-        if key is None or (key.expires_at is not None and key.expires_at <= self._clock()):
+        if key is None or (key.expires_at is not None and key.expires_at <= self._now()):
             return None
         return key
 
@@ -143,7 +143,7 @@ class ApiKeyStore:
         record = self._record(key_id)
         fields: Any = await self._store.execute(lambda r: r.hgetall(record))
         key = _facts(key_id, fields) if fields else None
-        return key is not None and (key.expires_at is None or key.expires_at > self._clock())
+        return key is not None and (key.expires_at is None or key.expires_at > self._now())
 
     async def revoke(self, key_id: str) -> bool:
         """Delete a key; False when it did not exist (or ``key_id`` is not an id at all)."""

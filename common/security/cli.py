@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from common.clitools import parse_duration
@@ -93,15 +94,20 @@ def _store(settings: Settings) -> Store:
 
 
 def _facts(key: ApiKey) -> str:
+    """One JSON line per key; times in ISO 8601 UTC (``expires_at`` null: never expires)."""
     return json.dumps(
         {
             "key_id": key.key_id,
             "name": key.name,
             "role": key.role.value,
-            "created_at": key.created_at,
-            "expires_at": key.expires_at,
+            "created_at": _iso(key.created_at),
+            "expires_at": None if key.expires_at is None else _iso(key.expires_at),
         }
     )
+
+
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds")
 
 
 async def issue_token(args: argparse.Namespace, settings: Settings) -> int:

@@ -29,12 +29,12 @@ def session_id(token: str) -> str:
 class SessionStore:
     """Creates, reads and revokes sessions in Redis."""
 
-    def __init__(self, store: Store, *, ttl_s: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, *, ttl_s: int, now: Callable[[], float] = time.time) -> None:
         if ttl_s <= 0:
             raise ValueError("ttl_s must be positive")
         self._store = store
         self._ttl_s = ttl_s
-        self._clock = clock
+        self._now = now
 
     def _session(self, sid: str) -> str:
         return self._store.key("security", "session", sid)
@@ -48,7 +48,7 @@ class SessionStore:
         if _RESERVED & extra.keys():
             raise ValueError(f"session data may not set {sorted(_RESERVED & extra.keys())}")
         sid = session_id(token)
-        now = self._clock()
+        now = self._now()
         value = json.dumps(
             {**extra, "sub": sub, "created_at": now, "expires_at": now + self._ttl_s}
         )

@@ -89,7 +89,7 @@ class TokenService:
     """Issues and verifies tokens for one issuer and audience.
 
     ``store`` holds revocations and refresh families; a service without one can only issue
-    (the CLI). ``clock`` returns Unix seconds (tests inject a fixed one).
+    (the CLI). ``now`` returns Unix seconds (tests inject a fixed one).
     """
 
     def __init__(
@@ -97,13 +97,13 @@ class TokenService:
         settings: SecuritySettings,
         *,
         store: Store | None,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
         keys: KeyRing | None = None,
     ) -> None:
         self._settings = settings
         self._keys = keys or KeyRing.from_settings(settings)
         self._store = store
-        self._clock = clock
+        self._now = now
 
     @property
     def settings(self) -> SecuritySettings:
@@ -117,7 +117,7 @@ class TokenService:
 
     def now(self) -> datetime:
         """The service clock as an aware UTC datetime."""
-        return datetime.fromtimestamp(int(self._clock()), tz=UTC)
+        return datetime.fromtimestamp(int(self._now()), tz=UTC)
 
     # -- issuing ----------------------------------------------------------------------------
 
@@ -232,7 +232,7 @@ class TokenService:
         return self._check_claims(payload, expected_type)
 
     def _check_claims(self, payload: dict[str, Any], expected_type: TokenKind) -> Claims:
-        now, leeway = int(self._clock()), self._settings.leeway_s
+        now, leeway = int(self._now()), self._settings.leeway_s
         iat, nbf, exp = (_timestamp(payload, name) for name in ("iat", "nbf", "exp"))
         if exp <= now - leeway:
             raise TokenError("expired")
@@ -279,7 +279,7 @@ class TokenService:
         return self._redis().key("security", *parts)
 
     def _ttl(self, claims: Claims) -> int:
-        return max(1, claims.exp - int(self._clock()) + self._settings.leeway_s)
+        return max(1, claims.exp - int(self._now()) + self._settings.leeway_s)
 
     def _subject_key(self, sub: str) -> str:
         return self._key("subject-nbf", hashlib.sha256(sub.encode()).hexdigest()[:40])
@@ -317,7 +317,7 @@ class TokenService:
         the longest-lived of them would have expired); returns that instant."""
         if not sub or len(sub) > _MAX_CLAIM_CHARS:
             raise ValueError("sub must be 1 to 256 characters")
-        now = int(self._clock())
+        now = int(self._now())
         key, ttl = self._subject_key(sub), self._longest_ttl()
         await self._redis().execute(lambda r: r.set(key, str(now).encode(), ex=ttl))
         return datetime.fromtimestamp(now, tz=UTC)

@@ -77,7 +77,7 @@ class ConsoleAuth:
         self.store = store
         self.tokens = tokens
         self.api_keys = api_keys
-        self.sessions = SessionStore(store, ttl_s=session_ttl_s, clock=clock)
+        self.sessions = SessionStore(store, ttl_s=session_ttl_s, now=clock)
         self._clock = clock
         self.session_ttl_s = session_ttl_s
         self.secure_cookie = secure_cookie

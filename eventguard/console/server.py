@@ -95,7 +95,7 @@ def _console(
         tap=tap,
         models=AiModels(store, settings.ai_fallback),
         requests=Requests(publisher, wait_s=settings.console.answer_wait_s),
-        audit=AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, clock=time.time),
+        audit=AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, now=time.time),
     )
 
 

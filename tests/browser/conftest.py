@@ -58,6 +58,7 @@ from common.store import Store, connect_redis
 from common.testing import fast_runtime_settings, forget_prefix
 from eventguard.console import Serving, console_serving
 from schemas.envelope import Envelope
+from schemas.registry import payload_model
 from tests.integration.conftest import rabbit_url, redis_url
 from workers.ai_fallback import create as create_ai_fallback
 from workers.health_monitor import create as create_health_monitor
@@ -104,7 +105,7 @@ class _PoisonService(BaseService):
     def __init__(self, ctx: WorkerContext, poison: Poison) -> None:
         super().__init__(ctx)
         self.poison = poison
-        self.router.add(POISON_TYPE, self.handle)
+        self.router.add(payload_model(POISON_TYPE), self.handle)
 
     async def handle(self, event: Envelope[Any]) -> Emit:
         if not self.poison.accept:
@@ -302,10 +303,7 @@ async def _purge(url: str) -> None:
 
 
 async def _delete_queues(url: str, worker: str, settings: Settings) -> None:
-    topology = worker_topology(
-        worker, [POISON_TYPE], retry_delays_s=settings.runtime.retry_delays_s,
-        delivery_limit=settings.runtime.delivery_limit,
-    )  # fmt: skip
+    topology = worker_topology(worker, [POISON_TYPE], settings)
     spy = f"eventguard.{worker}.spy"
     names = [q.name for q in topology.queues] + [spy, f"eventguard.console.{settings.instance}"]
     async with aiormq.connect(url) as connection:

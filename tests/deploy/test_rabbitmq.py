@@ -6,35 +6,23 @@ import json
 import re
 from typing import Any
 
-import pytest
-
 from common.bus.topology import EVENTS_EXCHANGE, UNROUTED_EXCHANGE, worker_topology
 from common.config import RuntimeSettings, Settings
 from common.security.producers import DEFAULT_PRODUCERS
+from eventguard.definitions import rabbitmq_definitions
 from tests.deploy._tools import DEPLOY
-
-try:
-    from eventguard.consumes import consumed_types
-    from eventguard.definitions import rabbitmq_definitions
-except ImportError as error:  # the workers are written alongside; say so instead of erroring
-    pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
+from workers.registry import consumed_types
 
 DEFINITIONS: dict[str, Any] = json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
 
 
 def _declared() -> tuple[dict[str, Any], dict[str, dict[str, Any]], set[tuple[str, str, str]]]:
     """Exchanges, queues and bindings `eventguard topology apply` declares, worker by worker."""
-    runtime = RuntimeSettings()
     exchanges: dict[str, Any] = {}
     queues: dict[str, dict[str, Any]] = {}
     bindings: set[tuple[str, str, str]] = set()
-    for worker, types in consumed_types(Settings()).items():
-        topology = worker_topology(
-            worker,
-            types,
-            retry_delays_s=runtime.retry_delays_s,
-            delivery_limit=runtime.delivery_limit,
-        )
+    for worker, types in consumed_types().items():
+        topology = worker_topology(worker, types, Settings())
         for exchange in topology.exchanges:
             exchanges[exchange.name] = (exchange.type, exchange.alternate)
         for queue in topology.queues:
@@ -65,7 +53,7 @@ def test_work_queues_carry_the_dead_letter_and_overflow_policy() -> None:
     """Work queues dead-letter at least once to eventguard.dlx, reject publishes when full and
     stop a poison message at the configured delivery limit."""
     runtime = RuntimeSettings()
-    for worker in consumed_types(Settings()):
+    for worker in consumed_types():
         queue = next(q for q in DEFINITIONS["queues"] if q["name"] == f"eventguard.{worker}")
         assert queue["arguments"] | {"x-max-length": 0} == {
             "x-queue-type": "quorum",
@@ -107,7 +95,7 @@ def test_every_publisher_has_a_user_and_no_password_is_committed() -> None:
     users = {u["name"]: u for u in DEFINITIONS["users"]}
     producers = {p for allowed in DEFAULT_PRODUCERS.values() for p in allowed}
     assert producers <= set(users)
-    assert set(consumed_types(Settings())) <= set(users)
+    assert set(consumed_types()) <= set(users)
     assert {p["user"] for p in DEFINITIONS["permissions"]} == set(users)
     assert all(u["password_hash"] == "" for u in users.values())
     assert "guest" not in users
@@ -120,7 +108,7 @@ def _permissions() -> dict[str, dict[str, str]]:
 def test_workers_touch_only_their_own_queues() -> None:
     """A worker may configure and read its own queues and the shared ones, never a peer's."""
     permissions = _permissions()
-    workers = sorted(consumed_types(Settings()))
+    workers = sorted(consumed_types())
     for worker in workers:
         allowed = permissions[worker]
         for own in (f"eventguard.{worker}", f"eventguard.{worker}.retry.5000ms"):
@@ -136,7 +124,7 @@ def test_workers_touch_only_their_own_queues() -> None:
 def test_outside_producers_may_only_publish_events() -> None:
     """marketplace, chat and operator publish to eventguard.events and declare nothing."""
     permissions = _permissions()
-    workers = set(consumed_types(Settings()))
+    workers = set(consumed_types())
     for user in set(permissions) - workers - {"console"}:
         allowed = permissions[user]
         assert allowed["configure"] == "^$"

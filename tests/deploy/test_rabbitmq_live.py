@@ -16,14 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from common.bus.amqp import AmqpBroker
 from common.bus.topology import worker_topology
-from common.config import RuntimeSettings, Settings
+from common.config import Settings
 from common.metrics import Metrics
 from tests.deploy._tools import DEPLOY
-
-try:
-    from eventguard.consumes import consumed_types
-except ImportError as error:  # the workers are written alongside; say so instead of erroring
-    pytest.skip(f"the worker registry does not import yet: {error}", allow_module_level=True)
+from workers.registry import consumed_types
 
 pytestmark = pytest.mark.integration
 _AMQP_URL = os.environ.get(
@@ -87,23 +83,17 @@ async def test_definitions_load_and_topology_apply_changes_nothing(vhost: str) -
         loaded = {q["name"]: q["arguments"] for q in await _get(session, f"{api}/queues/{encoded}")}
         assert loaded == {q["name"]: q["arguments"] for q in definitions["queues"]}
 
-        runtime = RuntimeSettings()
         broker = AmqpBroker(
-            _AMQP_URL.rstrip("/") + "/" + encoded,
+            urlsplit(_AMQP_URL)._replace(path="/" + encoded).geturl(),  # its vhost, not ours
             metrics=Metrics(CollectorRegistry()),
             name=f"test-deploy-definitions-{vhost}",
             start_timeout_s=10,
         )
         await broker.start()
         try:
-            for worker, types in consumed_types(Settings()).items():
+            for worker, types in consumed_types().items():
                 await broker.declare(
-                    worker_topology(
-                        worker,
-                        types,
-                        retry_delays_s=runtime.retry_delays_s,
-                        delivery_limit=runtime.delivery_limit,
-                    )
+                    worker_topology(worker, types, Settings())
                 )
         finally:
             await broker.close()

@@ -36,10 +36,10 @@ from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
-from eventguard.consumes import consumed_types
 from eventguard.load import LoadGenerator, Mix, consumers_of, fleet_topologies, operator_for
 from eventguard.load_ledger import Report
 from tests.integration.conftest import rabbit_url, redis_url
+from workers.registry import consumed_types
 
 __all__ = [
     "FLEET",
@@ -63,7 +63,9 @@ ROOT = Path(__file__).resolve().parents[2]
 FLEET = ("health_monitor", "quarantine", "ai_fallback", "opportunity_discovery")
 RETRY_DELAYS_S = (0.5, 2.0, 8.0, 16.0)
 CONSUMES = consumed_types()
-TOPOLOGIES = fleet_topologies(CONSUMES, FLEET, RuntimeSettings(retry_delays_s=RETRY_DELAYS_S))
+TOPOLOGIES = fleet_topologies(
+    CONSUMES, FLEET, Settings(runtime=RuntimeSettings(retry_delays_s=RETRY_DELAYS_S))
+)
 
 
 def free_port() -> int:

@@ -78,17 +78,17 @@ class Reservation:
 
 
 class Budgets:
-    """The three budget scopes over one Redis store; ``clock`` is epoch seconds."""
+    """The three budget scopes over one Redis store; ``now`` is epoch seconds."""
 
     def __init__(
-        self, store: Store, settings: AiFallbackSettings, *, clock: Callable[[], float] = time.time
+        self, store: Store, settings: AiFallbackSettings, *, now: Callable[[], float] = time.time
     ) -> None:
         self._store = store
         self._s = settings
-        self._clock = clock
+        self._now = now
 
     def _window(self) -> int:
-        return int(self._clock() // self._s.budget_window_s)
+        return int(self._now() // self._s.budget_window_s)
 
     def _scopes(self, actor: str | None) -> list[tuple[str, int | None, float | None]]:
         scopes: list[tuple[str, int | None, float | None]] = []

@@ -54,7 +54,7 @@ class ModelHealth:
 
 
 class HealthBook:
-    """Health of every model; ``clock`` is monotonic seconds (injectable for tests)."""
+    """Health of every model; ``monotonic`` is monotonic seconds (injectable for tests)."""
 
     def __init__(
         self,
@@ -62,12 +62,12 @@ class HealthBook:
         *,
         store: Store,
         alpha: float = 0.2,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._models = models
         self._store = store
         self._alpha = alpha
-        self.clock = clock
+        self.monotonic = monotonic
         self.health = {name: ModelHealth() for name in models}
 
     async def load(self) -> list[str]:
@@ -88,7 +88,7 @@ class HealthBook:
             return list(await pipe.execute())
 
         replies = await store.execute(read)
-        now = self.clock()
+        now = self.monotonic()
         lifted: list[str] = []
         for i, name in enumerate(names):
             ttl_ms, fingerprint, off = replies[3 * i : 3 * i + 3]
@@ -124,12 +124,12 @@ class HealthBook:
 
     def cooling(self, name: str) -> float:
         """Seconds of cool-down left (0 when none)."""
-        return max(0.0, self.health[name].cooldown_until - self.clock())
+        return max(0.0, self.health[name].cooldown_until - self.monotonic())
 
     async def cool_down(self, name: str, seconds: float, reason: str) -> None:
         """Keep ``name`` out of every chain for ``seconds``."""
         h = self.health[name]
-        h.cooldown_until = max(h.cooldown_until, self.clock() + seconds)
+        h.cooldown_until = max(h.cooldown_until, self.monotonic() + seconds)
         h.cooldown_reason = reason
         key, ms = keys.cooldown(self._store, name), max(1, int(seconds * 1000))
         await self._store.execute(lambda r: r.set(key, reason, px=ms))

@@ -71,26 +71,26 @@ class AiFallbackService(BaseService):
         self,
         ctx: WorkerContext,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(ctx, clock=wall_clock)
+        super().__init__(ctx, now=now)
         settings = ctx.settings.ai_fallback
         self.settings = settings
         self.models = load_models(settings)
         self.metrics = ctx.metrics.ai_fallback
         self.quarantine.add_listener(self._on_quarantine_change)
         self.health = HealthBook(
-            self.models, store=ctx.store, alpha=settings.health_alpha, clock=clock
+            self.models, store=ctx.store, alpha=settings.health_alpha, monotonic=monotonic
         )
         self.calls = ModelCalls(
             self.models, settings, ctx.guards, on_state_change=self._on_breaker_change
         )
         self.counter = TokenCounter(safety_factor=settings.estimate_safety_factor)
         self.cache = CompletionCache(ctx.store, ttl_s=settings.cache_ttl_s)
-        self.budgets = Budgets(ctx.store, settings, clock=wall_clock)
+        self.budgets = Budgets(ctx.store, settings, now=now)
         self._session: aiohttp.ClientSession | None = None
-        self._clock = clock
+        self._monotonic = monotonic
         # Single-flight only (ttl 0): answers are cached in Redis, not in this process.
         self._flights: RequestDeduplicator[Walk] = RequestDeduplicator(ttl_s=0.0)
         self.walker = Walker(
@@ -103,17 +103,17 @@ class AiFallbackService(BaseService):
             metrics=self.metrics,
             session=self.session,
             on_auth_failure=self._auth_alert,
-            clock=clock,
+            monotonic=monotonic,
         )
         self.router.add(
-            "ai.completion.requested",
+            CompletionRequested,
             self.on_requested,
             timeout_s=settings.max_deadline_s + 5.0,
             reply=True,
         )
         self.switches = ModelSwitches(
             self.models, self.health, on_change=self._model_changed, reload=self.reload_models,
-            clock=wall_clock,
+            now=now,
         )  # fmt: skip
         self.switches.register(self.router)
 
@@ -299,7 +299,7 @@ class AiFallbackService(BaseService):
         reservation = await self.budgets.reserve(actor, worst)
         if isinstance(reservation, str):
             raise _Refused("over_budget", reservation)
-        deadline = self._clock() + min(request.deadline_s, self.settings.max_deadline_s)
+        deadline = self._monotonic() + min(request.deadline_s, self.settings.max_deadline_s)
         job = _Job(request, chain, sizes, deadline, max_cost, actor, digest)
         used = Usage(0, 0.0)  # settled to nothing unless this request's own walk got an answer
         try:

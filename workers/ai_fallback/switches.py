@@ -56,21 +56,21 @@ class ModelSwitches:
         on_change: Callable[[Model, bool], Awaitable[None]],
         reload: Callable[[], Awaitable[None]],
         source: str = "ai_fallback",
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.models = models
         self.health = health
         self.on_change = on_change  # (model, an auth disable was lifted): gauges, alerts
         self.reload = reload  # re-read every model's state from Redis
         self.source = source
-        self.clock = clock
+        self.now = now
 
     def register(self, router: Router) -> None:
         """Requests on the work queue (with replies); answers reach every replica."""
-        router.add("ai.model.disable.requested", self.on_disable, reply=True)
-        router.add("ai.model.enable.requested", self.on_enable, reply=True)
-        router.add("ai.model.disabled", self.on_answer, broadcast=True)
-        router.add("ai.model.enabled", self.on_answer, broadcast=True)
+        router.add(events.ModelDisableRequested, self.on_disable, reply=True)
+        router.add(events.ModelEnableRequested, self.on_enable, reply=True)
+        router.add(events.ModelDisabled, self.on_answer, broadcast=True)
+        router.add(events.ModelEnabled, self.on_answer, broadcast=True)
 
     def _model(self, name: str) -> Model:
         model = self.models.get(name)
@@ -84,7 +84,7 @@ class ModelSwitches:
         by = require_role(event.actor, OPERATOR_ROLES, action="disabling an AI model")
         model = self._model(event.data.model)
         changed = await self.health.switch_off(
-            model.name, by=by, note=event.data.note, at=self.clock()
+            model.name, by=by, note=event.data.note, at=self.now()
         )
         await self.on_change(model, False)
         _log.info("ai.model_switched_off", model=model.name, by=by, changed=changed)

@@ -85,7 +85,7 @@ class Walker:
         metrics: AiFallbackMetrics,
         session: Callable[[], aiohttp.ClientSession],
         on_auth_failure: AuthAlert,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.models = models
@@ -97,7 +97,7 @@ class Walker:
         self._m = metrics
         self._session = session
         self._on_auth = on_auth_failure
-        self._clock = clock
+        self._monotonic = monotonic
         self._sleep = sleep
 
     # -- planning (no I/O) -------------------------------------------------------------------
@@ -158,7 +158,7 @@ class Walker:
             if skip is not None:
                 self._record(state.walk, model, skip, 0.0, "")
                 continue
-            if deadline - self._clock() <= 0:
+            if deadline - self._monotonic() <= 0:
                 self._record(state.walk, model, "skipped_deadline", 0.0, "deadline passed")
                 state.walk.failure = "deadline_exceeded"
                 break
@@ -207,7 +207,7 @@ class Walker:
         if state.failed is not None and state.failed[0] != model.name:
             self._m.fallbacks.labels(state.failed[0], model.name, state.failed[1]).inc()
         while True:
-            started = self._clock()
+            started = self._monotonic()
             try:
                 reply = await self._call(model, request, deadline - started)
             except (CircuitOpen, BulkheadFull) as refused:
@@ -215,11 +215,11 @@ class Walker:
                 outcome = (
                     "skipped_breaker_open" if isinstance(refused, CircuitOpen) else "skipped_busy"
                 )
-                self._record(walk, model, outcome, self._clock() - started, str(refused))
+                self._record(walk, model, outcome, self._monotonic() - started, str(refused))
                 return False
             except ProviderError as error:
                 error.detail = _scrub(error.detail, model.key)
-                latency = self._clock() - started
+                latency = self._monotonic() - started
                 outcome = error.kind
                 self._record(walk, model, outcome, latency, error.detail)
                 retry_in = await self._after_error(model, error, deadline, waited, state)
@@ -228,7 +228,7 @@ class Walker:
                 waited = True
                 await self._sleep(retry_in)
                 continue
-            latency = self._clock() - started
+            latency = self._monotonic() - started
             self._answered(
                 model=model,
                 sizes=sizes,
@@ -282,7 +282,7 @@ class Walker:
             delay = error.retry_after
             cooldown = delay if delay is not None else self._s.default_cooldown_s
             await self.health.cool_down(name, cooldown, f"rate limited (HTTP {error.status})")
-            remaining = deadline - self._clock()
+            remaining = deadline - self._monotonic()
             if (
                 not waited
                 and delay is not None
@@ -302,7 +302,7 @@ class Walker:
         self.publish_state(model)
         state.failed = (name, kind)
         state.failed_models.add(name)
-        if kind == "timeout" and deadline - self._clock() <= 0:
+        if kind == "timeout" and deadline - self._monotonic() <= 0:
             walk.failure = "deadline_exceeded"
         _log.info("ai.attempt_failed", model=name, kind=kind, status=error.status)
         return None

@@ -27,7 +27,7 @@ class MonitorAdmin(Protocol):
     heartbeats: HeartbeatBook
     rules: list[Rule]
     rules_by_name: dict[str, Rule]
-    clock: Callable[[], float]
+    now: Callable[[], float]
 
 __all__ = ["routes"]
 
@@ -98,7 +98,7 @@ def routes(monitor: MonitorAdmin) -> list[AdminRoute]:
 
     async def add_silence(request: web.Request) -> web.Response:
         body = body_of(request, SilenceBody)
-        now = monitor.clock()
+        now = monitor.now()
         silence = await monitor.book.add_silence(
             dict(body.matchers),
             until=now + body.duration_s,
@@ -121,7 +121,7 @@ def routes(monitor: MonitorAdmin) -> list[AdminRoute]:
         rule = monitor.rules_by_name.get(request.match_info["rule"])
         if rule is None:
             raise Problem(404, "no such rule", code="unknown_rule")
-        now = monitor.clock()
+        now = monitor.now()
         samples: list[Sample] = [
             s for s in monitor.heartbeats.samples(now) if s.metric == rule.metric
         ]

@@ -35,7 +35,7 @@ rules:
 
 async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
     """One rule about the story's 'checkout' worker; the story drives evaluation rounds itself
-    on a simulated clock (a minute per round), so the background loop is slowed right down."""
+    on a simulated now (a minute per round), so the background loop is slowed right down."""
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eventguard-demo-")))
     rules = folder / "rules.yaml"
     rules.write_text(_DEMO_RULES)
@@ -49,7 +49,7 @@ async def scenario(env: Harness, say: Callable[[str], None]) -> None:
         return
     started = datetime.now(UTC)
     clock = [time.time()]
-    monitor.clock = lambda: clock[0]
+    monitor.now = lambda: clock[0]
     say(
         "health_monitor: rule WorkerErrorRateHigh: warning > 5%, critical > 25%, for 2m, "
         "keep_firing_for 3m, 20% hysteresis (one round = one simulated minute)"

@@ -63,14 +63,14 @@ class Leadership:
         *,
         holder: str,
         lease_s: float,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self.holder = holder
         self.lease_key = store.key("health", "leader")
         self.epoch_key = store.key("health", "leader", "epoch")
         self._lease_ms = max(100, round(lease_s * 1000))
-        self._clock = clock
+        self._monotonic = monotonic
         self.epoch = 0  # ours while leading; 0 as a standby
         self.degraded = False  # leading without Redis (nobody else can take the lease)
         self.acquired_at: float | None = None
@@ -104,7 +104,7 @@ class Leadership:
             self.acquired_at = None
             _log.warning("health.leader_lost", epoch=previous, holder=holder)
             return False
-        self.acquired_at = self._clock()
+        self.acquired_at = self._monotonic()
         self.continued = previous > 0
         _log.info("health.leader_acquired", epoch=epoch, holder=holder, previous=previous)
         return True

@@ -60,14 +60,14 @@ class HealthMonitorService(BaseService):
         self,
         ctx: WorkerContext,
         *,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
         rules: list[Rule] | None = None,
         collectors: dict[str, Collector] | None = None,
         sinks: dict[str, Sink] | None = None,
     ) -> None:
         super().__init__(ctx)
         self.settings = ctx.settings.health_monitor
-        self.clock = clock
+        self.now = now
         self.rules = rules if rules is not None else load_rules(self.settings.rules_file)
         self.rules_by_name = {rule.name: rule for rule in self.rules}
         self.evaluator = Evaluator(
@@ -92,8 +92,8 @@ class HealthMonitorService(BaseService):
         self._stopping = False
         self._lead_lock = asyncio.Lock()
         self._lock = asyncio.Lock()
-        self.router.add("health.heartbeat", self.on_heartbeat, broadcast=True)
-        SilenceRequests(self.book, clock=clock, source=self.name).register(self.router)
+        self.router.add(Heartbeat, self.on_heartbeat, broadcast=True)
+        SilenceRequests(self.book, now=now, source=self.name).register(self.router)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -178,7 +178,7 @@ class HealthMonitorService(BaseService):
 
     async def on_heartbeat(self, event: Envelope[Heartbeat]) -> Emit:
         """Remember the worker's latest vital signs."""
-        self.heartbeats.record(event.data, self.clock())
+        self.heartbeats.record(event.data, self.now())
         return []
 
     # -- one round ----------------------------------------------------------------------------
@@ -190,7 +190,7 @@ class HealthMonitorService(BaseService):
         if not self.leadership.leading:
             await self._lead()
         async with self._lock:
-            now = self.clock()
+            now = self.now()
             samples = self.heartbeats.samples(now)
             samples += await collect_all(
                 self.collectors,
@@ -326,7 +326,7 @@ class HealthMonitorService(BaseService):
             )
         return new_event(
             "health.alert.resolved",
-            AlertResolved(**common, resolved_at=_when(self.clock())),
+            AlertResolved(**common, resolved_at=_when(self.now())),
             source=self.name,
             event_id=note.id or None,
         )
@@ -339,7 +339,7 @@ class HealthMonitorService(BaseService):
             for note in notes:
                 groups.setdefault(note.rule.name, []).append(note)
             for rule_name, group in groups.items():
-                body = _alertmanager_payload(rule_name, group, self.clock())
+                body = _alertmanager_payload(rule_name, group, self.now())
 
                 async def post(body: Mapping[str, Any] = body) -> None:
                     async with session.post(url, json=body) as response:

@@ -44,21 +44,21 @@ class SilenceRequests:
     """The handlers of the silence requests."""
 
     def __init__(
-        self, book: AlertBook, *, clock: Callable[[], float], source: str = "health_monitor"
+        self, book: AlertBook, *, now: Callable[[], float], source: str = "health_monitor"
     ) -> None:
         self.book = book
-        self.clock = clock
+        self.now = now
         self.source = source
 
     def register(self, router: Router) -> None:
         """Both requests, answered to the requester's ``reply_to`` too."""
-        router.add("health.silence.requested", self.on_silence, reply=True)
-        router.add("health.silence.expire.requested", self.on_expire, reply=True)
+        router.add(SilenceRequested, self.on_silence, reply=True)
+        router.add(SilenceExpireRequested, self.on_expire, reply=True)
 
     async def on_silence(self, event: Envelope[SilenceRequested]) -> Emit:
         """Create the silence for an operator or admin."""
         by = require_role(event.actor, OPERATOR_ROLES, action="silencing alerts")
-        now = self.clock()
+        now = self.now()
         request = event.data
         silence = await self.book.add_silence(
             dict(request.matchers), until=now + request.duration_s, by=by,

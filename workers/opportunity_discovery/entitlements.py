@@ -62,9 +62,9 @@ class Owned:
 class Entitlements:
     """Grants, revocations and reads for one store."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, *, now: Callable[[], float]) -> None:
         self.store = store
-        self.clock = clock
+        self.now = now
 
     async def grant(
         self,
@@ -104,7 +104,7 @@ class Entitlements:
                 return await pipe.execute()
 
         raw, raw_filter = await self.store.execute(read)
-        now = self.clock()
+        now = self.now()
         strategies = {}
         for strategy, expiry in raw.items():
             until = float(expiry)

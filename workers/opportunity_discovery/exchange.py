@@ -108,10 +108,10 @@ class CcxtSource:
         self,
         clients: Mapping[str, ccxt_async.Exchange],
         *,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.clients = dict(clients)
-        self._wall = clock  # stamps data the venue sent without a timestamp
+        self._wall = now  # stamps data the venue sent without a timestamp
         self._loading: dict[str, asyncio.Task[Any]] = {}
 
     def _client(self, venue: str) -> ccxt_async.Exchange:

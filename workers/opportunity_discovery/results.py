@@ -96,10 +96,10 @@ class ResultCache:
 class Progress:
     """One scan's progress hash; running updates are written at most every 0.25 s."""
 
-    def __init__(self, store: Store, scan_id: str, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, scan_id: str, now: Callable[[], float]) -> None:
         self.key = keys.scan(store, scan_id)
         self.store = store
-        self.clock = clock
+        self.now = now
         self._last = -1e18
 
     async def write(
@@ -112,7 +112,7 @@ class Progress:
     ) -> None:
         """Record ``status``, counters and (when a scan ends) its reason and the opportunities
         it found (``eventguard opportunity results``), now."""
-        now = self.clock()
+        now = self.now()
         self._last = now
         mapping = {k: str(v) for k, v in fields.items()} | {
             "status": status,
@@ -134,7 +134,7 @@ class Progress:
 
     async def running(self, result: ScanResult) -> None:
         """A progress callback for the scan engine (throttled)."""
-        if result.done < result.total and self.clock() - self._last < _PROGRESS_EVERY_S:
+        if result.done < result.total and self.now() - self._last < _PROGRESS_EVERY_S:
             return
         await self.write(
             "running", total=result.total, done=result.done, found=len(result.candidates)

@@ -102,13 +102,13 @@ class ScanEngine:
         *,
         guards: Guards,
         metrics: Metrics,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.source = source
         self.settings = settings
         self.guards = guards
         self.metrics = metrics.opportunity
-        self.clock = clock
+        self.now = now
         self.cache: RequestDeduplicator[Any] = RequestDeduplicator(
             ttl_s=settings.market_cache_ttl_s, max_entries=20_000
         )
@@ -244,7 +244,7 @@ class ScanEngine:
         """Keep the candidates fit to offer now, ranked by expected value; stale or
         implausible ones move to ``result.missing`` with their reason (a cached result is
         screened again when served, so it never outlives ``max_staleness_s``)."""
-        now = self.clock()
+        now = self.now()
         fresh = []
         for candidate in result.candidates:
             age = now - candidate.data_time

@@ -74,15 +74,15 @@ class OpportunityDiscoveryService(BaseService):
         ctx: WorkerContext,
         *,
         source: MarketSource | None = None,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(ctx)
         self.settings = ctx.settings.opportunity_discovery
-        self.clock = clock
+        self.now = now
         self._unavailable: ConfigError | None = None
         if source is None:
             try:
-                source = build_source(self.settings, clock=clock)
+                source = build_source(self.settings, now=now)
             except ConfigError as error:
                 # Routes are still registered (topology and schema export read them); start()
                 # refuses to run with a source that cannot work.
@@ -90,20 +90,20 @@ class OpportunityDiscoveryService(BaseService):
                 source = MarketSimulator(failing=set(self.settings.venues))
         self.source = source
         self.engine = ScanEngine(
-            source, self.settings, guards=ctx.guards, metrics=ctx.metrics, clock=clock
+            source, self.settings, guards=ctx.guards, metrics=ctx.metrics, now=now
         )
         self._m = ctx.metrics.opportunity
         self.results = ResultCache(ctx.store, self.settings, self._m)
-        self.entitlements = Entitlements(ctx.store, clock=clock)
+        self.entitlements = Entitlements(ctx.store, now=now)
         budget = self.settings.default_budget_s
         self.router.add(
-            "opportunity.scan.requested",
+            ScanRequested,
             self.on_scan,
             timeout_s=max(300.0, budget * 2),
             reply=frozenset({"opportunity.scan.completed"}),
         )
-        self.router.add("marketplace.strategy.purchased", self.on_purchased)
-        self.router.add("marketplace.strategy.revoked", self.on_revoked)
+        self.router.add(StrategyPurchased, self.on_purchased)
+        self.router.add(StrategyRevoked, self.on_revoked)
 
     async def start(self) -> None:
         """Refuse to start without a usable market source."""
@@ -155,7 +155,7 @@ class OpportunityDiscoveryService(BaseService):
         missing: list[Missing] = []
         symbols = self._symbols(request, holding.assets, missing)
         venues = self._venues(request, missing)
-        progress = Progress(self.store, scan_id, self.clock)
+        progress = Progress(self.store, scan_id, self.now)
         refused = self._refusal(request, holding, symbols, venues)
         if refused is not None:
             return await self._refuse(event, progress, refused, missing, started)
@@ -269,7 +269,7 @@ class OpportunityDiscoveryService(BaseService):
     # -- events --------------------------------------------------------------------------------
 
     def _payload(self, event: Envelope[ScanRequested], c: Candidate) -> OpportunityFound:
-        now = self.clock()
+        now = self.now()
         return OpportunityFound(
             scan_id=event.id,
             user_id=event.data.user_id,

@@ -39,16 +39,13 @@ class MarketSimulator:
         seed: int = 7,
         latency_s: float = 0.0,
         failing: set[str] | None = None,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.seed = seed
         self.latency_s = latency_s
         self.failing = set(failing or ())
-        self._clock = clock
+        self._now = now
         self.calls = 0
-
-    def _now(self) -> float:
-        return self._clock()
 
     async def _call(self, venue: str) -> None:
         self.calls += 1

@@ -12,14 +12,14 @@ from workers.opportunity_discovery.simulator import MarketSimulator
 __all__ = ["build_source"]
 
 
-def build_source(settings: OpportunitySettings, *, clock: Callable[[], float]) -> MarketSource:
+def build_source(settings: OpportunitySettings, *, now: Callable[[], float]) -> MarketSource:
     """The configured source (no I/O: clients connect on first use)."""
     if settings.market_source == "simulator":
         return MarketSimulator(
             seed=settings.simulator_seed,
             latency_s=settings.simulator_latency_s,
             failing=set(settings.simulator_failing),
-            clock=clock,
+            now=now,
         )
     # ccxt costs most of a second and tens of MiB to import: only a worker reading venues
     # through it pays that (the other workers, the demo and the simulator never do).
@@ -41,4 +41,4 @@ def build_source(settings: OpportunitySettings, *, clock: Callable[[], float]) -
             raise ConfigError(
                 f"EVENTGUARD_OPPORTUNITY_DISCOVERY__VENUES / __EXCHANGES: {error}"
             ) from error
-    return CcxtSource(clients, clock=clock)
+    return CcxtSource(clients, now=now)

@@ -44,7 +44,7 @@ class QuarantineAdmin(Protocol):
     repo: Repository
     releaser: Releaser
     publisher: Publisher
-    clock: Callable[[], float]
+    now: Callable[[], float]
 
     async def get(self, record_id: str) -> dict[str, Any] | None:
         """One record with its body, redacted."""
@@ -244,7 +244,7 @@ def routes(service: QuarantineAdmin) -> list[AdminRoute]:
 
     async def extend(request: web.Request) -> web.Response:
         body = body_of(request, ExtendBody)
-        return await _extend(request, service.clock() + body.ttl_s, body.note)
+        return await _extend(request, service.now() + body.ttl_s, body.note)
 
     async def block(request: web.Request) -> web.Response:
         return await _extend(request, None, body_of(request, NoteBody).note)
@@ -255,7 +255,7 @@ def routes(service: QuarantineAdmin) -> list[AdminRoute]:
             expires_at=expires_at,
             by=_reviewer(request),
             note=note,
-            now=service.clock(),
+            now=service.now(),
         )
         if done.outcome != "ok":
             raise _conflict(done.previous or "missing", entity_only=True)

@@ -66,18 +66,18 @@ class AuditQuery(RequestModel):
 class AuditTrail:
     """The stored audit records of the fleet."""
 
-    def __init__(self, store: Store, *, retention_s: int, clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, *, retention_s: int, now: Callable[[], float]) -> None:
         self._store = store
         self._key = store.key("quarantine", "audit")
         self.retention_s = retention_s
-        self._clock = clock
+        self._now = now
 
     async def add(self, event: Envelope[Any]) -> None:
         """Keep ``event``'s record (idempotent) and drop what is older than the retention."""
         record = StoredAudit(id=event.id, **event.data.model_dump())
         member = record.model_dump_json()
         score = record.at.timestamp()
-        oldest = self._clock() - self.retention_s
+        oldest = self._now() - self.retention_s
         key, retention = self._key, self.retention_s
 
         async def write(r: Any) -> Any:

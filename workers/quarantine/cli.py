@@ -111,7 +111,7 @@ async def _releaser(settings: Settings) -> AsyncIterator[tuple[Releaser, Publish
                 exchange=settings.exchange,
             )
             releaser = Releaser(
-                repo, broker=broker, user_id=settings.broker_user, metrics=metrics, clock=time.time
+                repo, broker=broker, user_id=settings.broker_user, metrics=metrics, now=time.time
             )
             yield releaser, publisher
         finally:

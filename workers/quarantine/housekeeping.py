@@ -49,14 +49,14 @@ class Housekeeping:
         publisher: Publisher,
         settings: QuarantineSettings,
         metrics: Metrics,
-        clock: Callable[[], float],
+        now: Callable[[], float],
         source: str,
     ) -> None:
         self.repo = repo
         self.releaser = releaser
         self.publisher = publisher
         self.settings = settings
-        self.clock = clock
+        self.now = now
         self.source = source
         self._m = metrics.quarantine
         self._task: asyncio.Task[None] | None = None
@@ -72,8 +72,8 @@ class Housekeeping:
 
     async def start(self) -> None:
         """Finish releases a previous process left half done, then start both loops."""
-        await self.finish_interrupted(self.clock() + 1)
-        self._last_announce = self.clock()
+        await self.finish_interrupted(self.now() + 1)
+        self._last_announce = self.now()
         self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="quarantine.tick")
         self._announcer = asyncio.create_task(self._announce_loop(), name="quarantine.outbox")
@@ -132,7 +132,7 @@ class Housekeeping:
         a crash before the confirm leaves the claim, re-announced after ``release_lease_s``.
         """
         ids = await self.repo.claim_announcements(
-            batch, now=self.clock(), lease_s=self.settings.release_lease_s
+            batch, now=self.now(), lease_s=self.settings.release_lease_s
         )
         if not ids:
             return 0
@@ -165,19 +165,19 @@ class Housekeeping:
     async def tick(self) -> None:
         """Expire blocks, finish stuck releases, refresh gauges, re-announce when due."""
         await self.expire_due()
-        await self.finish_interrupted(self.clock() - self.settings.release_lease_s)
+        await self.finish_interrupted(self.now() - self.settings.release_lease_s)
         await self.refresh_gauges()
-        if self.clock() - self._last_announce >= self.settings.announce_interval_s:
+        if self.now() - self._last_announce >= self.settings.announce_interval_s:
             await self.announce()
-            self._last_announce = self.clock()
-        if self.clock() - self._last_purge >= self.settings.purge_interval_s:
+            self._last_announce = self.now()
+        if self.now() - self._last_purge >= self.settings.purge_interval_s:
             await self.purge()
-            self._last_purge = self.clock()
+            self._last_purge = self.now()
 
     async def purge(self, *, max_batches: int = 20) -> int:
         """Apply the retention, a batch at a time (bounded per call); update the capacity
         gauges. Returns the records deleted."""
-        cutoff = self.clock() - self.settings.retention_days * 86_400
+        cutoff = self.now() - self.settings.retention_days * 86_400
         batch, total, freed, kept = self.settings.purge_batch, 0, 0, 0
         for _ in range(max_batches):
             # The records kept (active blocks) stay in range: look past them.
@@ -198,7 +198,7 @@ class Housekeeping:
     async def expire_due(self) -> int:
         """Release every entity whose TTL passed, each with ``quarantine.entry.released``."""
         released = 0
-        for record_id in await self.repo.due_expiries(self.clock()):
+        for record_id in await self.repo.due_expiries(self.now()):
             outcome = await self.releaser.expire(record_id)
             if outcome is not None:
                 await self.publisher.publish(outcome.event)
@@ -221,7 +221,7 @@ class Housekeeping:
         for (kind, reason, status), n in counts.items():
             self._m.entries.labels(kind, reason, status).set(n)
         self._m.blacklist_size.set(blacklist)
-        self._m.oldest_unreviewed.set(max(0.0, self.clock() - oldest) if oldest else 0.0)
+        self._m.oldest_unreviewed.set(max(0.0, self.now() - oldest) if oldest else 0.0)
 
     async def announce(self) -> int:
         """Re-publish ``quarantine.entry.added`` for every active block (anti-entropy)."""

@@ -349,9 +349,12 @@ def dead_message_from(message: IncomingMessage) -> DeadMessage:
 
 
 def release_headers(headers: dict[str, HeaderValue], release_id: str) -> dict[str, HeaderValue]:
-    """The original headers without the death marks, plus the release id."""
+    """The original headers without the death marks, plus the release id (and the dead
+    message's ``traceparent`` as the origin its trace links to)."""
     kept = {k: v for k, v in headers.items() if k not in _DEATH_HEADERS}
     kept[h.RELEASE_ID] = release_id
+    if h.TRACEPARENT in headers:  # the released copy's spans link to the dead message's trace
+        kept[h.ORIGIN_TRACEPARENT] = headers[h.TRACEPARENT]
     return kept
 
 

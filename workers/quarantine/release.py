@@ -85,13 +85,13 @@ class Releaser:
         broker: Broker,
         user_id: str | None,
         metrics: Metrics,
-        clock: Callable[[], float],
+        now: Callable[[], float],
         source: str = "quarantine",
     ) -> None:
         self.repo = repo
         self.broker = broker
         self.user_id = user_id
-        self.clock = clock
+        self.now = now
         self.source = source
         self._m = metrics.quarantine
 
@@ -117,7 +117,7 @@ class Releaser:
         causation: Envelope[Any] | None = None,
     ) -> Outcome:
         """Release ``record_id`` (re-publish a dead message, or unblock an entity)."""
-        now = self.clock()
+        now = self.now()
         record = await self.repo.get(record_id)
         if record is None:
             return self._refused(record_id, "missing", f"no record {record_id!r}", causation)
@@ -192,9 +192,9 @@ class Releaser:
             allowed=("releasing",),
             by=by,
             note=note,
-            now=self.clock(),
+            now=self.now(),
             expect_release_id=release_id,
-            fields={"released_at": repr(self.clock())},
+            fields={"released_at": repr(self.now())},
             release_id=release_id,
         )
         if done.outcome != "ok":
@@ -249,9 +249,9 @@ class Releaser:
             allowed=tuple(sorted(ACTIVE)),
             by=by,
             note=note,
-            now=self.clock(),
+            now=self.now(),
             expired_by=expired_by,
-            fields={"released_at": repr(self.clock())},
+            fields={"released_at": repr(self.now())},
         )
         if done.outcome != "ok":
             return self._refused(
@@ -281,7 +281,7 @@ class Releaser:
             note="ttl expired",
             causation=None,
             trigger="expiry",
-            expired_by=self.clock(),
+            expired_by=self.now(),
         )
         return outcome if outcome.changed else None
 
@@ -310,7 +310,7 @@ class Releaser:
             allowed=tuple(sorted(ACTIVE)),
             by=by,
             note=note,
-            now=self.clock(),
+            now=self.now(),
         )
         if done.outcome != "ok":
             return self._refused(
@@ -334,6 +334,6 @@ class Releaser:
     async def review(self, record_id: str, *, by: str, note: str = "") -> str:
         """Take ``record_id`` under review; returns ``ok``, ``missing`` or the blocking status."""
         done = await self.repo.transition(
-            record_id, "under_review", allowed=("quarantined",), by=by, note=note, now=self.clock()
+            record_id, "under_review", allowed=("quarantined",), by=by, note=note, now=self.now()
         )
         return "ok" if done.outcome == "ok" else (done.previous or "missing")

@@ -252,7 +252,7 @@ class Script:
         loop tick share one pipelined round trip (the dead-letter hot path)."""
         try:
             if batch is not None:
-                return await batch.execute(lambda p: p.evalsha(self.sha, 1, route_key, *args))
+                return await batch.execute("EVALSHA", self.sha, 1, route_key, *args)
             return await store.execute(lambda r: r.evalsha(self.sha, 1, route_key, *args))
         except NoScriptError:
             return await store.execute(lambda r: r.eval(self.source, 1, route_key, *args))

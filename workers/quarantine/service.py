@@ -39,6 +39,7 @@ from common.security.redaction import redact, redact_text
 from common.service import AdminRoute, BaseService, WorkerContext
 from schemas.envelope import Envelope
 from schemas.health import AlertRaised
+from schemas.ops import AuditRecorded
 from schemas.quarantine import (
     EntityKind,
     QuarantineDiscardRequested,
@@ -76,10 +77,10 @@ class QuarantineService(BaseService):
 
     name = "quarantine"
 
-    def __init__(self, ctx: WorkerContext, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(ctx, clock=clock)
+    def __init__(self, ctx: WorkerContext, *, now: Callable[[], float] = time.time) -> None:
+        super().__init__(ctx, now=now)
         self.settings = ctx.settings.quarantine
-        self.clock = clock
+        self.now = now
         self.repo = Repository(ctx.store)
         self.publisher = ctx.publisher
         self.releaser = Releaser(
@@ -87,7 +88,7 @@ class QuarantineService(BaseService):
             broker=ctx.broker,
             user_id=ctx.publisher.user_id,
             metrics=ctx.metrics,
-            clock=clock,
+            now=now,
             source=ctx.name,
         )
         self._m = ctx.metrics.quarantine
@@ -97,15 +98,15 @@ class QuarantineService(BaseService):
             publisher=ctx.publisher,
             settings=self.settings,
             metrics=ctx.metrics,
-            clock=clock,
+            now=now,
             source=ctx.name,
         )
-        self.router.add("quarantine.requested", self.on_requested)
-        self.router.add("quarantine.release.requested", self.on_release_requested, reply=True)
-        self.router.add("quarantine.discard.requested", self.on_discard_requested, reply=True)
-        self.router.add("health.alert.raised", self.on_alert)
-        self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, clock=clock)
-        self.router.add("ops.audit.recorded", self.on_audit)
+        self.router.add(QuarantineRequested, self.on_requested)
+        self.router.add(QuarantineReleaseRequested, self.on_release_requested, reply=True)
+        self.router.add(QuarantineDiscardRequested, self.on_discard_requested, reply=True)
+        self.router.add(AlertRaised, self.on_alert)
+        self.audit = AuditTrail(ctx.store, retention_s=self.settings.audit_retention_s, now=now)
+        self.router.add(AuditRecorded, self.on_audit)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -134,7 +135,7 @@ class QuarantineService(BaseService):
         if record is None:
             return None
         expires = record.get("expires_at") or ""
-        if record.get("status") in ACTIVE and expires and float(expires) <= self.clock():
+        if record.get("status") in ACTIVE and expires and float(expires) <= self.now():
             outcome = await self.releaser.expire(record_id)
             if outcome is not None:
                 await self.ctx.publisher.publish(outcome.event)
@@ -151,7 +152,7 @@ class QuarantineService(BaseService):
 
     # -- the audit trail -----------------------------------------------------------------------
 
-    async def on_audit(self, event: Envelope[Any]) -> None:
+    async def on_audit(self, event: Envelope[AuditRecorded]) -> None:
         """Keep one ``ops.audit.recorded`` for the retention period."""
         await self.audit.add(event)
 
@@ -160,7 +161,7 @@ class QuarantineService(BaseService):
     async def on_dead(self, message: IncomingMessage) -> Emit:
         """Record one dead message; contain a flood from its producer or of its type."""
         dead = scrub(dead_message_from(message), self.settings.secret_fields)
-        now = self.clock()
+        now = self.now()
         s = self.settings
         # A dead event of our own is recorded but not announced: the announcement could be
         # dead-lettered by the same consumer again, and so on, in a loop.
@@ -278,7 +279,7 @@ class QuarantineService(BaseService):
             evidence=data.evidence,
             requested_by=requested_by,
             ttl_s=ttl,
-            now=self.clock(),
+            now=self.now(),
             causation=event,
         )
         return added
@@ -302,7 +303,7 @@ class QuarantineService(BaseService):
             | {"fingerprint": data.fingerprint, "value": str(data.value)},
             requested_by=requester(event).subject,  # the admitted producer, not ``source``
             ttl_s=self.settings.alert_ttl_s,
-            now=self.clock(),
+            now=self.now(),
             causation=event,
         )
         return added

@@ -40,7 +40,7 @@ from common.bus.topology import (
     Topology,
     worker_topology,
 )
-from common.config import RuntimeSettings
+from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
@@ -59,12 +59,7 @@ def isolated_topology(
         UNRECORDED_QUEUE: f"eventguard.{worker}.dead.unrecorded",
         UNROUTED_EXCHANGE: f"eventguard.{worker}.unrouted",  # also the unrouted queue's name
     }
-    base = worker_topology(
-        worker,
-        event_types,
-        retry_delays_s=settings.retry_delays_s,
-        delivery_limit=settings.delivery_limit,
-    )
+    base = worker_topology(worker, event_types, Settings(runtime=settings))
 
     def rename(name: str) -> str:
         return names.get(name, name)

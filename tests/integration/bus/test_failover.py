@@ -62,7 +62,7 @@ async def test_publishes_unconfirmed_when_the_connection_dies_are_sent_again(rig
         return []
 
     router = Router()
-    router.add("quarantine.requested", handler)
+    router.add(QuarantineRequested, handler)
     await rig.pipeline(broker, router)
     publisher = rig.publisher(broker)
     sent: list[str] = []

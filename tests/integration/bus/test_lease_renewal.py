@@ -45,8 +45,8 @@ async def test_handler_longer_than_the_lease_while_the_channel_drops_runs_once(r
         return []
 
     router = Router()
-    router.add("quarantine.requested", handler)
-    router.add("quarantine.entry.added", collect)
+    router.add(QuarantineRequested, handler)
+    router.add(QuarantineEntryAdded, collect)
     await rig.pipeline(broker, router, lease_s=_LEASE_S)
     event = new_event("quarantine.requested", _request(), source="it")
     await rig.publisher(broker).publish(event)
@@ -77,7 +77,7 @@ async def test_a_lost_claim_cancels_the_handler(rig: Rig) -> None:
         return []
 
     router = Router()
-    router.add("quarantine.requested", handler)
+    router.add(QuarantineRequested, handler)
     pipeline = await rig.pipeline(broker, router, lease_s=_LEASE_S)
     event = new_event("quarantine.requested", _request(), source="it")
     await rig.publisher(broker).publish(event)

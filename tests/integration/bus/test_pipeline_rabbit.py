@@ -40,7 +40,7 @@ class Handler:
 
 def _router(handler: Handler) -> Router:
     router = Router()
-    router.add("quarantine.requested", handler)
+    router.add(QuarantineRequested, handler)
     return router
 
 

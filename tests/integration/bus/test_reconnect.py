@@ -27,7 +27,7 @@ async def test_server_closes_connections_mid_stream_nothing_lost(rig: Rig) -> No
         return []
 
     router = Router()
-    router.add("quarantine.requested", handler)
+    router.add(QuarantineRequested, handler)
     await rig.pipeline(broker, router)
     publisher = rig.publisher(broker)
     events = [new_event("quarantine.requested", _request(n), source="it") for n in range(300)]
@@ -70,7 +70,7 @@ async def test_ack_from_a_dead_channel_is_dropped_counted_and_redelivered(rig: R
         return []
 
     router = Router()
-    router.add("quarantine.requested", handler)
+    router.add(QuarantineRequested, handler)
     await rig.pipeline(broker, router)
     event = new_event("quarantine.requested", _request(1), source="it")
     await rig.publisher(broker).publish(event)

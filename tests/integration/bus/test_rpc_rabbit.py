@@ -27,7 +27,7 @@ async def test_request_gets_its_own_reply(rig: Rig) -> None:
     """Concurrent requests each get the reply caused by them, from another process's broker."""
     responder = await rig.broker("responder")
     router = Router()
-    router.add("quarantine.requested", _answer, reply=True)
+    router.add(QuarantineRequested, _answer, reply=True)
     await rig.pipeline(responder, router)
     requester = rig.publisher(await rig.broker("requester"))
     events = [new_event("quarantine.requested", _request(f"m{n}"), source="it") for n in range(5)]
@@ -53,7 +53,7 @@ async def test_delivered_reply_is_not_reported_undeliverable(rig: Rig) -> None:
     """A reply RabbitMQ delivers to direct reply-to is not also returned and logged as lost."""
     responder = await rig.broker("responder")
     router = Router()
-    router.add("quarantine.requested", _answer, reply=True)
+    router.add(QuarantineRequested, _answer, reply=True)
     await rig.pipeline(responder, router)
     requester = rig.publisher(await rig.broker("requester"))
     with capture_logs() as logs:

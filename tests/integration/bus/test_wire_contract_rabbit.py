@@ -36,7 +36,7 @@ async def test_properties_decide_the_fate_on_the_real_broker(rig: Rig) -> None:
         return []
 
     router = Router()
-    router.add(TYPE, handle)
+    router.add(QuarantineRequested, handle)
     await rig.pipeline(broker, router)
     async with aiormq.connect(rig.rabbit_url) as conn:  # a stray binding, as a typo would make
         channel = await conn.channel()

@@ -24,6 +24,7 @@ from common.errors import Reject
 from common.service import WorkerContext
 from common.store import Store, connect_redis
 from schemas.envelope import Envelope
+from schemas.registry import payload_model
 from tests.integration.bus.conftest import PRODUCER, Rig
 from workers.quarantine import QuarantineService
 
@@ -85,7 +86,7 @@ class QuarantineRig:
         ctx = WorkerContext(
             "quarantine", settings, self.store, self.broker, publisher, self.rig.metrics
         )
-        service = QuarantineService(ctx, clock=self.clock)
+        service = QuarantineService(ctx, now=self.clock)
         await service.start()
         raw = RawPipeline(
             worker="quarantine",
@@ -123,8 +124,8 @@ async def qrig(
         broker = await rig.broker()
         router = Router()
         poison = Poison()
-        router.add(POISON_TYPE, poison.handle)
-        router.add(FLOOD_TYPE, poison.handle)
+        router.add(payload_model(POISON_TYPE), poison.handle)
+        router.add(payload_model(FLOOD_TYPE), poison.handle)
         topology = await rig.declare(broker, router.event_types)
         spy_name = f"eventguard.{rig.worker}.spy"
         spy_topology = Topology(

@@ -50,7 +50,7 @@ class Victim(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.handled = []
-        self.router.add(VICTIM_TYPE, self.handle)
+        self.router.add(StrategyRevoked, self.handle)
 
     async def handle(self, event: Envelope[StrategyRevoked]) -> Emit:
         self.handled.append(event.data.user_id)
@@ -99,12 +99,7 @@ class Fleet:
         )
         await self.stack.enter_async_context(runtime.lifespan())
         for name, running in runtime.workers.items():
-            topology = worker_topology(
-                name,
-                running.service.router.event_types,
-                retry_delays_s=self.settings.runtime.retry_delays_s,
-                delivery_limit=self.settings.runtime.delivery_limit,
-            )
+            topology = worker_topology(name, running.service.router.event_types, self.settings)
             self.queues.update(q.name for q in topology.queues if name in q.name)
         return runtime
 

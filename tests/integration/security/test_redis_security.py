@@ -11,6 +11,7 @@ import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -93,6 +94,10 @@ async def test_apikey_cli_create_list_revoke(
     listed = capsys.readouterr().out
     assert facts["key_id"] in listed
     assert key.rsplit("_", 1)[1] not in listed
+    row = json.loads(listed.strip().splitlines()[0])
+    created = datetime.fromisoformat(row["created_at"])  # ISO 8601 UTC, not epoch seconds
+    assert created.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 300
 
     revoke = parser_sub.parse_args(["apikey", "revoke", facts["key_id"]])
     assert await revoke.func(revoke, settings) == 0

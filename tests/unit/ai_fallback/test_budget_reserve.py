@@ -14,7 +14,7 @@ from workers.ai_fallback.budget import Budgets, Reservation, Usage
 
 def _budgets(**limits: float | int) -> Budgets:
     store = Store(fakeredis.FakeAsyncRedis(), prefix="t:")
-    return Budgets(store, AiFallbackSettings(**limits), clock=lambda: 1_000_000.0)
+    return Budgets(store, AiFallbackSettings(**limits), now=lambda: 1_000_000.0)
 
 
 async def test_concurrent_reservations_never_overspend() -> None:

@@ -102,7 +102,7 @@ async def test_state_gauge_follows_cooldown_expiry_without_traffic(
     settings = ai_settings([model(sim, "a"), model(sim, "b", priority=200)], retry_after_cap_s=1)
 
     def create(ctx: WorkerContext) -> AiFallbackService:
-        return AiFallbackService(ctx, clock=lambda: now[0])
+        return AiFallbackService(ctx, monotonic=lambda: now[0])
 
     async with fleet(settings, create) as (h, service):
         await answer(h, ask())

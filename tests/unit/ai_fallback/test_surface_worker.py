@@ -7,12 +7,12 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from eventguard.consumes import consumed_types
 from schemas.ai import CompletionRequested
 from schemas.export import asyncapi_document, event_schemas
 from tests.unit.ai_fallback import recorded
 from tests.unit.ai_fallback.helpers import ai_settings, answer, ask, fleet, model
 from workers.ai_fallback.simulator import ProviderSimulator, Step
+from workers.registry import consumed_types
 
 
 def _request(**fields: Any) -> CompletionRequested:

@@ -148,7 +148,7 @@ class Sink(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.handled: list[str] = []
-        self.router.add(TYPE, self.handle)
+        self.router.add(CompletionRequested, self.handle)
 
     async def handle(self, event: Envelope[CompletionRequested]) -> Emit:
         self.handled.append(event.id)

@@ -29,7 +29,7 @@ class Counter(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.entities: list[str] = []
-        self.router.add(TYPE, self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         self.entities.append(event.data.entity_id)

@@ -15,6 +15,7 @@ from common.bus.topology import (
     topic_matches,
     worker_topology,
 )
+from common.config import RuntimeSettings, Settings
 from common.errors import DeliveryError
 
 
@@ -43,7 +44,8 @@ def test_topic_matching(pattern: str, key: str, expected: bool) -> None:
 async def _broker() -> MemoryBroker:
     broker = MemoryBroker()
     await broker.start()
-    await broker.declare(worker_topology("w", ["a.b"], retry_delays_s=(0.01,), delivery_limit=2))
+    runtime = RuntimeSettings(retry_delays_s=(0.01,), delivery_limit=2)
+    await broker.declare(worker_topology("w", ["a.b"], Settings(runtime=runtime)))
     return broker
 
 

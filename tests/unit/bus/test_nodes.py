@@ -51,8 +51,8 @@ def test_quorum_queues_get_three_replicas_on_a_cluster_and_nothing_on_one_node()
 
 def test_every_quorum_queue_carries_the_group_size_only_when_asked() -> None:
     """worker_topology puts x-quorum-initial-group-size on every queue, or on none."""
-    sized = worker_topology("w", ["a.b"], retry_delays_s=(1.0,), delivery_limit=3, group_size=3)
-    plain = worker_topology("w", ["a.b"], retry_delays_s=(1.0,), delivery_limit=3)
+    sized = worker_topology("w", ["a.b"], Settings(quorum_initial_group_size=3))
+    plain = worker_topology("w", ["a.b"], Settings())
     assert all(q.arguments[QUORUM_GROUP_SIZE] == 3 for q in sized.queues)
     assert all(QUORUM_GROUP_SIZE not in q.arguments for q in plain.queues)
 

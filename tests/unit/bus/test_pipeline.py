@@ -31,7 +31,7 @@ class Echo(BaseService):
         super().__init__(ctx)
         self.calls: list[str] = []
         self.failures_left = 0
-        self.router.add("quarantine.requested", self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         self.calls.append(event.id)

@@ -30,7 +30,7 @@ class Both(BaseService):
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
         self.resyncs = 0
-        self.router.add("quarantine.requested", self.shared)
+        self.router.add(QuarantineRequested, self.shared)
 
     async def shared(self, event: Envelope[QuarantineRequested]) -> Emit:
         return []

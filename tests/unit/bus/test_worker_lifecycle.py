@@ -23,7 +23,7 @@ class Slow(BaseService):
         self.release = asyncio.Event()
         self.started = asyncio.Event()
         self.finished = 0
-        self.router.add("quarantine.requested", self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         self.started.set()

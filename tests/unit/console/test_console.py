@@ -297,7 +297,7 @@ async def test_a_silence_is_a_request_to_health_monitor_not_a_redis_write(rig: R
 
 async def test_the_audit_page_shows_the_stored_trail_the_admin_api_serves(rig: Rig) -> None:
     """A record kept by the quarantine worker's trail is on the page; filters narrow it."""
-    trail = AuditTrail(rig.store, retention_s=3600, clock=time.time)
+    trail = AuditTrail(rig.store, retention_s=3600, now=time.time)
     for subject, action in (("alice", "quarantine.release"), ("bob", "health.silence")):
         data = AuditRecorded(
             subject=subject, role="operator", auth="token", action=action, method="POST",

@@ -82,7 +82,7 @@ async def _replica(
     def create(ctx: WorkerContext) -> HealthMonitorService:
         return HealthMonitorService(
             ctx,
-            clock=clock,
+            now=clock,
             rules=RULES,
             collectors={"targets": world.collect},
             sinks={"test": world.sink},

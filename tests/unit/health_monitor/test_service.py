@@ -73,7 +73,7 @@ def _factory(
 ) -> ServiceFactory:
     def create(ctx: WorkerContext) -> HealthMonitorService:
         return HealthMonitorService(
-            ctx, clock=clock, rules=rules, collectors=collectors, sinks=sinks
+            ctx, now=clock, rules=rules, collectors=collectors, sinks=sinks
         )
 
     return create

@@ -55,7 +55,7 @@ async def test_a_silence_requested_by_an_operator_mutes_the_next_round_until_exp
     clock = Clock()
 
     def create(ctx: WorkerContext) -> HealthMonitorService:
-        return HealthMonitorService(ctx, clock=clock, rules=RULES)
+        return HealthMonitorService(ctx, now=clock, rules=RULES)
 
     async with run_workers([("health_monitor", create)], settings=_settings()) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service
@@ -84,7 +84,7 @@ async def test_silence_requests_without_an_operator_actor_are_dead_lettered() ->
     clock = Clock()
 
     def create(ctx: WorkerContext) -> HealthMonitorService:
-        return HealthMonitorService(ctx, clock=clock, rules=RULES)
+        return HealthMonitorService(ctx, now=clock, rules=RULES)
 
     async with run_workers([("health_monitor", create)], settings=_settings()) as fleet:
         monitor = fleet.runtime.workers["health_monitor"].service

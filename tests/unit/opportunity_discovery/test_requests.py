@@ -59,7 +59,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def _factory(clock: Clock, source: MarketSimulator) -> ServiceFactory:
     def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
-        return OpportunityDiscoveryService(ctx, source=source, clock=clock)
+        return OpportunityDiscoveryService(ctx, source=source, now=clock)
 
     return create
 
@@ -83,7 +83,7 @@ async def test_bare_and_lowercase_assets_become_pairs_in_the_quote() -> None:
     """A filter of 'btc' and 'ETH' scans BTC/USDT and ETH/USDT; a request may name them so."""
     clock = Clock()
     async with run_workers(
-        [("opp", _factory(clock, _BetaRich(clock=clock)))], settings=_settings()
+        [("opp", _factory(clock, _BetaRich(now=clock)))], settings=_settings()
     ) as fleet:
         await _buy(fleet, ["btc", "ETH"])
         everything = await _scan(fleet)
@@ -98,7 +98,7 @@ async def test_nothing_to_scan_is_refused_and_the_progress_says_why() -> None:
     `eventguard opportunity status` reads from the progress record."""
     clock = Clock()
     async with run_workers(
-        [("opp", _factory(clock, MarketSimulator(clock=clock)))], settings=_settings()
+        [("opp", _factory(clock, MarketSimulator(now=clock)))], settings=_settings()
     ) as fleet:
         await _buy(fleet, None)
         summary = await _scan(fleet)
@@ -114,7 +114,7 @@ async def test_a_cached_result_is_screened_again_for_staleness() -> None:
     """A result served from the cache after its data aged past max_staleness_s offers nothing
     stale and names it, without calling the market again."""
     clock = Clock()
-    source = _BetaRich(clock=clock)
+    source = _BetaRich(now=clock)
     settings = _settings(result_cache_ttl_s=300, max_staleness_s=30)
     async with run_workers([("opp", _factory(clock, source))], settings=settings) as fleet:
         await _buy(fleet, ["BTC/USDT"])

@@ -52,7 +52,7 @@ def _settings(**overrides: Any) -> Settings:
 
 def _factory(clock: Clock, source: MarketSimulator, holder: dict[str, Any]) -> ServiceFactory:
     def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
-        service = OpportunityDiscoveryService(ctx, source=source, clock=clock)
+        service = OpportunityDiscoveryService(ctx, source=source, now=clock)
         holder["service"] = service
         return service
 
@@ -286,7 +286,7 @@ async def test_stale_data_is_named_not_offered() -> None:
     """Data older than max_staleness_s never becomes an opportunity; the part says why."""
     holder: dict[str, Any] = {}
     clock = Clock()
-    stale_source = MarketSimulator(clock=lambda: clock.now - 120)
+    stale_source = MarketSimulator(now=lambda: clock.now - 120)
     async with run_workers(
         [("opp", _factory(clock, stale_source, holder))],
         settings=_settings(max_staleness_s=30, min_edge_bps=0),
@@ -350,7 +350,7 @@ async def test_a_late_older_purchase_cannot_undo_a_revocation() -> None:
     store_redis = fakeredis.FakeAsyncRedis()
     clock = Clock()
     store = Store(store_redis, prefix="t:")
-    rights = Entitlements(store, clock=clock)
+    rights = Entitlements(store, now=clock)
     now = clock.now
     assert await rights.grant("u", "momentum", expires_at=None, at=now - 10, assets=None)
     assert await rights.revoke("u", "momentum", at=now)

@@ -35,7 +35,7 @@ class Clock:
 
 def _factory(clock: Clock, source: MarketSimulator) -> ServiceFactory:
     def create(ctx: WorkerContext) -> OpportunityDiscoveryService:
-        return OpportunityDiscoveryService(ctx, source=source, clock=clock)
+        return OpportunityDiscoveryService(ctx, source=source, now=clock)
 
     return create
 

@@ -13,6 +13,7 @@ from common.service import BaseService, WorkerContext
 from common.testing import fast_runtime_settings
 from schemas.envelope import Envelope
 from schemas.marketplace import StrategyRevoked
+from schemas.registry import payload_model
 from workers.quarantine import QuarantineService
 
 POISON_TYPE = "marketplace.strategy.revoked"
@@ -42,7 +43,7 @@ class Poison(BaseService):
         super().__init__(ctx)
         self.calls: list[str] = []
         self.accept = False
-        self.router.add(POISON_TYPE, self.handle)
+        self.router.add(payload_model(POISON_TYPE), self.handle)
 
     async def handle(self, event: Envelope[Any]) -> Emit:
         self.calls.append(event.id)
@@ -58,7 +59,7 @@ def settings(**quarantine: Any) -> Settings:
 
 def factories(clock: Clock, holder: dict[str, Any]) -> list[tuple[str, Any]]:
     def quarantine(ctx: WorkerContext) -> QuarantineService:
-        service = QuarantineService(ctx, clock=clock)
+        service = QuarantineService(ctx, now=clock)
         holder["quarantine"] = service
         return service
 

@@ -133,7 +133,7 @@ async def test_extend_and_block_entity(
         evidence={},
         requested_by="t",
         ttl_s=10,
-        now=service.clock(),
+        now=service.now(),
         causation=None,
     )
     assert outcome == "created"
@@ -141,12 +141,12 @@ async def test_extend_and_block_entity(
     assert resp.status == 200
     record = await service.repo.get("ent1")
     assert record is not None
-    assert float(record["expires_at"]) == service.clock() + 3600
+    assert float(record["expires_at"]) == service.now() + 3600
     resp = await client.post("/admin/quarantine/records/ent1/extend", json={"ttl_s": "x"})
     assert resp.status == 400
     resp = await client.post("/admin/quarantine/records/ent1/block")
     assert (await resp.json())["permanent"] is True
-    assert await service.repo.due_expiries(service.clock() + 10**6) == []
+    assert await service.repo.due_expiries(service.now() + 10**6) == []
     await _dead(env, 1)
     added = await env.wait_for("quarantine.entry.added", lambda e: e.data.kind == "message")
     resp = await client.post(

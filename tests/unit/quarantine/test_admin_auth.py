@@ -36,7 +36,7 @@ async def test_read_release_operator_block_admin() -> None:
             evidence={},
             requested_by="t",
             ttl_s=60,
-            now=q.clock(),
+            now=q.now(),
             causation=None,
         )
         async with TestClient(TestServer(app)) as client:

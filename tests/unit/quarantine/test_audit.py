@@ -107,7 +107,7 @@ async def test_retention_drops_old_records_and_redelivery_adds_nothing() -> None
     """Records older than the retention are trimmed on write; the same event twice is one."""
     now = [1_800_000_000.0]
     trail = AuditTrail(
-        Store(fakeredis.FakeAsyncRedis(), prefix="t:"), retention_s=3600, clock=lambda: now[0]
+        Store(fakeredis.FakeAsyncRedis(), prefix="t:"), retention_s=3600, now=lambda: now[0]
     )
     old = _event(now[0] - 7200, "old")
     fresh = _event(now[0] - 60, "fresh")

@@ -94,7 +94,8 @@ def test_record_id_is_deterministic_and_ignores_redelivery_count() -> None:
 
 
 def test_release_headers_reset_attempts_and_keep_producer() -> None:
-    """Death marks go, the producer and custom headers stay, the release id is added."""
+    """Death marks go, the producer and custom headers stay, the release id is added, and the
+    dead message's traceparent becomes the origin its trace links to."""
     headers: dict[str, HeaderValue] = {
         h.REASON: "max_attempts",
         h.ATTEMPT: 5,
@@ -104,4 +105,9 @@ def test_release_headers_reset_attempts_and_keep_producer() -> None:
         "traceparent": "00-abc",
     }
     out = release_headers(headers, "rel1")
-    assert out == {h.PRODUCER: "svc", "traceparent": "00-abc", h.RELEASE_ID: "rel1"}
+    assert out == {
+        h.PRODUCER: "svc",
+        "traceparent": "00-abc",
+        h.RELEASE_ID: "rel1",
+        h.ORIGIN_TRACEPARENT: "00-abc",
+    }

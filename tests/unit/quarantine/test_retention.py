@@ -63,7 +63,7 @@ async def test_records_older_than_the_retention_are_purged_active_blocks_kept() 
         publisher=None,  # type: ignore[arg-type]
         settings=QuarantineSettings(purge_batch=2, max_records=10),
         metrics=metrics,
-        clock=lambda: _NOW,
+        now=lambda: _NOW,
         source="quarantine",
     )
     assert await housekeeping.purge() == 3

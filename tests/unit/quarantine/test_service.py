@@ -133,7 +133,7 @@ async def test_crash_after_publish_is_completed_once_on_restart() -> None:
         assert record["status"] == "releasing"
         first_id = record["release_id"]
         # "restart": the start-up recovery resumes every releasing record
-        assert await q.housekeeping.finish_interrupted(q.clock() + 1) == 1
+        assert await q.housekeeping.finish_interrupted(q.now() + 1) == 1
         await env.settle()
         record = await q.repo.get(added.data.record_id)
         assert record is not None

@@ -20,6 +20,7 @@ from common.bus.topology import (
     UNRECORDED_QUEUE,
     worker_topology,
 )
+from common.config import RuntimeSettings, Settings
 from common.metrics import Metrics
 from common.testing import run_workers
 from tests.unit.quarantine.conftest import Clock, factories, settings, until
@@ -70,7 +71,9 @@ async def test_dead_queue_gives_up_after_its_delivery_limit() -> None:
     """A dead letter the recorder always fails on moves to eventguard.dead.unrecorded."""
     broker = MemoryBroker()
     await broker.start()
-    await broker.declare(worker_topology("w", [], retry_delays_s=[], delivery_limit=5))
+    await broker.declare(worker_topology(
+            "w", [], Settings(runtime=RuntimeSettings(retry_delays_s=(), delivery_limit=5))
+        ))
     metrics = Metrics(CollectorRegistry())
     attempts: list[bytes] = []
 

@@ -58,7 +58,7 @@ async def test_added_then_released() -> None:
 async def test_expiry_honoured_without_release_event() -> None:
     """An entry whose TTL passed is free at once, before any release event."""
     clock = Clock()
-    view = QuarantineView(clock=clock)
+    view = QuarantineView(now=clock)
     await view.on_added(_added("r1", expires_at=1_010.0))
     assert view.is_quarantined("ai_model", "gpt-x")
     clock.now = 1_010.0
@@ -112,7 +112,7 @@ async def test_resync_reads_the_quarantine_blacklist() -> None:
     await _block(repo, "r1", "gpt-x", None)
     await _block(repo, "r2", "claude", 2_000.0)
     seen: list[tuple[str, str, bool]] = []
-    view = QuarantineView(store=store, owner="ai_fallback", clock=Clock())
+    view = QuarantineView(store=store, owner="ai_fallback", now=Clock())
     view.add_listener(lambda k, i, b: seen.append((k, i, b)))
     await view.on_added(_added("r9", "stale-model"))
     assert await view.resync() == 2

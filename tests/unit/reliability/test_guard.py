@@ -83,7 +83,7 @@ class Downstream(BaseService):
         super().__init__(ctx)
         self.healthy = False
         self.handled = 0
-        self.router.add("quarantine.requested", self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     def critical_dependencies(self) -> list[str]:
         return ["http:flaky"]

@@ -14,15 +14,15 @@ from pydantic import SecretStr
 
 from common.bus.headers import DEAD_REASONS
 from common.config import Settings
-from eventguard.consumes import worker_routes
 from eventguard.contract import contract_from
 from schemas.export import asyncapi_document, write_all
 from schemas.registry import REPLIES
+from tests.unit.inert import inert_services
+from workers.registry import consumed_types
 
 ROOT = Path(__file__).resolve().parents[3]
 PARSER = ROOT / ".cache" / "asyncapi" / "node_modules" / "@asyncapi" / "parser"
-ROUTES = worker_routes()  # built once: every worker on inert parts
-CONSUMERS = {worker: sorted(routes) for worker, routes in ROUTES.items()}
+CONSUMERS = consumed_types()
 # Minted here: nothing secret is committed.
 PASSWORD = "pw-" + os.urandom(6).hex()  # pragma: allowlist secret
 
@@ -78,6 +78,7 @@ def test_messages_carry_properties_headers_and_reasons() -> None:
     )
     headers = doc["components"]["schemas"]["AmqpHeaders"]["properties"]
     assert {"traceparent", "x-eventguard-producer", "x-eventguard-release-id"} <= set(headers)
+    assert {"tracestate", "x-eventguard-origin-traceparent"} <= set(headers)
     assert all(reason in trait["description"] for reason in DEAD_REASONS)
     message = doc["components"]["messages"]["ai_completion_requested"]
     assert message["examples"][0]["payload"]["type"] == "ai.completion.requested"
@@ -88,8 +89,8 @@ def test_worker_routes_that_reply_are_the_reply_table() -> None:
     """Routes answering reply_to are exactly the requests of REPLIES, with their answers."""
     replying = {
         event_type: route.reply
-        for routes in ROUTES.values()
-        for event_type, route in routes.items()
+        for service in inert_services().values()
+        for event_type, route in service.router.routes.items()
         if route.reply
     }
     assert set(replying) == set(REPLIES)

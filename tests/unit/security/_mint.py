@@ -44,7 +44,7 @@ def service(
     config: SecuritySettings | None = None, *, now: float = NOW, redis: Store | None = None
 ) -> TokenService:
     """A TokenService on fakeredis with a fixed clock."""
-    return TokenService(config or settings(), store=redis or store(), clock=lambda: now)
+    return TokenService(config or settings(), store=redis or store(), now=lambda: now)
 
 
 def private_pem(key: PrivateKeyTypes) -> str:

@@ -58,7 +58,7 @@ async def ops_server(
     settings = Settings(runtime=fast_runtime_settings(), security=security)
     clock = Clock()
     async with run_workers([(w, WORKERS[w]) for w in workers], settings=settings) as fleet:
-        tokens = TokenService(security, store=fleet.store, clock=clock)
+        tokens = TokenService(security, store=fleet.store, now=clock)
         window = security.auth_failure_window_s
         auth = AdminAuth(
             tokens=tokens,

@@ -31,7 +31,7 @@ class _Recorder(BaseService):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self.router.add("quarantine.release.requested", self.handle)
+        self.router.add(QuarantineReleaseRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineReleaseRequested]) -> Emit:
         who = requester(event)

@@ -17,7 +17,7 @@ NOW = 1_800_000_000.0
 def _keys(now: list[float] | None = None) -> tuple[ApiKeyStore, Store]:
     clock = now if now is not None else [NOW]
     store = Store(fakeredis.FakeAsyncRedis(), prefix="ak:")
-    return ApiKeyStore(store, clock=lambda: clock[0]), store
+    return ApiKeyStore(store, now=lambda: clock[0]), store
 
 
 async def _everything_stored(store: Store) -> bytes:

@@ -189,7 +189,7 @@ async def test_tokens_that_fail_verification_get_401(env: Env, kind: str) -> Non
 
 def _reissue_expired(tokens: TokenService) -> str:
     """A token from the same keys, issued two hours ago for one hour."""
-    old = TokenService(tokens.settings, store=None, clock=lambda: time.time() - 7_200)
+    old = TokenService(tokens.settings, store=None, now=lambda: time.time() - 7_200)
     return old.issue("op", "admin", ttl_s=3_600)
 
 

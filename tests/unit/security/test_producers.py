@@ -84,7 +84,7 @@ class _Counting(BaseService):
 
     def __init__(self, ctx: WorkerContext) -> None:
         super().__init__(ctx)
-        self.router.add("quarantine.requested", self.handle)
+        self.router.add(QuarantineRequested, self.handle)
 
     async def handle(self, event: Envelope[QuarantineRequested]) -> Emit:
         type(self).calls += 1

@@ -27,7 +27,7 @@ class _NoScan(fakeredis.FakeAsyncRedis):
 
 def _sessions(ttl_s: int = 3600) -> tuple[SessionStore, Store]:
     store = Store(_NoScan(), prefix="ss:")
-    return SessionStore(store, ttl_s=ttl_s, clock=lambda: 1_800_000_000.0), store
+    return SessionStore(store, ttl_s=ttl_s, now=lambda: 1_800_000_000.0), store
 
 
 def test_session_id_is_sha256_of_the_whole_token() -> None:

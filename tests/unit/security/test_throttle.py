@@ -85,7 +85,7 @@ async def test_readyz_probes_at_most_once_a_second() -> None:
 
         runtime.ready = counted  # type: ignore[method-assign]
         now = [100.0]
-        app = build_app(runtime, auth=ops.auth, stream=ops.stream, clock=lambda: now[0])
+        app = build_app(runtime, auth=ops.auth, stream=ops.stream, monotonic=lambda: now[0])
         async with TestClient(TestServer(app)) as client:
             answers = await asyncio.gather(*(client.get("/readyz") for _ in range(10)))
             assert {answer.status for answer in answers} == {200}

@@ -55,7 +55,7 @@ async def test_revoke_by_subject_refuses_every_earlier_token() -> None:
     """A subject's not-before refuses its tokens issued until now, not later ones, not others."""
     store = m.store()
     clock = [m.NOW]
-    service = TokenService(m.settings(), store=store, clock=lambda: clock[0])
+    service = TokenService(m.settings(), store=store, now=lambda: clock[0])
     old, other = service.issue("alice", "admin"), service.issue("bob", "admin")
     clock[0] += 5
     await service.revoke_subject("alice")

@@ -265,7 +265,7 @@ def test_issue_refuses_bad_arguments() -> None:
 
 async def test_verify_without_redis_fails_closed() -> None:
     """A service without a store can issue, but verification needs the revocation store."""
-    service = TokenService(m.settings(), store=None, clock=lambda: m.NOW)
+    service = TokenService(m.settings(), store=None, now=lambda: m.NOW)
     with pytest.raises(ConfigError, match="Redis"):
         await service.verify(service.issue("alice", "user"))
 

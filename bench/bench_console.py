@@ -73,7 +73,7 @@ async def _fill(repo: Repository, n: int) -> float:
 
 async def _fill_levers(store: Store, settings: Settings, audits: int, actors: int) -> None:
     """Audit records (as the quarantine worker keeps them) and requesters' spend."""
-    trail = AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, clock=time.time)
+    trail = AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, now=time.time)
     for start in range(0, audits, 100):
         batch = [
             AuditRecorded(

@@ -4,7 +4,9 @@ Fills Redis through the quarantine worker's own repository (the same Lua step as
 signs in with an API key, then times every page over HTTP (server-side render included):
 p50 and p95 per page, target < 300 ms. The broker is the in-memory one: the pages read Redis,
 and the fleet/queue figures come from the tap and the broker's own depth (no network).
-Failure groups are timed as served (recomputed at most every 5 s) and uncached.
+Failure groups are timed as served (recomputed at most every 5 s) and uncached. The audit trail
+holds 5,000 records (what one query reads at most; the filtered page scans them all) and the AI
+models page two models and 200 requesters with spend in the current window.
 
 Writes ``bench/results/console.json``. Run: ``.venv/bin/python -m bench.bench_console``
 (EVENTGUARD_BENCH_REDIS_URL overrides the local Redis, database 14).
@@ -19,6 +21,7 @@ import os
 import statistics
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,7 @@ from common.bus import headers as h
 from common.bus.memory import MemoryBroker
 from common.config import Settings
 from common.config.sections import ConsoleSettings
+from common.config.workers import AiFallbackSettings, AiModelSettings
 from common.logging import configure_logging
 from common.metrics import Metrics
 from common.security.apikeys import ApiKeyStore
@@ -36,6 +40,10 @@ from common.security.keys import demo_settings
 from common.store import Store, connect_redis
 from common.testing import forget_prefix
 from eventguard.console import console_serving
+from schemas.envelope import new_event
+from schemas.ops import AuditRecorded
+from workers.ai_fallback import keys as ai_keys
+from workers.quarantine.audit import AuditTrail
 from workers.quarantine.records import DeadMessage
 from workers.quarantine.repository import Repository
 
@@ -65,6 +73,36 @@ async def _fill(repo: Repository, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+async def _fill_levers(store: Store, settings: Settings, audits: int, actors: int) -> None:
+    """Audit records (as the quarantine worker keeps them) and requesters' spend."""
+    trail = AuditTrail(store, retention_s=settings.quarantine.audit_retention_s, now=time.time)
+    for start in range(0, audits, 100):
+        batch = [
+            AuditRecorded(
+                subject=f"op{i % 20}", role="operator", auth="session", action="quarantine.release",
+                method="POST", route="/quarantine/records/{id}/release", target={"id": f"r{i}"},
+                outcome="ok", status=202, at=datetime.now(UTC), worker="console",
+            )
+            for i in range(start, min(audits, start + 100))
+        ]  # fmt: skip
+        await asyncio.gather(
+            *(trail.add(new_event("ops.audit.recorded", a, source="bench")) for a in batch)
+        )
+    window = int(time.time() // settings.ai_fallback.budget_window_s)
+    index = ai_keys.budget_index(store, window)
+    scopes = [f"actor:user{i}" for i in range(actors)]
+
+    async def write(r: Any) -> Any:
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.sadd(index, *scopes)
+            for i, scope in enumerate(scopes):
+                key = ai_keys.budget(store, window, scope)
+                pipe.hset(key, mapping={"tokens": 100 * i, "micro_usd": 7 * i})
+            return await pipe.execute()
+
+    await store.execute(write)
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -80,9 +118,23 @@ async def run(n: int, rounds: int, redis_url: str) -> dict[str, Any]:
         redis_key_prefix=prefix,
         security=demo_settings(),
         console=ConsoleSettings(secure_cookie=False),
+        ai_fallback=AiFallbackSettings(
+            models=tuple(
+                AiModelSettings(
+                    name=name,
+                    provider="openai",
+                    endpoint="http://127.0.0.1:9/v1",
+                    context_window=8_000,
+                    max_output=100,
+                )
+                for name in ("bench-primary", "bench-fallback")
+            ),
+            actor_max_tokens=1_000_000,
+        ),
     )
     try:
         fill_rate = await _fill(Repository(store), n)
+        await _fill_levers(store, settings, audits=5_000, actors=200)
         _, key = await ApiKeyStore(store).create("bench", "operator")
         metrics = Metrics(CollectorRegistry())
         jar = aiohttp.CookieJar(unsafe=True)
@@ -109,6 +161,7 @@ async def run(n: int, rounds: int, redis_url: str) -> dict[str, Any]:
                 "scans": "/scans",
                 "live": "/live",
                 "audit": "/audit",
+                "audit_filtered_scan": "/audit?subject=nobody",
             }
             figures: dict[str, dict[str, float]] = {}
             pages["quarantine_groups_uncached"] = "/quarantine/groups"
@@ -139,6 +192,8 @@ async def run(n: int, rounds: int, redis_url: str) -> dict[str, Any]:
         "worst_p95_ms": worst,
         "target_ms": TARGET_MS,
         "meets_target": worst < TARGET_MS,
+        "audit_records": 5_000,
+        "requesters_with_spend": 200,
         "note": "one run on a 2-core machine shared with seven other engineers' tests",
     }
 

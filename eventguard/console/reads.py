@@ -309,29 +309,27 @@ class AiModels:
         return int(self.clock() // self.settings.budget_window_s)
 
     async def per_actor(self) -> list[Spend]:
-        """Each requester's spend in the current window (``actor:<subject>``,
-        ``producer:<user>``), most tokens first; at most ``max_actors`` of them. ai_fallback
-        keeps them only while an actor budget is set (``ai_fallback.actor_max_*``)."""
-        prefix = ai_keys.budget(self.store, self._window(), "")
+        """Requesters' spend in the current window (``actor:<subject>``, ``producer:<user>``),
+        most tokens first; ``max_actors`` of them at most. ai_fallback keeps them (and their
+        index) only while an actor budget is set (``ai_fallback.actor_max_*``)."""
+        window = self._window()
+        index = ai_keys.budget_index(self.store, window)
         limit = self.max_actors
+        store = self.store
 
         async def read(r: Any) -> Any:
-            found: list[Any] = []
-            async for key in r.scan_iter(match=prefix + "*", count=500):
-                if _text(key) != prefix + "global":
-                    found.append(key)
-                    if len(found) >= limit:
-                        break
+            _, members = await r.sscan(index, 0, count=limit)
+            scopes = sorted(_text(m) for m in members)[:limit]
             async with r.pipeline(transaction=False) as pipe:
-                for key in found:
-                    pipe.hgetall(key)
-                return found, await pipe.execute()
+                for scope in scopes:
+                    pipe.hgetall(ai_keys.budget(store, window, scope))
+                return scopes, await pipe.execute()
 
-        keys, values = await self.store.execute(read)
+        scopes, values = await self.store.execute(read)
         s = self.settings
         spends = [
-            _spend(_text(k)[len(prefix) :], v, s.actor_max_tokens, s.actor_max_cost_usd, s)
-            for k, v in zip(keys, values, strict=True)
+            _spend(scope, v, s.actor_max_tokens, s.actor_max_cost_usd, s)
+            for scope, v in zip(scopes, values, strict=True)
         ]
         return sorted(spends, key=lambda x: (-x.tokens, x.scope))
 

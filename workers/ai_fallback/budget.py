@@ -22,22 +22,29 @@ from workers.ai_fallback import keys
 
 __all__ = ["Budgets", "Reservation", "Usage"]
 
-# KEYS: the scopes' usage hashes. ARGV: tokens, micro-dollars, ttl, then per key its token and
-# micro-dollar limits ('' = none). Returns {0} when reserved, else {key index, 'tokens' or
-# 'micro_usd', used so far}: nothing is added unless every scope can take the whole request.
+# KEYS: the scopes' usage hashes, then the window's index of requester scopes (when a requester
+# scope is among them). ARGV: tokens, micro-dollars, ttl, the number of usage hashes, then per
+# hash its token and micro-dollar limits ('' = none), then the requester scope to index. Returns
+# {0} when reserved, else {key index, 'tokens' or 'micro_usd', used so far}: nothing is added
+# unless every scope can take the whole request.
 _RESERVE = """
-local t, m, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for i, k in ipairs(KEYS) do
+local t, m, ttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for i = 1, n do
+  local k = KEYS[i]
   local used_t = tonumber(redis.call('HGET', k, 'tokens') or '0')
   local used_m = tonumber(redis.call('HGET', k, 'micro_usd') or '0')
-  local max_t, max_m = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local max_t, max_m = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if max_t ~= '' and used_t + t > tonumber(max_t) then return {i, 'tokens', used_t} end
   if max_m ~= '' and used_m + m > tonumber(max_m) then return {i, 'micro_usd', used_m} end
 end
-for _, k in ipairs(KEYS) do
-  redis.call('HINCRBY', k, 'tokens', t)
-  redis.call('HINCRBY', k, 'micro_usd', m)
-  redis.call('EXPIRE', k, ttl)
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[i], 'tokens', t)
+  redis.call('HINCRBY', KEYS[i], 'micro_usd', m)
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+if #KEYS > n then
+  redis.call('SADD', KEYS[n + 1], ARGV[5 + 2 * n])
+  redis.call('EXPIRE', KEYS[n + 1], ttl)
 end
 return {0}
 """
@@ -115,19 +122,22 @@ class Budgets:
         window = self._window()
         names = [keys.budget(self._store, window, scope) for scope, _, _ in scopes]
         micro = round(worst.cost_usd * 1_000_000)
-        args: list[Any] = [worst.tokens, micro, 2 * self._s.budget_window_s]
+        args: list[Any] = [worst.tokens, micro, 2 * self._s.budget_window_s, len(names)]
         for _, max_tokens, max_cost in scopes:
             args += [
                 "" if max_tokens is None else max_tokens,
                 "" if max_cost is None else round(max_cost * 1_000_000),
             ]
+        requester = [scope for scope, _, _ in scopes if scope != "global"]
+        index = [keys.budget_index(self._store, window)] if requester else []
+        args += requester[:1]
         result: Any = await self._store.execute(
-            lambda r: r.eval(_RESERVE, len(names), *names, *args)
+            lambda r: r.eval(_RESERVE, len(names) + len(index), *names, *index, *args)
         )
-        index = int(result[0])
-        if index == 0:
+        refused = int(result[0])
+        if refused == 0:
             return Reservation(tuple(names), worst.tokens, micro)
-        scope, max_tokens, max_cost = scopes[index - 1]
+        scope, max_tokens, max_cost = scopes[refused - 1]
         label = "global" if scope == "global" else "actor"
         used = int(result[2])
         what = result[1].decode() if isinstance(result[1], bytes) else str(result[1])

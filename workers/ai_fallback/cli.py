@@ -53,13 +53,15 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
             for name in names:
                 pipe.pttl(keys.cooldown(store, name))
                 pipe.get(keys.disabled(store, name))
+                pipe.exists(keys.off(store, name))
             return list(await pipe.execute())
 
         try:
             replies = await store.execute(read)
             for i, name in enumerate(names):
-                ttl_ms, fingerprint = int(replies[2 * i]), replies[2 * i + 1]
-                state[name]["cooldown_s"] = ttl_ms / 1000 if ttl_ms > 0 else 0
+                ttl_ms, fingerprint, off = replies[3 * i : 3 * i + 3]
+                state[name]["cooldown_s"] = int(ttl_ms) / 1000 if int(ttl_ms) > 0 else 0
+                state[name]["off"] = bool(off)  # switched off by an operator
                 state[name]["disabled"] = (
                     fingerprint is not None and fingerprint.decode() == models[name].fingerprint
                 )
@@ -81,7 +83,7 @@ async def _models(args: argparse.Namespace, settings: Settings) -> int:
     ]
     columns = ["name", "provider", "priority", "context_window", "max_output", "endpoint"]
     if settings.redis_url is not None:
-        columns += ["cooldown_s", "disabled"]
+        columns += ["cooldown_s", "disabled", "off"]
     print_rows(rows, columns, as_json=args.json, empty="no models configured")
     return 0
 

@@ -52,6 +52,9 @@ async def prepare(stack: contextlib.AsyncExitStack) -> dict[str, Any]:
                     **common,
                 },
             ],
+            # Generous, never reached: with an actor budget set, ai_fallback keeps each
+            # requester's spend, which the console's AI models page lists.
+            "actor_max_tokens": 100_000_000,
             # A throwaway key for the simulator, generated for this run.
             "provider_keys": {"sim": "demo-" + secrets.token_hex(8)},
         }

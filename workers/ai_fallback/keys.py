@@ -7,13 +7,15 @@
   operator enables it (``ai.model.disable.requested`` / ``ai.model.enable.requested``)
 * ``budget:<window>:global`` / ``budget:<window>:actor:<subject>`` -> hash {tokens, micro_usd},
   expiring one window after the window ends
+* ``budget:<window>:index`` -> the requester scopes (``actor:<subject>``, ``producer:<user>``)
+  with a hash in that window (set, same expiry): what the console lists without a SCAN
 """
 
 from __future__ import annotations
 
 from common.store import Store
 
-__all__ = ["WORKER", "budget", "cache", "cooldown", "disabled", "off"]
+__all__ = ["WORKER", "budget", "budget_index", "cache", "cooldown", "disabled", "off"]
 
 WORKER = "ai_fallback"
 
@@ -41,3 +43,8 @@ def off(store: Store, model: str) -> str:
 def budget(store: Store, window: int, scope: str) -> str:
     """Usage in one budget window for ``scope`` (``global`` or ``actor:<subject>``)."""
     return store.key(WORKER, "budget", str(window), scope)
+
+
+def budget_index(store: Store, window: int) -> str:
+    """The requester scopes that have a budget hash in one window."""
+    return store.key(WORKER, "budget", str(window), "index")

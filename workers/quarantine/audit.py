@@ -99,12 +99,12 @@ class AuditTrail:
         )
         found = []
         for raw in rows:
-            record = StoredAudit.model_validate(json.loads(raw))
-            if query.subject is not None and record.subject != query.subject:
+            fields = json.loads(raw)  # filtered before validation: a narrow query reads many
+            if query.subject is not None and fields.get("subject") != query.subject:
                 continue
-            if query.action is not None and record.action != query.action:
+            if query.action is not None and fields.get("action") != query.action:
                 continue
-            found.append(record)
+            found.append(StoredAudit.model_validate(fields))
             if len(found) >= query.limit:
                 break
         return found

@@ -8,6 +8,7 @@ import fakeredis
 
 from common.config.workers import AiFallbackSettings
 from common.store import Store
+from workers.ai_fallback import keys
 from workers.ai_fallback.budget import Budgets, Reservation, Usage
 
 
@@ -49,3 +50,19 @@ async def test_no_limits_reserves_nothing() -> None:
     reservation = await budgets.reserve("bob", Usage(10**9, 10**6))
     assert reservation == Reservation((), 0, 0)
     await budgets.settle(reservation, Usage(5, 0.5))
+
+
+async def test_a_requester_with_an_actor_budget_is_indexed_for_its_window() -> None:
+    """A reservation against an actor budget names the requester in the window's index (what the
+    console lists); a refused one and a global-only one add nobody."""
+    budgets = _budgets(actor_max_tokens=1_000)
+    assert isinstance(await budgets.reserve("actor:alice", Usage(10, 0.0)), Reservation)
+    assert isinstance(await budgets.reserve("actor:bob", Usage(5_000, 0.0)), str)
+    store = budgets._store
+    index = keys.budget_index(store, int(1_000_000.0 // 86_400))
+    members = await store.execute(lambda r: r.smembers(index))
+    assert members == {b"actor:alice"}
+    global_only = _budgets(global_max_tokens=1_000)
+    assert isinstance(await global_only.reserve("actor:carol", Usage(10, 0.0)), Reservation)
+    index = keys.budget_index(global_only._store, int(1_000_000.0 // 86_400))
+    assert await global_only._store.execute(lambda r: r.exists(index)) == 0

@@ -147,6 +147,8 @@ async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -
     bob, chat = (ai_keys.budget(store, window, s) for s in ("actor:bob", "producer:chat"))
     await store.execute(lambda r: r.hset(bob, mapping={"tokens": 40}))
     await store.execute(lambda r: r.hset(chat, mapping={"tokens": 80}))
+    index = ai_keys.budget_index(store, window)
+    await store.execute(lambda r: r.sadd(index, "actor:bob", "producer:chat"))
     reads = AiModels(store, settings, clock=lambda: now)
     models, spend = await reads.load()
     assert [(m.name, m.cooldown_s > 0, m.auth_disabled, m.off_by) for m in models] == [

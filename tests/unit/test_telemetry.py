@@ -104,6 +104,7 @@ def test_configured_json_logs_carry_the_ids(spans: InMemorySpanExporter) -> None
         structlog.reset_defaults()
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+        logging.captureWarnings(False)
     assert line["event"] == "inside.span"
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
 

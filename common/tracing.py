@@ -55,6 +55,7 @@ tracer: Tracer | None = None  # None: tracing is off and every hook is skipped b
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _CONTEXT_HEADERS = (h.TRACEPARENT, h.TRACESTATE)
+_REPLICA = ".replica."
 
 
 def install(new: Tracer | None) -> None:
@@ -156,8 +157,11 @@ async def publish(
 def process_span(message: IncomingMessage, worker: str) -> Iterator[Span]:
     """The CONSUMER span of one delivery, child of the context its headers carry."""
     headers = message.headers
+    # A replica's own queue is named after its instance: the span is named after the kind
+    # (eventguard.<worker>.replica), so span names stay few; the attributes keep the queue.
+    queue, replica, _ = message.queue.partition(_REPLICA)
     with _tracer().start_as_current_span(
-        f"{message.queue} process",
+        f"{queue}{replica.rstrip('.')} process",
         context=_extract(headers),
         kind=SpanKind.CONSUMER,
         attributes=_sampling_attributes("process", "process", message.queue),

@@ -212,10 +212,9 @@ class AmqpBroker:
         """Publish persistent and (by default) mandatory; wait for the confirm, sending the
         message again (same id) while its outcome is unknown (within ``publish_timeout_s``) or
         it was nacked (``nack_retries`` times at most)."""
-        if tracing.tracer is not None:  # a PRODUCER span, its context in the headers
-            await tracing.publish(self._publish, message)
-        else:
-            await self._publish(message)
+        if tracing.tracer is None:  # on: a PRODUCER span, its context in the headers
+            return await self._publish(message)
+        return await tracing.publish(self._publish, message)
 
     async def _publish(self, message: OutgoingMessage) -> None:
         loop = asyncio.get_running_loop()

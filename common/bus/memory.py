@@ -108,10 +108,9 @@ class MemoryBroker:
 
     async def publish(self, message: OutgoingMessage) -> None:
         """Route ``message``; raise DeliveryError when unroutable or a queue refuses it."""
-        if tracing.tracer is not None:  # a PRODUCER span, its context in the headers
-            await tracing.publish(self._publish, message)
-        else:
-            await self._publish(message)
+        if tracing.tracer is None:  # on: a PRODUCER span, its context in the headers
+            return await self._publish(message)
+        return await tracing.publish(self._publish, message)
 
     async def _publish(self, message: OutgoingMessage) -> None:
         if not self._connected:

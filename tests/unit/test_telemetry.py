@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient, TestServer
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,7 +19,7 @@ from structlog.testing import capture_logs
 from common import tracing
 from common.config import Settings
 from common.errors import ConfigError
-from common.logging import get_logger
+from common.logging import configure_logging, get_logger
 from common.metrics import Metrics
 from common.ops import EventStream, build_app
 from common.reliability.errors import CircuitOpen
@@ -82,6 +87,26 @@ def test_log_lines_carry_the_trace_and_span_ids(spans: InMemorySpanExporter) -> 
     with capture_logs() as logs:
         get_logger("t").info("outside.span")
     assert "trace_id" not in logs[0]
+
+
+def test_configured_json_logs_carry_the_ids(spans: InMemorySpanExporter) -> None:
+    """With the fleet's logging configuration, a JSON line written under a span has its ids."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    try:
+        configure_logging(fmt="json", stream=stream)
+        assert tracing.tracer is not None
+        with tracing.tracer.start_as_current_span("work") as span:
+            get_logger("t").warning("inside.span")
+        line = json.loads(stream.getvalue().splitlines()[-1])
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.captureWarnings(False)
+    assert line["event"] == "inside.span"
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
 
 
 async def test_openmetrics_scrape_shows_exemplars(spans: InMemorySpanExporter) -> None:

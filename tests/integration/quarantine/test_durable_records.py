@@ -65,7 +65,7 @@ def _dead(record_id: str) -> DeadMessage:
 
 
 async def test_record_changes_wait_for_a_replica_and_a_resend_changes_nothing_twice(
-    redis: tuple[Redis, str],
+    redis: tuple[Redis, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With WAIT 1 and no replica, writing a dead letter and moving a record fail with
     NotReplicated after the guard's attempts, each change made once (one record, one history
@@ -82,15 +82,26 @@ async def test_record_changes_wait_for_a_replica_and_a_resend_changes_nothing_tw
         await waiting.transition(
             "r1", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 1
         )
-    resent = await plain.transition(
-        "r1", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 1
-    )
-    assert resent.outcome == "ok"  # the same change sent again: already done
     record = await plain.get("r1")
     assert record is not None
     assert record["status"] == "discarded"
     assert [entry["to"] for entry in record["history"]] == ["quarantined", "discarded"]
+
+    await plain.add_dead(_dead("r2"), now=NOW, window_s=60)
+    fixed = uuid.UUID(int=7)
+    with monkeypatch.context() as patched:  # the same change id twice: a resend
+        patched.setattr(uuid, "uuid4", lambda: fixed)
+        first, resent = [
+            await plain.transition(
+                "r2", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 1
+            )
+            for _ in range(2)
+        ]
+    assert (first.outcome, resent.outcome) == ("ok", "ok")
     again = await plain.transition(
-        "r1", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 2
+        "r2", "discarded", allowed=("quarantined",), by="op", note="n", now=NOW + 1
     )
-    assert again.outcome == "conflict"  # a new request, not a resend: refused as before
+    assert again.outcome == "conflict"  # a new request, however alike: refused as before
+    record = await plain.get("r2")
+    assert record is not None
+    assert [entry["to"] for entry in record["history"]] == ["quarantined", "discarded"]

@@ -101,14 +101,14 @@ class Idempotency:
         worker: str,
         lease_s: float,
         done_ttl_s: int,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._redis = RedisBatch(store)  # concurrent claims share one round trip
         self._prefix = store.key("idem", worker, "")
         self._lease_ms = max(1000, round(lease_s * 1000))
         self._done_ttl_s = done_ttl_s
-        self._clock = clock
+        self._monotonic = monotonic
         self._tokens: dict[str, bytes] = {}  # event id -> our lease value, while we hold it
         self._held: dict[str, _Held] = {}  # event id -> its running handler
         self._timer: asyncio.TimerHandle | None = None  # the next renewal round, while armed
@@ -204,7 +204,7 @@ class Idempotency:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("Idempotency.hold needs to run inside a task")
-        held = _Held(task, self._clock())
+        held = _Held(task, self._monotonic())
         self._held[event_id] = held
         if self._timer is None and self._renewing is None:
             self._arm()
@@ -238,7 +238,7 @@ class Idempotency:
         results = await asyncio.gather(
             *(self.renew(event_id) for event_id, _ in held), return_exceptions=True
         )
-        now = self._clock()
+        now = self._monotonic()
         for (event_id, entry), result in zip(held, results, strict=True):
             if self._held.get(event_id) is not entry or entry.lost:
                 continue  # finished meanwhile, or already being cancelled

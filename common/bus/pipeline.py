@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -30,8 +29,9 @@ from common import tracing as _tracing
 from common.bus import headers as h
 from common.bus.admission import DeadLetter, admit
 from common.bus.broker import Broker
+from common.bus.fates import Fates
 from common.bus.idempotency import ClaimState, Idempotency, body_digest
-from common.bus.message import HeaderValue, IncomingMessage
+from common.bus.message import IncomingMessage
 from common.bus.publisher import Publisher
 from common.bus.router import Emit, Route, Router
 from common.bus.topology import DEAD_LETTER_EXCHANGE
@@ -94,8 +94,16 @@ class Pipeline:
         self.idempotency = idempotency
         self.settings = settings
         self.authorize = authorize
-        self.retry_queues = dict(sorted(retry_queues.items()))
-        self.dead_letter_exchange = dead_letter_exchange  # injectable for isolated tests
+        self.fates = Fates(
+            worker=worker,
+            broker=broker,
+            user_id=publisher.user_id,
+            max_attempts=settings.max_attempts,
+            metrics=metrics,
+            retry_queues=retry_queues,
+            dead_letter_exchange=dead_letter_exchange,  # injectable for isolated tests
+            producer_of=self._producer_of,
+        )
         self.stats = PipelineStats()
         self._m = metrics.runtime
         self._in_flight = self._m.in_flight.labels(worker)
@@ -217,9 +225,11 @@ class Pipeline:
     async def _handle(self, message: IncomingMessage, event: Envelope[Any], route: Route) -> str:
         attempt = _attempt_of(message) + 1
         idem = self.idempotency
+        digest = b""  # the body's, kept with the claim (an id reused for another body shows)
         if idem is not None:
+            digest = body_digest(message.body)
             try:
-                claim = await idem.claim(event.id, body_digest(message.body))
+                claim = await idem.claim(event.id, digest)
             except _UNAVAILABLE as error:
                 return await self._retry(message, attempt, f"idempotency claim failed: {error!r}")
             if claim.state is ClaimState.DONE:
@@ -234,7 +244,8 @@ class Pipeline:
                     message, attempt - 1, "event is being handled elsewhere", idem.lease_s / 3
                 )
             if claim.state is ClaimState.OUTBOX:
-                return await self._republish(message, event, route, claim.outbox, attempt)
+                outbox = claim.outbox
+                return await self._republish(message, event, route, outbox, attempt, digest=digest)
         try:
             timeout = route.timeout_s or self.settings.handler_timeout_s
             hold: contextlib.AbstractAsyncContextManager[None] = (
@@ -259,7 +270,7 @@ class Pipeline:
             return await self._retry(
                 message, attempt, repr(error), hint, exception=type(error).__name__
             )
-        return await self._publish_and_ack(message, event, route, output, attempt)
+        return await self._publish_and_ack(message, event, route, output, attempt, digest=digest)
 
     async def _publish_and_ack(
         self,
@@ -268,10 +279,11 @@ class Pipeline:
         route: Route,
         output: Emit,
         attempt: int,
+        *,
+        digest: bytes,
     ) -> str:
         idem = self.idempotency
         try:
-            digest = body_digest(message.body) if idem is not None else b""
             # A reply to the requester (direct reply-to: never stored, never redelivered) goes
             # out beside the outbox write instead of after it; the durable topic copies wait
             # for the outbox, and the ack for every confirm.
@@ -300,13 +312,15 @@ class Pipeline:
         route: Route,
         bodies: list[str],
         attempt: int,
+        *,
+        digest: bytes,
     ) -> str:
         output = [
             envelope_model(e.type).model_validate_json(body)
             for body in bodies
             for e in [Envelope[dict[str, Any]].model_validate_json(body)]  # type: ignore[type-var]
         ]
-        return await self._publish_and_ack(message, event, route, output, attempt)
+        return await self._publish_and_ack(message, event, route, output, attempt, digest=digest)
 
     async def _reply(self, out: Envelope[Any], reply_to: str, correlation_id: str | None) -> None:
         try:
@@ -323,7 +337,7 @@ class Pipeline:
             # The lease expires on its own; the retry then runs.
             _log.warning("idempotency.release_failed", error=repr(error))
 
-    # -- fates -------------------------------------------------------------------------------
+    # -- fates (common/bus/fates.py; a replica's pipeline overrides both) --------------------
 
     async def _retry(
         self,
@@ -333,44 +347,7 @@ class Pipeline:
         delay: float | None = None,
         exception: str = "RetryLater",
     ) -> str:
-        if attempt >= self.settings.max_attempts or not self.retry_queues:
-            await self._dead_letter(message, "max_attempts", reason, exception, attempt)
-            return "dead_letter"
-        queue = self._retry_queue(attempt, delay)
-        retry_headers = {
-            **message.headers,
-            h.ATTEMPT: attempt,
-            h.ORIGINAL_ROUTING_KEY: _original_routing_key(message),
-            h.ORIGINAL_EXCHANGE: _original_exchange(message),
-            h.PRODUCER: self._producer_of(message),
-        }
-        try:
-            await self.broker.publish(
-                message.to_outgoing(
-                    exchange="",
-                    routing_key=queue,
-                    headers=retry_headers,
-                    user_id=self.publisher.user_id,
-                )
-            )
-        except (EventGuardError, OSError, TimeoutError) as error:
-            _log.warning("retry.publish_failed", error=repr(error))
-            await message.reject(requeue=True)
-            return "retry"
-        _log.info("message.retry_scheduled", attempt=attempt, queue=queue, reason=reason[:200])
-        if _tracing.tracer is not None:
-            _tracing.record_fate("retry", attempt=attempt, queue=queue, reason=reason[:200])
-        await message.ack()
-        return "retry"
-
-    def _retry_queue(self, attempt: int, delay: float | None) -> str:
-        tiers = list(self.retry_queues)
-        if delay is not None:
-            for tier in tiers:
-                if tier >= delay:
-                    return self.retry_queues[tier]
-            return self.retry_queues[tiers[-1]]
-        return self.retry_queues[tiers[min(attempt - 1, len(tiers) - 1)]]
+        return await self.fates.retry(message, attempt, reason, delay, exception)
 
     async def _dead_letter(
         self,
@@ -380,38 +357,7 @@ class Pipeline:
         exception: str,
         attempt: int,
     ) -> None:
-        dead_headers: dict[str, HeaderValue] = {
-            **message.headers,
-            h.REASON: reason,
-            h.EXCEPTION: exception,
-            h.ERROR: detail[:_MAX_ERROR_CHARS],
-            h.ORIGINAL_ROUTING_KEY: _original_routing_key(message),
-            h.ORIGINAL_EXCHANGE: _original_exchange(message),
-            h.ATTEMPT: attempt,
-            h.WORKER: self.worker,
-            h.QUEUE: message.queue,
-            h.DEAD_AT: datetime.now(UTC).isoformat(),
-            h.PRODUCER: self._producer_of(message),
-        }
-        self._m.dead_letters.labels(self.worker, reason).inc()
-        _log.warning("message.dead_lettered", reason=reason, detail=detail[:200], attempt=attempt)
-        if _tracing.tracer is not None:
-            _tracing.record_fate("dead_letter", reason=reason, detail=detail[:200], attempt=attempt)
-        try:
-            await self.broker.publish(
-                message.to_outgoing(
-                    exchange=self.dead_letter_exchange,
-                    routing_key=str(dead_headers[h.ORIGINAL_ROUTING_KEY]),
-                    headers=dead_headers,
-                    user_id=self.publisher.user_id,
-                )
-            )
-        except (EventGuardError, OSError, TimeoutError) as error:
-            # The queue dead-letters it itself (at-least-once), without our headers.
-            _log.error("dead_letter.publish_failed", error=repr(error))
-            await message.reject(requeue=False)
-            return
-        await message.ack()
+        await self.fates.dead_letter(message, reason, detail, exception, attempt)
 
 
 async def _all_of(*sends: Awaitable[None]) -> None:
@@ -428,11 +374,3 @@ def _attempt_of(message: IncomingMessage) -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return 0
-
-
-def _original_routing_key(message: IncomingMessage) -> str:
-    return str(message.headers.get(h.ORIGINAL_ROUTING_KEY, message.routing_key))
-
-
-def _original_exchange(message: IncomingMessage) -> str:
-    return str(message.headers.get(h.ORIGINAL_EXCHANGE, message.exchange))

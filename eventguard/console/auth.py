@@ -72,13 +72,13 @@ class ConsoleAuth:
         api_keys: ApiKeyStore,
         session_ttl_s: int,
         secure_cookie: bool,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.tokens = tokens
         self.api_keys = api_keys
-        self.sessions = SessionStore(store, ttl_s=session_ttl_s, now=clock)
-        self._clock = clock
+        self.sessions = SessionStore(store, ttl_s=session_ttl_s, now=now)
+        self._now = now
         self.session_ttl_s = session_ttl_s
         self.secure_cookie = secure_cookie
 
@@ -121,7 +121,7 @@ class ConsoleAuth:
         if not token or len(token) > 128:
             return None
         found = await self.sessions.get(token)
-        if found is None or float(found.get("expires_at", 0)) <= self._clock():
+        if found is None or float(found.get("expires_at", 0)) <= self._now():
             return None
         try:
             role = parse_role(str(found["role"]))

@@ -79,18 +79,18 @@ class FleetView:
         workers: Sequence[str],
         management: HealthMonitorSettings | None = None,
         stale_after_s: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.tap = tap
         self.broker = broker
         self.worker_names = list(workers)
         self.management = management if management and management.rabbitmq_api_url else None
         self.stale_after_s = stale_after_s
-        self.clock = clock
+        self.now = now
 
     async def snapshot(self) -> FleetSnapshot:
         """Workers from heartbeats, queues from the management API or the broker."""
-        now = self.clock()
+        now = self.now()
         rows = [
             self._row(worker, instance, now - at, data)
             for (worker, instance), (at, data) in self.tap.heartbeats.items()

@@ -78,12 +78,12 @@ class Quarantine:
         *,
         scan_limit: int = 2_000,
         groups_ttl_s: float = 5.0,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.repo = Repository(store)
         self.scan_limit = scan_limit
         self.groups_ttl_s = groups_ttl_s
-        self.clock = clock
+        self.now = now
         self._groups: tuple[float, list[Group]] | None = None
         self._groups_lock = asyncio.Lock()
 
@@ -91,7 +91,7 @@ class Quarantine:
         self, filters: Filters, *, offset: int, limit: int
     ) -> tuple[int, list[dict[str, str]]]:
         """(total, one page of rows, newest first); totals of scanned filters are bounded."""
-        since = None if filters.since_h is None else self.clock() - filters.since_h * 3600
+        since = None if filters.since_h is None else self.now() - filters.since_h * 3600
         if not filters.scanned:
             return await self.repo.search(
                 status=filters.status, kind=filters.kind, reason=filters.reason,
@@ -105,17 +105,17 @@ class Quarantine:
     async def groups(self) -> list[Group]:
         """Failure groups among the newest ``scan_limit`` quarantined dead messages (computed at
         most every ``groups_ttl_s``; concurrent pages share one computation)."""
-        now = self.clock()
+        now = self.now()
         if self._groups is not None and now - self._groups[0] < self.groups_ttl_s:
             return self._groups[1]
         async with self._groups_lock:
-            if self._groups is not None and self.clock() - self._groups[0] < self.groups_ttl_s:
+            if self._groups is not None and self.now() - self._groups[0] < self.groups_ttl_s:
                 return self._groups[1]
             key = self.repo.keys.index("quarantined", "message", ANY)
             rows = await self._scan(key, None, _GROUP_FIELDS)
             counts = Counter(tuple(row[f] for f in _GROUP_FIELDS) for row in rows)
             groups = [Group(r, t, w, n) for (r, t, w), n in counts.most_common()]
-            self._groups = (self.clock(), groups)
+            self._groups = (self.now(), groups)
             return groups
 
     async def _scan(
@@ -187,7 +187,7 @@ class Quarantine:
 
     async def dead_per_reason(self, window_s: float = 3600.0) -> dict[str, int]:
         """Dead letters recorded in the last ``window_s`` seconds, per reason (index counts)."""
-        low = repr(self.clock() - window_s)
+        low = repr(self.now() - window_s)
         keys = {reason: self.repo.keys.index(ANY, "message", reason) for reason in REASON_CODES}
 
         async def read(r: Any) -> Any:
@@ -224,14 +224,14 @@ def _body_text(body: bytes) -> str:
 class Alerts:
     """Alert states and silences, as the health monitor keeps them."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store, *, now: Callable[[], float] = time.time) -> None:
         self.book = AlertBook(store)
-        self.clock = clock
+        self.now = now
 
     async def load(self) -> tuple[list[AlertState], list[AlertState], list[Silence]]:
         """(shown alerts, silenced alerts, live silences), newest first."""
         alerts, silences = await self.book.load()
-        now = self.clock()
+        now = self.now()
         live = sorted(
             (s for s in silences.values() if s.expires_at > now), key=lambda s: -s.created_at
         )
@@ -278,12 +278,12 @@ class AiModels:
         settings: AiFallbackSettings,
         *,
         max_actors: int = 200,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.settings = settings
         self.max_actors = max_actors
-        self.clock = clock
+        self.now = now
 
     async def load(self) -> tuple[list[ModelState], Spend]:
         """Each configured model's state, and the fleet's spend in the current window."""
@@ -306,7 +306,7 @@ class AiModels:
         return models, _spend("global", replies[-1], s.global_max_tokens, s.global_max_cost_usd, s)
 
     def _window(self) -> int:
-        return int(self.clock() // self.settings.budget_window_s)
+        return int(self.now() // self.settings.budget_window_s)
 
     async def per_actor(self) -> list[Spend]:
         """Requesters' spend in the current window (``actor:<subject>``, ``producer:<user>``),

@@ -46,11 +46,11 @@ class Requests:
         publisher: Publisher,
         *,
         wait_s: float = 5.0,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.publisher = publisher
         self.wait_s = wait_s
-        self.clock = clock
+        self.now = now
 
     async def _ask(self, viewer: Viewer, event_type: str, data: Payload) -> Answered:
         actor = Actor(subject=viewer.subject[:200], role=viewer.role.value)
@@ -98,7 +98,7 @@ class Requests:
             subject=viewer.subject[:200], role=viewer.role.value, auth="session",
             action=action, method="POST", route=route,
             target={k[:40]: v[:200] for k, v in list(target.items())[:8]},
-            outcome=outcome, status=status, at=datetime.fromtimestamp(self.clock(), UTC),
+            outcome=outcome, status=status, at=datetime.fromtimestamp(self.now(), UTC),
             worker="console",
         )  # fmt: skip
         try:

@@ -35,4 +35,4 @@ class Console:
     models: AiModels
     requests: Requests
     audit: AuditTrail
-    clock: Callable[[], float] = time.time
+    now: Callable[[], float] = time.time

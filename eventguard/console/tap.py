@@ -55,12 +55,12 @@ class Tap:
         instance: str,
         keep: int = 2_000,
         declare_exchanges: bool = True,
-        clock: Callable[[], float] = time.time,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.exchange = exchange
         self.queue = f"eventguard.console.{instance}"
-        self.clock = clock
+        self.now = now
         self.declare_exchanges = declare_exchanges
         self.heartbeats: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.events: deque[Seen] = deque(maxlen=keep)
@@ -95,7 +95,7 @@ class Tap:
         except (ValueError, KeyError, TypeError):
             _log.debug("console.tap_undecodable", size=len(body))  # poison, seen by all
             return
-        now = self.clock()
+        now = self.now()
         if kind == "health.heartbeat":
             key = (str(data.get("worker", "?")), str(data.get("instance", "?")))
             self.heartbeats[key] = (now, data)

@@ -206,7 +206,7 @@ async def test_a_session_expires_and_sign_out_revokes_it(rig: Rig) -> None:
     now = [1_000.0]
     auth = ConsoleAuth(
         store=rig.store, tokens=None, api_keys=ApiKeyStore(rig.store), session_ttl_s=60,
-        secure_cookie=True, clock=lambda: now[0],
+        secure_cookie=True, now=lambda: now[0],
     )  # fmt: skip
     token = await auth.open_session("ann", Role.USER)
     assert await auth.session(token) is not None

@@ -33,7 +33,7 @@ def _dead(i: int, *, worker: str, event_type: str, reason: str) -> DeadMessage:
 
 async def _filled(clock: list[float]) -> Quarantine:
     quarantine = Quarantine(
-        Store(fakeredis.FakeAsyncRedis(), prefix="t:"), scan_limit=500, clock=lambda: clock[0]
+        Store(fakeredis.FakeAsyncRedis(), prefix="t:"), scan_limit=500, now=lambda: clock[0]
     )
     for i in range(30):
         worker, event_type = ("w1", "a.b") if i % 3 else ("w2", "c.d")
@@ -90,7 +90,7 @@ async def test_a_record_shows_its_body_with_secrets_redacted() -> None:
 
 def test_the_tap_keeps_heartbeats_and_events_without_actor_tokens() -> None:
     """Heartbeats go to the fleet view; other events keep the actor's subject, never its token."""
-    tap = Tap(MemoryBroker(), exchange="x", instance="i", clock=lambda: 5.0)
+    tap = Tap(MemoryBroker(), exchange="x", instance="i", now=lambda: 5.0)
     heartbeat = {"type": "health.heartbeat", "data": {"worker": "q", "instance": "a"}}
     tap.remember(json.dumps(heartbeat).encode())
     tap.remember(
@@ -116,7 +116,7 @@ async def test_fleet_rows_say_why_a_worker_is_not_ready() -> None:
     tap.heartbeats[("quarantine", "a")] = (100.0, paused)
     tap.heartbeats[("quarantine", "b")] = (10.0, {"consumers": 1})
     workers = ["quarantine", "ai_fallback"]
-    view = FleetView(tap, MemoryBroker(), workers=workers, clock=lambda: 101.0)
+    view = FleetView(tap, MemoryBroker(), workers=workers, now=lambda: 101.0)
     rows = {(r.worker, r.instance): r for r in (await view.snapshot()).workers}
     assert rows[("quarantine", "a")].why == "paused by breaker redis"
     assert rows[("quarantine", "b")].why == "no heartbeat for 91s"
@@ -149,7 +149,7 @@ async def test_ai_models_show_cool_downs_auth_disables_and_the_windows_spend() -
     await store.execute(lambda r: r.hset(chat, mapping={"tokens": 80}))
     index = ai_keys.budget_index(store, window)
     await store.execute(lambda r: r.sadd(index, "actor:bob", "producer:chat"))
-    reads = AiModels(store, settings, clock=lambda: now)
+    reads = AiModels(store, settings, now=lambda: now)
     models, spend = await reads.load()
     assert [(m.name, m.cooldown_s > 0, m.auth_disabled, m.off_by) for m in models] == [
         ("m1", True, False, "alice"), ("m2", False, True, ""),

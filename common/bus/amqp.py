@@ -102,7 +102,7 @@ class AmqpBroker:
             reconnect_max_delay_s=reconnect_max_delay_s,
             connect_timeout_s=connect_timeout_s,
         )
-        self._publish_link = link(name=f"{name}.publish", on_open=self._noop)
+        self._publish_link = link(name=f"{name}.publish", on_open=_nothing)
         self._consume_link = link(name=f"{name}.consume", on_open=self._redeclare)
         self._topologies: list[Topology] = []
         self._queue_specs: dict[str, QueueSpec] = {}
@@ -154,9 +154,6 @@ class AmqpBroker:
 
     def _on_link_change(self) -> None:
         self._m.broker_connected.set(1 if self.connected else 0)
-
-    async def _noop(self, _conn: AbstractConnection) -> None:
-        return
 
     # -- topology -----------------------------------------------------------------------------
 
@@ -389,16 +386,12 @@ class AmqpBroker:
                 delivered,
                 queue=DIRECT_REPLY_TO,
                 redelivered=False,
-                ack=_settled,
-                reject=_rejected,
+                ack=_nothing,
+                reject=_nothing,
                 settled=True,  # direct reply-to is no-ack
             )
         )
 
 
-async def _settled() -> None:
-    return
-
-
-async def _rejected(_requeue: bool) -> None:
-    return
+async def _nothing(*_args: object) -> None:
+    """Nothing to do: the publish link on open; settling a direct reply-to (no-ack) message."""

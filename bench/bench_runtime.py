@@ -9,6 +9,8 @@ the peers live in bench/runtime_peers.py, every contender is one entry of CONTEN
   taskiq           Taskiq's worker over taskiq-aio-pika, a task typed with that model
   eventguard       EventGuard's AmqpBroker + Pipeline, no idempotency
   eventguard_idem  the same with the Redis idempotency claim (claim, then done before the ack)
+  eventguard_idem_traced(_10pct)  the same, tracing on: every trace sampled (or one in ten),
+                   spans encoded as the OTLP exporter would, then dropped (no network)
 
 publish (N events through a topic exchange into a quorum queue, W in flight):
   raw         aio-pika, publisher confirms, mandatory, pipelined (each awaits its confirm)
@@ -41,9 +43,11 @@ from typing import Any
 
 import aio_pika
 import aiormq
+from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from pamqp import commands as spec
 from prometheus_client import CollectorRegistry
 
+from bench.bench_tracing import EncodingExporter
 from bench.runtime_peers import (
     AMQP_URL,
     EVENT_TYPE,
@@ -54,6 +58,7 @@ from bench.runtime_peers import (
     consume_taskiq,
     taskiq_bodies,
 )
+from common import telemetry
 from common.bus.amqp import AmqpBroker
 from common.bus.idempotency import Idempotency
 from common.bus.pipeline import Pipeline, allow_all
@@ -141,6 +146,12 @@ class Infra:
         await channel.exchange_delete(self.exchange)
         await channel.exchange_delete(f"{self.exchange}.fill")
         await channel.close()
+
+
+async def consume_traced(queue: str, n: int, prefetch: int, ratio: float) -> Window:
+    """The idempotent pipeline with tracing on, sampling ``ratio`` of the (new) traces."""
+    with telemetry.enabled(EncodingExporter(), sampler=TraceIdRatioBased(ratio)):
+        return await consume_eventguard(queue, n, prefetch, idempotent=True)
 
 
 async def consume_eventguard(queue: str, n: int, prefetch: int, *, idempotent: bool) -> Window:
@@ -270,6 +281,8 @@ CONTENDERS = [
     Contender(
         "eventguard_idem", lambda q, n, p, infra: consume_eventguard(q, n, p, idempotent=True)
     ),
+    Contender("eventguard_idem_traced", lambda q, n, p, infra: consume_traced(q, n, p, 1.0)),
+    Contender("eventguard_idem_traced_10pct", lambda q, n, p, infra: consume_traced(q, n, p, 0.1)),
 ]
 # (key, numerator, denominator, target or None): ratios of the best rounds' rates.
 RATIOS = [
@@ -278,6 +291,13 @@ RATIOS = [
     ("ratio_eventguard_vs_faststream", "consume_eventguard", "consume_faststream", 1.3),
     ("ratio_idempotent_vs_faststream", "consume_eventguard_idem", "consume_faststream", 1.35),
     ("ratio_idempotent_vs_taskiq", "consume_eventguard_idem", "consume_taskiq", None),
+    ("ratio_traced_vs_untraced", "consume_eventguard_idem_traced", "consume_eventguard_idem", 0.9),
+    (
+        "ratio_traced_10pct_vs_untraced",
+        "consume_eventguard_idem_traced_10pct",
+        "consume_eventguard_idem",
+        0.9,
+    ),
     ("ratio_publish_vs_raw", "publish_eventguard", "publish_raw", 0.9),
 ]
 

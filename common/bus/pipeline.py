@@ -73,6 +73,8 @@ class PipelineStats:
 class Pipeline:
     """Decides the fate of every message delivered to one worker's queue."""
 
+    fates_class: type[Fates] = Fates  # how retries and dead letters go (a replica drops them)
+
     def __init__(
         self,
         *,
@@ -94,7 +96,7 @@ class Pipeline:
         self.idempotency = idempotency
         self.settings = settings
         self.authorize = authorize
-        self.fates = Fates(
+        self.fates = self.fates_class(
             worker=worker,
             broker=broker,
             user_id=publisher.user_id,
@@ -186,7 +188,9 @@ class Pipeline:
         try:
             event, route = self._decode(message)
         except DeadLetter as dead:
-            await self._dead_letter(message, dead.reason, dead.detail, dead.exception, attempt=0)
+            await self.fates.dead_letter(
+                message, dead.reason, dead.detail, dead.exception, attempt=0
+            )
             return message.type or "unknown", "rejected"
         with bind_message(
             worker=self.worker,
@@ -196,7 +200,7 @@ class Pipeline:
         ):
             refused = self.authorize(event, self._producer_of(message))
             if refused is not None:
-                await self._dead_letter(message, *refused, "", attempt=0)
+                await self.fates.dead_letter(message, *refused, "", attempt=0)
                 return event.type, "rejected"
             return event.type, await self._handle(message, event, route)
 
@@ -231,16 +235,18 @@ class Pipeline:
             try:
                 claim = await idem.claim(event.id, digest)
             except _UNAVAILABLE as error:
-                return await self._retry(message, attempt, f"idempotency claim failed: {error!r}")
+                return await self.fates.retry(
+                    message, attempt, f"idempotency claim failed: {error!r}"
+                )
             if claim.state is ClaimState.DONE:
                 await message.ack()
                 return "duplicate"
             if claim.state is ClaimState.REUSED:  # the claim is the first event's: keep it
                 detail = f"id {event.id!r} was handled before for a different body"
-                await self._dead_letter(message, "id_reused", detail, "", attempt)
+                await self.fates.dead_letter(message, "id_reused", detail, "", attempt)
                 return "dead_letter"
             if claim.state is ClaimState.BUSY:  # a live lease: wait without spending an attempt
-                return await self._retry(
+                return await self.fates.retry(
                     message, attempt - 1, "event is being handled elsewhere", idem.lease_s / 3
                 )
             if claim.state is ClaimState.OUTBOX:
@@ -255,19 +261,19 @@ class Pipeline:
                 output = list(await route.handler(event) or ())
         except Reject as rejected:
             await self._release(event.id)
-            await self._dead_letter(
+            await self.fates.dead_letter(
                 message, rejected.reason, rejected.detail, type(rejected).__name__, attempt
             )
             return "dead_letter"
         except RetryLater as later:
             await self._release(event.id)
-            return await self._retry(message, attempt, later.reason, later.delay)
+            return await self.fates.retry(message, attempt, later.reason, later.delay)
         except Exception as error:  # noqa: BLE001 - a failing handler is retried, then dead-lettered
             await self._release(event.id)
             _log.warning("handler.failed", error=repr(error)[:_MAX_ERROR_CHARS], attempt=attempt)
             # An open breaker says when it lets a probe through: wait at least that long.
             hint = error.retry_after_s if isinstance(error, CircuitOpen) else None
-            return await self._retry(
+            return await self.fates.retry(
                 message, attempt, repr(error), hint, exception=type(error).__name__
             )
         return await self._publish_and_ack(message, event, route, output, attempt, digest=digest)
@@ -287,21 +293,22 @@ class Pipeline:
             # A reply to the requester (direct reply-to: never stored, never redelivered) goes
             # out beside the outbox write instead of after it; the durable topic copies wait
             # for the outbox, and the ack for every confirm.
-            first: list[Awaitable[None]] = [
+            first: list[Awaitable[None]] = []
+            if output and idem is not None:
+                bodies = [e.model_dump_json() for e in output]
+                first.append(idem.save_outbox(event.id, bodies, digest))
+            first += [
                 self._reply(out, message.reply_to, message.correlation_id)
                 for out in output
                 if message.reply_to and route.replies_with(out.type)
             ]
-            if output and idem is not None:
-                bodies = [e.model_dump_json() for e in output]
-                first.append(idem.save_outbox(event.id, bodies, digest))
             await _all_of(*first)
             for out in output:  # in order
                 await self.publisher.publish(out)
             if idem is not None:
                 await idem.done(event.id, digest)
         except _UNAVAILABLE as error:
-            return await self._retry(message, attempt, f"publishing output failed: {error!r}")
+            return await self.fates.retry(message, attempt, f"publishing output failed: {error!r}")
         await message.ack()
         return "ack"
 
@@ -336,28 +343,6 @@ class Pipeline:
         except _UNAVAILABLE as error:
             # The lease expires on its own; the retry then runs.
             _log.warning("idempotency.release_failed", error=repr(error))
-
-    # -- fates (common/bus/fates.py; a replica's pipeline overrides both) --------------------
-
-    async def _retry(
-        self,
-        message: IncomingMessage,
-        attempt: int,
-        reason: str,
-        delay: float | None = None,
-        exception: str = "RetryLater",
-    ) -> str:
-        return await self.fates.retry(message, attempt, reason, delay, exception)
-
-    async def _dead_letter(
-        self,
-        message: IncomingMessage,
-        reason: h.DeadReason,
-        detail: str,
-        exception: str,
-        attempt: int,
-    ) -> None:
-        await self.fates.dead_letter(message, reason, detail, exception, attempt)
 
 
 async def _all_of(*sends: Awaitable[None]) -> None:

@@ -10,19 +10,21 @@ converges at its next resync from Redis.
 
 from __future__ import annotations
 
+from common.bus import headers as h
+from common.bus.fates import Fates
 from common.bus.message import IncomingMessage
 from common.bus.pipeline import Pipeline
 from common.logging import get_logger
 
-__all__ = ["ReplicaPipeline"]
+__all__ = ["DroppedCopies", "ReplicaPipeline"]
 
 _log = get_logger("eventguard.pipeline")
 
 
-class ReplicaPipeline(Pipeline):
-    """Handles a replica's copies of broadcast events; failures drop the copy."""
+class DroppedCopies(Fates):
+    """A replica's copy that would be retried or dead-lettered is acked and dropped instead."""
 
-    async def _retry(
+    async def retry(
         self,
         message: IncomingMessage,
         attempt: int,
@@ -34,8 +36,19 @@ class ReplicaPipeline(Pipeline):
         await message.ack()
         return "dropped"
 
-    async def _dead_letter(
-        self, message: IncomingMessage, reason: str, detail: str, exception: str, attempt: int
+    async def dead_letter(
+        self,
+        message: IncomingMessage,
+        reason: h.DeadReason,
+        detail: str,
+        exception: str,
+        attempt: int,
     ) -> None:
         _log.info("replica.copy_dropped", reason=reason, detail=detail[:200])
         await message.ack()
+
+
+class ReplicaPipeline(Pipeline):
+    """Handles a replica's copies of broadcast events; failures drop the copy."""
+
+    fates_class = DroppedCopies

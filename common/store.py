@@ -13,16 +13,16 @@ the guard retries like any other transient failure. :meth:`Store.execute_durable
 with ``WAIT`` behind it (``EVENTGUARD_REDIS_WAIT_REPLICAS``), for the writes an ack depends on.
 
 :meth:`Store.execute_batch` sends many commands in one round trip for the hot paths (the
-idempotency claims, the quarantine's dead-letter writes): hand-encoded RESP written at once on one
-pooled connection and the replies read back raw, without redis-py's per-command pipeline
-machinery (argument parsing, a read timeout per reply, response callbacks), which cost about
-50 us a command here. Clients other than a plain ``redis.asyncio.Redis`` (fakeredis in the demo
-and unit tests) take a redis-py pipeline with the callbacks off instead: the same raw replies.
+idempotency claims and done marks, the quarantine's dead-letter writes): hand-encoded RESP
+written at once on a connection of their own, the replies parsed as they arrive
+(:mod:`common.resp_link`), without redis-py's per-command pipeline machinery or a pool checkout
+and read call per batch. Clients the link cannot reach (fakeredis in the demo and unit tests,
+a credential provider) take a redis-py pipeline with the callbacks off instead: the same raw
+replies.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -30,11 +30,11 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
 
 from common.config import Settings
 from common.errors import ConfigError, NotReplicated
 from common.reliability.guard import Guard, Guards
+from common.resp_link import Arg, RespLink
 
 __all__ = [
     "FAILOVER_BREAKER",
@@ -43,7 +43,6 @@ __all__ = [
     "connect_redis",
     "connect_sentinel",
     "guard_overrides",
-    "pack_commands",
 ]
 
 # Sentinel promotes a replica 2-3 s after the primary dies. The Redis breaker's defaults (open
@@ -56,50 +55,17 @@ FAILOVER_BREAKER: dict[str, bool | int | float | str | None] = {
 }
 
 T = TypeVar("T")
-# One part of a command as :meth:`Store.execute_batch` sends it: bytes as they are, text as
-# UTF-8, numbers in their decimal form (as redis-py encodes them).
-Arg = bytes | str | int | float
-
-
-def pack_commands(commands: Sequence[Sequence[Arg]]) -> bytes:
-    """``commands`` in the Redis protocol (RESP arrays of bulk strings), ready to write."""
-    out: list[bytes] = []
-    for args in commands:
-        out.append(b"*%d\r\n" % len(args))
-        for arg in args:
-            data = arg if isinstance(arg, bytes) else str(arg).encode()
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-async def _send_packed(client: Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-    """Write ``commands`` at once on one pooled connection and read their raw replies; an error
-    reply is that command's result. A read cut short (the guard's timeout, a lost connection)
-    drops the connection, so no later caller reads these replies."""
-    pool = client.connection_pool
-    connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped upstream
-    try:
-        await connection.send_packed_command(pack_commands(commands), check_health=False)
-        replies: list[Any] = []
-        for _ in commands:
-            try:  # math.inf: no timeout per reply; the guard bounds the whole batch
-                replies.append(await connection.read_response(timeout=math.inf))
-            except ResponseError as error:
-                replies.append(error)
-        return replies
-    finally:
-        await pool.release(connection)
 
 
 async def _send_pipelined(client: Redis, commands: Sequence[Sequence[Arg]]) -> list[Any]:
-    """The same through a redis-py pipeline with its response callbacks off (raw replies)."""
+    """The commands through a redis-py pipeline with its response callbacks off (raw replies):
+    for clients the link cannot reach (fakeredis, a credential provider)."""
     pipe = client.pipeline(transaction=False)
     pipe.response_callbacks = {}
     for args in commands:
         pipe.execute_command(*args)
     replies: list[Any] = await pipe.execute(raise_on_error=False)
     return replies
-
 
 
 def connect_redis(url: str) -> Redis:
@@ -172,7 +138,8 @@ class Store:
         self._timeout_s = timeout_s  # per-attempt timeout; None: the guard's own
         self.wait_replicas = wait_replicas
         self._wait_timeout_ms = wait_timeout_ms
-        self._send = _send_packed if type(client) is Redis else _send_pipelined
+        # Batches go on a connection of their own where the client is a real one.
+        self._link = RespLink.for_client(client) if type(client) is Redis else None
 
     @classmethod
     def from_settings(
@@ -208,8 +175,10 @@ class Store:
         """Send ``commands`` (each its name and arguments) in one round trip under the redis
         guard; return their raw replies in order (bytes, int, None, lists; an error reply as
         its ``ResponseError``); retried as a whole under the guard, like a pipeline."""
-        send = self._send
-        return await self.execute(lambda client: send(client, commands))
+        link = self._link
+        if link is None:
+            return await self.execute(lambda client: _send_pipelined(client, commands))
+        return await self.execute(lambda _client: link.send(commands))
 
     async def execute_durable(self, command: Callable[[Any], object]) -> Any:
         """Run one write (queued on a pipeline by ``command``) followed by ``WAIT`` for
@@ -241,5 +210,7 @@ class Store:
         return bool(result)
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and the batches' link."""
+        if self._link is not None:
+            self._link.close()
         await self.client.aclose()

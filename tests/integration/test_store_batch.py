@@ -79,3 +79,54 @@ async def test_a_batch_cut_short_by_its_timeout_leaves_no_reply_for_the_next(
         [["SET", prefix + "after", b"v"], ["GET", prefix + "after"]]
     )
     assert replies == [b"OK", b"v"]
+
+
+async def test_the_batch_link_writes_to_the_clients_database(
+    redis: tuple[Redis, str], redis_url: str
+) -> None:
+    """The link selects the URL's database, as the client's pool does: a batch's write is what
+    the client reads back, and no other database holds it."""
+    client, prefix = redis
+    store = Store(client)
+    assert await store.execute_batch([["SET", prefix + "db", b"here"]]) == [b"OK"]
+    assert await client.get(prefix + "db") == b"here"
+    other = connect_redis(redis_url.rsplit("/", 1)[0] + "/0")
+    try:
+        if client.connection_pool.connection_kwargs.get("db", 0) != 0:
+            assert await other.get(prefix + "db") is None
+    finally:
+        await other.aclose()
+        await store.close()
+
+
+async def test_a_killed_link_fails_its_batch_and_the_next_batch_reconnects(
+    redis: tuple[Redis, str],
+) -> None:
+    """Redis drops the link while a batch waits: that batch fails with ``ConnectionError``
+    (its guard retries it), and the next batch opens a new connection."""
+    client, prefix = redis
+    guards = Guards()
+    guards.instant()
+    store = Store(client, guard=guards.guard("redis"))
+    name = "eg-link-" + prefix.split(":")[-2]
+    await store.execute_batch([["CLIENT", "SETNAME", name]])
+    waiting = asyncio.ensure_future(store.execute_batch([["BLPOP", prefix + "never", 0.3]]))
+    await asyncio.sleep(0.05)
+    assert await _kill_named(client, name) == 1
+    assert await waiting == [None]  # retried by the guard on a new connection: it times out
+    after = [["SET", prefix + "after", b"v"], ["GET", prefix + "after"]]
+    assert await store.execute_batch(after) == [b"OK", b"v"]
+    await store.close()
+
+
+async def _kill_named(client: Redis, name: str) -> int:
+    """Kill the connections named ``name``; how many there were."""
+    listing: bytes = await client.execute_command("CLIENT", "LIST")
+    ids = [
+        line.split(b"id=")[1].split(b" ")[0]
+        for line in listing.splitlines()
+        if f" name={name} ".encode() in line
+    ]
+    for client_id in ids:
+        await client.execute_command("CLIENT", "KILL", "ID", client_id)
+    return len(ids)

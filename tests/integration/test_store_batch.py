@@ -114,19 +114,19 @@ async def test_a_killed_link_fails_its_batch_and_the_next_batch_reconnects(
     await asyncio.sleep(0.05)
     assert await _kill_named(client, name) == 1
     assert await waiting == [None]  # retried by the guard on a new connection: it times out
-    after = [["SET", prefix + "after", b"v"], ["GET", prefix + "after"]]
+    after: list[list[Arg]] = [["SET", prefix + "after", b"v"], ["GET", prefix + "after"]]
     assert await store.execute_batch(after) == [b"OK", b"v"]
     await store.close()
 
 
 async def _kill_named(client: Redis, name: str) -> int:
     """Kill the connections named ``name``; how many there were."""
-    listing: bytes = await client.execute_command("CLIENT", "LIST")
+    listing: bytes = await client.execute_command("CLIENT", "LIST")  # type: ignore[no-untyped-call]
     ids = [
         line.split(b"id=")[1].split(b" ")[0]
         for line in listing.splitlines()
         if f" name={name} ".encode() in line
     ]
     for client_id in ids:
-        await client.execute_command("CLIENT", "KILL", "ID", client_id)
+        await client.execute_command("CLIENT", "KILL", "ID", client_id)  # type: ignore[no-untyped-call]
     return len(ids)

@@ -30,7 +30,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from common.bus.redis_batch import RedisBatch
@@ -189,8 +190,7 @@ class Idempotency:
         renewed: Any = await self._redis.execute("EVAL", _RENEW, 1, key, token, self._lease_ms)
         return bool(renewed)
 
-    @contextlib.asynccontextmanager
-    async def hold(self, event_id: str) -> AsyncIterator[None]:
+    def hold(self, event_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Renew the claim every third of a lease while the body runs (one timer renews every
         held claim of this worker together, so a message costs no task or timer of its own; a
         round finding nothing held leaves nothing behind until the next claim is held).
@@ -199,23 +199,16 @@ class Idempotency:
         because Redis did not answer), the body is cancelled and :class:`ClaimLost` raised: the
         handler never runs on past its claim, so a redelivered copy cannot run beside it."""
         if event_id not in self._tokens:
-            yield
-            return
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("Idempotency.hold needs to run inside a task")
-        held = _Held(task, self._monotonic())
+            return contextlib.nullcontext()
+        return _Hold(self, event_id)
+
+    def _holding(self, event_id: str, held: _Held) -> None:
         self._held[event_id] = held
         if self._timer is None and self._renewing is None:
             self._arm()
-        try:
-            yield
-        except asyncio.CancelledError:
-            if held.lost and task.uncancel() == 0:
-                raise ClaimLost(held.lost) from None
-            raise
-        finally:
-            self._held.pop(event_id, None)
+
+    def _released(self, event_id: str) -> None:
+        self._held.pop(event_id, None)
 
     def _arm(self) -> None:
         self._timer = asyncio.get_running_loop().call_later(self.lease_s / 3, self._due)
@@ -254,6 +247,36 @@ class Idempotency:
                 entry.lost = "claim expired or taken by another holder"
             _log.warning("idempotency.claim_lost", reason=entry.lost)
             entry.task.cancel()
+
+
+class _Hold:
+    """:meth:`Idempotency.hold` for a claim we hold (a class: no generator per message)."""
+
+    __slots__ = ("_event_id", "_held", "_owner")
+
+    def __init__(self, owner: Idempotency, event_id: str) -> None:
+        self._owner = owner
+        self._event_id = event_id
+        self._held: _Held | None = None
+
+    async def __aenter__(self) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Idempotency.hold needs to run inside a task")
+        self._held = _Held(task, self._owner._monotonic())
+        self._owner._holding(self._event_id, self._held)
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._owner._released(self._event_id)
+        held = self._held
+        cancelled = kind is not None and issubclass(kind, asyncio.CancelledError)
+        if cancelled and held is not None and held.lost and held.task.uncancel() == 0:
+            raise ClaimLost(held.lost) from None
 
 
 class _Held:

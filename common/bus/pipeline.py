@@ -302,7 +302,8 @@ class Pipeline:
                 for out in output
                 if message.reply_to and route.replies_with(out.type)
             ]
-            await _all_of(*first)
+            if first:
+                await _all_of(*first)
             for out in output:  # in order
                 await self.publisher.publish(out)
             if idem is not None:

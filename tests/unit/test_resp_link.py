@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ReadOnlyError
 
-from common.resp_link import _Protocol, pack_commands
+from common.resp_link import Arg, _Protocol, pack_commands
 
 
 class _Transport(asyncio.Transport):
@@ -41,7 +41,7 @@ def test_commands_are_encoded_as_arrays_of_bulk_strings_each_time_alike() -> Non
         b"*8\r\n$3\r\nSET\r\n$3\r\nk\xc3\xa9\r\n$4\r\nv\r\n\x00\r\n$1\r\n1\r\n$3\r\n1.0\r\n"
         b"$4\r\nTrue\r\n$1\r\n1\r\n$3\r\nGET\r\n"
     )
-    command = ["SET", "ké", b"v\r\n\x00", 1, 1.0, True, "1", "GET"]
+    command: list[Arg] = ["SET", "ké", b"v\r\n\x00", 1, 1.0, True, "1", "GET"]
     assert pack_commands([command]) == expected
     assert pack_commands([command]) == expected
     assert pack_commands([["PING"], ["PING"]]) == b"*1\r\n$4\r\nPING\r\n" * 2

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
 from opentelemetry.sdk.resources import Resource
@@ -34,13 +35,16 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
     TraceIdRatioBased,
 )
+from opentelemetry.trace import SpanKind
 
 from common import tracing
 from common.errors import ConfigError
@@ -57,6 +61,26 @@ __all__ = [
 _DEFAULT_ENDPOINT = "http://localhost:4318"
 _TRACES_PATH = "/v1/traces"
 _SCOPE = "eventguard"
+
+
+class _Sampling(RandomIdGenerator):
+    """The provider's sampler, asked by :mod:`common.tracing` before it starts a span, and its
+    id generator, which gives the next root span the trace id that sampler was asked about."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self._next_trace_id = 0
+
+    def sampled(self, parent: Context, trace_id: int, name: str, kind: SpanKind) -> bool:
+        decision = self.sampler.should_sample(parent, trace_id, name, kind).decision
+        return decision is not Decision.DROP  # recorded (sampled or only recorded)
+
+    def use_trace_id(self, trace_id: int) -> None:
+        self._next_trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        trace_id, self._next_trace_id = self._next_trace_id, 0
+        return trace_id or super().generate_trace_id()
 
 
 class Telemetry:
@@ -92,9 +116,9 @@ def enable(
     attributes = {"service.name": service_name}
     if instance:
         attributes["service.instance.id"] = instance
+    sampling = _Sampling(sampler if sampler is not None else ParentBased(ALWAYS_ON))
     provider = TracerProvider(
-        sampler=sampler if sampler is not None else ParentBased(ALWAYS_ON),
-        resource=Resource.create(attributes),
+        sampler=sampling.sampler, resource=Resource.create(attributes), id_generator=sampling
     )
     processor: SpanProcessor = (
         BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
@@ -102,7 +126,7 @@ def enable(
     provider.add_span_processor(processor)
     if instrument_http:
         AioHttpClientInstrumentor().instrument(tracer_provider=provider)
-    tracing.install(provider.get_tracer(_SCOPE))
+    tracing.install(provider.get_tracer(_SCOPE), sampling)
     return Telemetry(provider, instrumented_http=instrument_http)
 
 

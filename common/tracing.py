@@ -18,20 +18,40 @@ benchmark) sets the tracer; from then on:
 * log lines carry ``trace_id`` and ``span_id`` (:func:`add_trace_ids`) and histograms take an
   exemplar (:func:`exemplar`).
 
+An unsampled trace costs little: when :func:`install` is given the provider's sampling
+(:class:`Sampling`, as :mod:`common.telemetry` does), a ``process`` span asks the sampler
+first and, when it says no, only puts a non-recording span context in place (so the events the
+handler publishes carry the trace, unsampled) without going through the SDK's span machinery;
+``publish`` and guarded calls inside an unsampled trace inject or keep that context and start
+no span. A sampled one goes through the SDK as before, with the trace id the sampler saw.
+
 Only the OpenTelemetry API is used here; the SDK is set up in :mod:`common.telemetry`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from common.bus import headers as h
@@ -39,6 +59,7 @@ from common.bus.message import HeaderValue, IncomingMessage, OutgoingMessage
 
 __all__ = [
     "SYSTEM",
+    "Sampling",
     "add_event",
     "add_trace_ids",
     "client_span",
@@ -53,15 +74,31 @@ __all__ = [
 SYSTEM = "rabbitmq"
 tracer: Tracer | None = None  # None: tracing is off and every hook is skipped by its caller
 
+
+class Sampling(Protocol):
+    """The provider's sampling, asked before a span is started (see the module's docstring)."""
+
+    def sampled(self, parent: Context, trace_id: int, name: str, kind: SpanKind) -> bool:
+        """Whether the provider's sampler records a span ``name`` in trace ``trace_id`` (a
+        span it drops is replaced by a non-recording one without the SDK)."""
+
+    def use_trace_id(self, trace_id: int) -> None:
+        """Make the next root span the provider starts take ``trace_id``."""
+
+
+_sampling: Sampling | None = None
+
 _PROPAGATOR = TraceContextTextMapPropagator()
 _CONTEXT_HEADERS = (h.TRACEPARENT, h.TRACESTATE)
 _REPLICA = ".replica."
 
 
-def install(new: Tracer | None) -> None:
-    """Turn tracing on with ``new`` (a tracer of a configured provider), or off with None."""
-    global tracer  # noqa: PLW0603 - the one switch every hook reads
+def install(new: Tracer | None, sampling: Sampling | None = None) -> None:
+    """Turn tracing on with ``new`` (a tracer of a configured provider), or off with None;
+    with ``sampling`` (the provider's), unsampled traces skip the SDK's span machinery."""
+    global tracer, _sampling  # noqa: PLW0603 - the one switch every hook reads
     tracer = new
+    _sampling = sampling if new is not None else None
 
 
 class _HeaderGetter(Getter[Mapping[str, HeaderValue]]):
@@ -139,6 +176,11 @@ async def publish(
     A context the message already carries (a retry copy, a release) is replaced by the new
     span's: a retry copy is published inside the failed delivery's ``process`` span, so its
     trace goes on; a release links to the dead message's trace by its origin header."""
+    if _in_unsampled_trace():  # the message carries the trace on, unsampled
+        headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
+        _PROPAGATOR.inject(headers)
+        await send(replace(message, headers=headers))
+        return
     destination = message.exchange or message.routing_key  # "" is the default exchange
     with _tracer().start_as_current_span(
         f"{destination} publish",
@@ -160,9 +202,19 @@ def process_span(message: IncomingMessage, worker: str) -> Iterator[Span]:
     # A replica's own queue is named after its instance: the span is named after the kind
     # (eventguard.<worker>.replica), so span names stay few; the attributes keep the queue.
     queue, replica, _ = message.queue.partition(_REPLICA)
+    name = f"{queue}{replica.rstrip('.')} process"
+    parent = _extract(headers) if h.TRACEPARENT in headers else Context()  # else: a root
+    unsampled = _unsampled(parent, name, SpanKind.CONSUMER)
+    if unsampled is not None:
+        token = otel_context.attach(trace.set_span_in_context(unsampled))
+        try:
+            yield unsampled
+        finally:
+            otel_context.detach(token)
+        return
     with _tracer().start_as_current_span(
-        f"{queue}{replica.rstrip('.')} process",
-        context=_extract(headers),
+        name,
+        context=parent,
         kind=SpanKind.CONSUMER,
         attributes=_sampling_attributes("process", "process", message.queue),
         links=_origin_links(headers),
@@ -181,6 +233,37 @@ def process_span(message: IncomingMessage, worker: str) -> Iterator[Span]:
         yield span
 
 
+def _unsampled(parent: Context, name: str, kind: SpanKind) -> Span | None:
+    """A non-recording span for a span the sampler would not record (None: start a real one,
+    the root's trace id already chosen for the provider). Without the provider's sampling,
+    always None: the SDK decides."""
+    sampling = _sampling
+    if sampling is None:
+        return None
+    above = trace.get_current_span(parent).get_span_context()
+    root = not above.is_valid
+    if root:
+        trace_id = random.getrandbits(128) or 1
+        flags, state = TraceFlags(TraceFlags.RANDOM_TRACE_ID), None
+    else:
+        trace_id, flags, state = above.trace_id, above.trace_flags, above.trace_state
+    if sampling.sampled(parent, trace_id, name, kind):
+        if root:
+            sampling.use_trace_id(trace_id)
+        return None
+    unsampled = TraceFlags(flags & ~TraceFlags.SAMPLED)
+    span_id = random.getrandbits(64) or 1
+    return NonRecordingSpan(SpanContext(trace_id, span_id, False, unsampled, state))
+
+
+def _in_unsampled_trace() -> bool:
+    """Whether the current span is a trace's, not recorded (its children would not be)."""
+    if _sampling is None:
+        return False
+    span = trace.get_current_span()
+    return span is not INVALID_SPAN and not span.is_recording()
+
+
 def record_fate(fate: str, **details: str | int | float) -> None:
     """Record a delivery's fate (ack, duplicate, retry, dead_letter, rejected) on the current
     ``process`` span as ``eventguard.outcome``; with ``details`` (a retry scheduled, a dead
@@ -196,6 +279,9 @@ def record_fate(fate: str, **details: str | int | float) -> None:
 @contextlib.contextmanager
 def client_span(dependency: str, breaker_state: str) -> Iterator[Span]:
     """The CLIENT span of one guarded call (all its attempts), named after the dependency."""
+    if _in_unsampled_trace():  # no span, and the call's own hooks see the unsampled one
+        yield trace.get_current_span()
+        return
     kind, _, target = dependency.partition(":")
     attributes: dict[str, Any] = {
         "eventguard.dependency": dependency,

@@ -167,12 +167,12 @@ async def test_a_release_links_to_the_dead_message_trace(spans: InMemorySpanExpo
 async def test_an_incoming_traceparent_is_the_parent(spans: InMemorySpanExporter) -> None:
     """A producer outside EventGuard that sets traceparent gets its trace continued."""
     async with run_workers([("relay", _factory)]) as harness:
-        saved = tracing.tracer
+        saved = tracing.tracer, tracing._sampling
         tracing.install(None)  # the producer does not trace: its header arrives untouched
         event = new_event("quarantine.requested", _request("ok"), source="test")
         parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         await harness.producer.publish(event, headers={h.TRACEPARENT: parent.encode()})
-        tracing.install(saved)  # before the delivery runs (no await in between)
+        tracing.install(*saved)  # before the delivery runs (no await in between)
         await harness.settle()
     (process,) = _named(spans, "eventguard.relay process")
     assert process.context is not None

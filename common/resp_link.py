@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 from redis._parsers.base import BaseParser
@@ -95,8 +95,7 @@ class _Protocol(asyncio.Protocol):
         self._waiting: deque[_Batch] = deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - a stream connection
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection
 
     def send(self, packed: bytes, count: int) -> asyncio.Future[list[Any]]:
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
@@ -238,12 +237,12 @@ class RespLink:
                 return protocol
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
-                    _, protocol = await self._open(_Protocol)
+                    _, opened = await self._open(_Protocol)
             except OSError as error:
                 raise RedisConnectionError(f"Redis link could not connect: {error}") from error
             except TimeoutError:
                 raise RedisConnectionError("Redis link: connect timed out") from None
-            assert isinstance(protocol, _Protocol)  # noqa: S101 - made by the factory above
+            protocol = cast(_Protocol, opened)  # made by the factory passed in
             if self._hello:
                 replies = await protocol.send(pack_commands(self._hello), len(self._hello))
                 refused = next((r for r in replies if isinstance(r, Exception)), None)

@@ -17,7 +17,7 @@ from common.testing import Harness, run_workers
 from schemas.envelope import new_event
 from tests.unit.bus.test_tracing import _factory, _named, _request
 
-PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"  # pragma: allowlist secret (a W3C example id)
 PARENT_SPAN = "00f067aa0ba902b7"
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import replace
 from typing import Any, Protocol
 
 from opentelemetry import context as otel_context
@@ -179,7 +178,7 @@ async def publish(
     if _in_unsampled_trace():  # the message carries the trace on, unsampled
         headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
         _PROPAGATOR.inject(headers)
-        await send(replace(message, headers=headers))
+        await send(message.with_headers(headers))
         return
     destination = message.exchange or message.routing_key  # "" is the default exchange
     with _tracer().start_as_current_span(
@@ -192,7 +191,7 @@ async def publish(
             _describe(span, message, {})
         headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
         _PROPAGATOR.inject(headers)
-        await send(replace(message, headers=headers))
+        await send(message.with_headers(headers))
 
 
 @contextlib.contextmanager

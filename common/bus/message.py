@@ -31,6 +31,26 @@ class OutgoingMessage:
     mandatory: bool = True
     content_encoding: str | None = None
 
+    def with_headers(self, headers: Mapping[str, HeaderValue]) -> OutgoingMessage:
+        """This message with ``headers`` instead of its own (half the cost of
+        ``dataclasses.replace``, on every traced publish)."""
+        return OutgoingMessage(
+            self.body,
+            self.routing_key,
+            self.exchange,
+            headers,
+            self.message_id,
+            self.type,
+            self.correlation_id,
+            self.reply_to,
+            self.user_id,
+            self.app_id,
+            self.timestamp,
+            self.content_type,
+            self.mandatory,
+            self.content_encoding,
+        )
+
 
 @dataclass(slots=True)
 class IncomingMessage:

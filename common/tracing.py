@@ -137,34 +137,32 @@ def _origin_links(headers: Mapping[str, HeaderValue]) -> list[Link]:
     return [Link(context, {"eventguard.link": "released_from"})]
 
 
-def _sampling_attributes(operation: str, kind: str, destination: str) -> dict[str, Any]:
-    """What a sampler sees when a span starts; the rest is set only on recorded spans, so an
-    unsampled message costs little more than its context."""
-    return {
+def _attributes(
+    message: IncomingMessage | OutgoingMessage,
+    operation: str,
+    kind: str,
+    destination: str,
+    extra: Mapping[str, str | int | bool] | None = None,
+) -> dict[str, Any]:
+    """A message span's attributes, all given at its start (one pass through the SDK's
+    attribute checks; an unsampled span never gets here when the sampling is known)."""
+    attributes: dict[str, Any] = {
         "messaging.system": SYSTEM,
         "messaging.operation.name": operation,
         "messaging.operation.type": kind,
         "messaging.destination.name": destination,
-    }
-
-
-def _describe(
-    span: Span,
-    message: IncomingMessage | OutgoingMessage,
-    extra: Mapping[str, str | int | bool],
-) -> None:
-    attributes: dict[str, str | int | bool] = {
         "messaging.rabbitmq.destination.routing_key": message.routing_key,
         "messaging.message.body.size": len(message.body),
-        **extra,
     }
+    if extra:
+        attributes.update(extra)
     if message.message_id:
         attributes["messaging.message.id"] = message.message_id
     if message.correlation_id:
         attributes["messaging.message.conversation_id"] = message.correlation_id
     if message.type:
         attributes["eventguard.event.type"] = message.type
-    span.set_attributes(attributes)
+    return attributes
 
 
 async def publish(
@@ -184,11 +182,9 @@ async def publish(
     with _tracer().start_as_current_span(
         f"{destination} publish",
         kind=SpanKind.PRODUCER,
-        attributes=_sampling_attributes("publish", "send", destination),
+        attributes=_attributes(message, "publish", "send", destination),
         links=_origin_links(message.headers),
-    ) as span:
-        if span.is_recording():
-            _describe(span, message, {})
+    ):
         headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
         _PROPAGATOR.inject(headers)
         await send(message.with_headers(headers))
@@ -211,24 +207,22 @@ def process_span(message: IncomingMessage, worker: str) -> Iterator[Span]:
         finally:
             otel_context.detach(token)
         return
+    extra: dict[str, str | int | bool] = {
+        "messaging.consumer.group.name": message.queue,
+        "eventguard.worker": worker,
+    }
+    attempt = headers.get(h.ATTEMPT)
+    if isinstance(attempt, int):
+        extra["eventguard.attempt"] = attempt
+    if message.redelivered:
+        extra["eventguard.redelivered"] = True
     with _tracer().start_as_current_span(
         name,
         context=parent,
         kind=SpanKind.CONSUMER,
-        attributes=_sampling_attributes("process", "process", message.queue),
+        attributes=_attributes(message, "process", "process", message.queue, extra),
         links=_origin_links(headers),
     ) as span:
-        if span.is_recording():
-            extra: dict[str, str | int | bool] = {
-                "messaging.consumer.group.name": message.queue,
-                "eventguard.worker": worker,
-            }
-            attempt = headers.get(h.ATTEMPT)
-            if isinstance(attempt, int):
-                extra["eventguard.attempt"] = attempt
-            if message.redelivered:
-                extra["eventguard.redelivered"] = True
-            _describe(span, message, extra)
         yield span
 
 

@@ -9,8 +9,9 @@ the peers live in bench/runtime_peers.py, every contender is one entry of CONTEN
   taskiq           Taskiq's worker over taskiq-aio-pika, a task typed with that model
   eventguard       EventGuard's AmqpBroker + Pipeline, no idempotency
   eventguard_idem  the same with the Redis idempotency claim (claim, then done before the ack)
-  eventguard_idem_traced(_10pct)  the same, tracing on: every trace sampled (or one in ten),
-                   spans encoded as the OTLP exporter would, then dropped (no network)
+  eventguard_idem_traced(_10pct, _1pct)  the same, tracing on: every trace sampled (or one in
+                   ten, one in a hundred: TraceIdRatioBased, each message a new trace), spans
+                   encoded as the OTLP exporter would, then dropped (no network)
 
 publish (N events through a topic exchange into a quorum queue, W in flight):
   raw         aio-pika, publisher confirms, mandatory, pipelined (each awaits its confirm)
@@ -283,6 +284,7 @@ CONTENDERS = [
     ),
     Contender("eventguard_idem_traced", lambda q, n, p, infra: consume_traced(q, n, p, 1.0)),
     Contender("eventguard_idem_traced_10pct", lambda q, n, p, infra: consume_traced(q, n, p, 0.1)),
+    Contender("eventguard_idem_traced_1pct", lambda q, n, p, infra: consume_traced(q, n, p, 0.01)),
 ]
 # (key, numerator, denominator, target or None): ratios of the best rounds' rates.
 RATIOS = [
@@ -295,6 +297,12 @@ RATIOS = [
     (
         "ratio_traced_10pct_vs_untraced",
         "consume_eventguard_idem_traced_10pct",
+        "consume_eventguard_idem",
+        0.9,
+    ),
+    (
+        "ratio_traced_1pct_vs_untraced",
+        "consume_eventguard_idem_traced_1pct",
         "consume_eventguard_idem",
         0.9,
     ),

@@ -18,7 +18,9 @@ on the one ``SET ... GET`` the claim makes anyway: no extra round trip, 17 bytes
 Markers written before digests existed (``done``, ``outbox:[...]``) match any body.
 
 A failed or dead-lettered attempt deletes the claim (only if it still holds it, by its token),
-so a retry or a quarantine release runs.
+so a retry or a quarantine release runs. A claim whose reply was lost (the connection died
+while reading it) is retried by the guard with the same token: finding its own token, it is
+new, not busy (the event would otherwise wait out a whole lease).
 """
 
 from __future__ import annotations
@@ -131,8 +133,8 @@ class Idempotency:
         previous: Any = await self._redis.execute(
             "SET", key, token, "NX", "PX", self._lease_ms, "GET"
         )
-        if previous is None:
-            self._tokens[event_id] = token
+        if previous is None or previous == token:  # ours: the guard's retry of a batch whose
+            self._tokens[event_id] = token  # first write landed but whose reply was lost
             return Claim(ClaimState.NEW)
         if not isinstance(previous, bytes) or previous == _PROCESSING:
             return Claim(ClaimState.BUSY)

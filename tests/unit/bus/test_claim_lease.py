@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import fakeredis
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from common.bus.idempotency import ClaimLost, ClaimState, Idempotency
+from common.reliability.guard import Guards
 from common.store import Store
+
+T = TypeVar("T")
 
 
 def _idempotency(redis: fakeredis.FakeAsyncRedis, lease_s: float = 1.0) -> Idempotency:
@@ -67,3 +74,36 @@ async def test_hold_keeps_a_long_handler_claimed() -> None:
     assert isinstance(value, bytes)
     assert value.startswith(b"processing:")
     assert await idem.renew("e1")
+
+
+class _LostReply(Store):
+    """Runs the first guarded operation, then loses its reply (as a connection dying while
+    the replies are read does): the guard retries it."""
+
+    lost = False
+
+    async def execute(self, op: Callable[[Redis], Awaitable[T]]) -> T:
+        async def lossy(client: Redis) -> T:
+            result = await op(client)
+            if not self.lost:
+                self.lost = True
+                raise RedisConnectionError("connection lost while reading the replies")
+            return result
+
+        return await super().execute(lossy)
+
+
+async def test_a_claim_retried_after_its_reply_was_lost_is_still_ours() -> None:
+    """The guard retries the batch with the same token: the claim it finds is its own, so the
+    handler runs now instead of the event waiting out its lease as if another holder had it."""
+    redis = fakeredis.FakeAsyncRedis()
+    guards = Guards()
+    guards.instant()
+    store = _LostReply(redis, prefix="t:", guard=guards.guard("redis"))
+    idem = Idempotency(store, worker="w", lease_s=30, done_ttl_s=60)
+    assert (await idem.claim("e1")).state is ClaimState.NEW
+    assert store.lost
+    value = await redis.get("t:idem:w:e1")
+    assert isinstance(value, bytes)
+    assert value.startswith(b"processing:")
+    assert (await idem.claim("e1")).state is ClaimState.BUSY  # another claim is another holder

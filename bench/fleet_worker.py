@@ -29,13 +29,16 @@ async def _noop(_event: Envelope[Any]) -> Emit:
 
 
 def noop_worker(name: str, types: list[str]) -> ServiceFactory:
-    """A service named ``name`` consuming ``types`` (its real bindings) with noop handlers."""
+    """A service named ``name`` consuming ``types`` (its real bindings) with noop handlers;
+    the types every worker handles itself (``BaseService``'s, such as the quarantine entries
+    that block a producer) keep their real handlers."""
 
     def create(ctx: WorkerContext) -> Service:
         service = BaseService(ctx)
         service.name = name
         for event_type in types:
-            service.router.add(payload_model(event_type), _noop)
+            if event_type not in service.router.routes:
+                service.router.add(payload_model(event_type), _noop)
         return service
 
     return create

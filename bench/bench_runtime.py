@@ -49,7 +49,7 @@ from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from pamqp import commands as spec
 from prometheus_client import CollectorRegistry
 
-from bench.bench_tracing import EncodingExporter
+from bench.bench_tracing import KEEP_EVERY_SPAN, EncodingExporter
 from bench.runtime_peers import (
     AMQP_URL,
     EVENT_TYPE,
@@ -155,7 +155,8 @@ class Infra:
 
 async def consume_traced(queue: str, n: int, prefetch: int, ratio: float) -> Window:
     """The idempotent pipeline with tracing on, sampling ``ratio`` of the (new) traces."""
-    with telemetry.enabled(EncodingExporter(), sampler=TraceIdRatioBased(ratio)):
+    sampler = TraceIdRatioBased(ratio)
+    with telemetry.enabled(EncodingExporter(), sampler=sampler, max_queue_size=KEEP_EVERY_SPAN):
         return await consume_eventguard(queue, n, prefetch, idempotent=True)
 
 

@@ -244,7 +244,11 @@ class RespLink:
                 raise RedisConnectionError("Redis link: connect timed out") from None
             protocol = cast(_Protocol, opened)  # made by the factory passed in
             if self._hello:
-                replies = await protocol.send(pack_commands(self._hello), len(self._hello))
+                try:  # cut short (the guard's timeout) or refused: the socket is closed
+                    replies = await protocol.send(pack_commands(self._hello), len(self._hello))
+                except BaseException:
+                    protocol.abort(RedisConnectionError("the link's AUTH/SELECT did not finish"))
+                    raise
                 refused = next((r for r in replies if isinstance(r, Exception)), None)
                 if refused is not None:  # the server's words, never the credential
                     protocol.abort(RedisConnectionError("Redis refused the link"))

@@ -110,9 +110,11 @@ def enable(
     instance: str = "",
     batch: bool = True,
     instrument_http: bool = True,
+    max_queue_size: int | None = None,
 ) -> Telemetry:
     """Turn tracing on in this process, exporting to ``exporter`` (tests, benchmarks, and
-    :func:`from_environment`). ``batch`` False exports each span as it ends (tests)."""
+    :func:`from_environment`). ``batch`` False exports each span as it ends (tests);
+    ``max_queue_size`` replaces the batch processor's (``OTEL_BSP_MAX_QUEUE_SIZE``, 2,048)."""
     attributes = {"service.name": service_name}
     if instance:
         attributes["service.instance.id"] = instance
@@ -121,7 +123,9 @@ def enable(
         sampler=sampling.sampler, resource=Resource.create(attributes), id_generator=sampling
     )
     processor: SpanProcessor = (
-        BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        BatchSpanProcessor(exporter, max_queue_size=max_queue_size)
+        if batch
+        else SimpleSpanProcessor(exporter)
     )
     provider.add_span_processor(processor)
     if instrument_http:
@@ -137,11 +141,16 @@ def enabled(
     sampler: Sampler | None = None,
     service_name: str = "eventguard",
     instrument_http: bool = False,
+    max_queue_size: int | None = None,
 ) -> Iterator[Telemetry]:
     """Tracing on for the block, exporting to ``exporter`` (benchmarks: the traced contender);
     flushed and off again after it."""
     telemetry = enable(
-        exporter, sampler=sampler, service_name=service_name, instrument_http=instrument_http
+        exporter,
+        sampler=sampler,
+        service_name=service_name,
+        instrument_http=instrument_http,
+        max_queue_size=max_queue_size,
     )
     try:
         yield telemetry

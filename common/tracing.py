@@ -174,9 +174,7 @@ async def publish(
     span's: a retry copy is published inside the failed delivery's ``process`` span, so its
     trace goes on; a release links to the dead message's trace by its origin header."""
     if _in_unsampled_trace():  # the message carries the trace on, unsampled
-        headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
-        _PROPAGATOR.inject(headers)
-        await send(message.with_headers(headers))
+        await send(_with_current_context(message))
         return
     destination = message.exchange or message.routing_key  # "" is the default exchange
     with _tracer().start_as_current_span(
@@ -185,9 +183,14 @@ async def publish(
         attributes=_attributes(message, "publish", "send", destination),
         links=_origin_links(message.headers),
     ):
-        headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
-        _PROPAGATOR.inject(headers)
-        await send(message.with_headers(headers))
+        await send(_with_current_context(message))
+
+
+def _with_current_context(message: OutgoingMessage) -> OutgoingMessage:
+    """``message`` carrying the current span's context in place of any it had."""
+    headers = {k: v for k, v in message.headers.items() if k not in _CONTEXT_HEADERS}
+    _PROPAGATOR.inject(headers)
+    return message.with_headers(headers)
 
 
 @contextlib.contextmanager

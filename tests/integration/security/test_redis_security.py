@@ -17,7 +17,7 @@ import pytest
 
 from common.config import Settings
 from common.security import cli as security_cli
-from common.security.apikeys import ApiKeyStore
+from common.security.apikeys import API_KEY_PREFIX, ApiKeyStore
 from common.security.keys import demo_settings
 from common.security.sessions import SessionStore
 from common.security.tokens import TokenError, TokenService
@@ -93,7 +93,8 @@ async def test_apikey_cli_create_list_revoke(
     assert await listing.func(listing, settings) == 0
     listed = capsys.readouterr().out
     assert facts["key_id"] in listed
-    assert key.rsplit("_", 1)[1] not in listed
+    secret = key.removeprefix(API_KEY_PREFIX).partition("_")[2]  # the secret may hold "_"
+    assert secret not in listed
     row = json.loads(listed.strip().splitlines()[0])
     created = datetime.fromisoformat(row["created_at"])  # ISO 8601 UTC, not epoch seconds
     assert created.utcoffset() == timedelta(0)
